@@ -1,0 +1,143 @@
+"""`batchml doctor`: can this machine run batchml, and how will it run it?"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from batchml.lib.config import ResolvedConfig
+from batchml.lib.delta.backend import session_backend
+from batchml.lib.errors import BatchmlError, EnvironmentProblem, first_line
+from batchml.lib.runtime import java_info, machine_memory_bytes, memory_bytes, package_version
+
+PACKAGES = ("batchml", "pyspark", "delta-spark", "deltalake", "pyarrow", "pandas")
+MEMORY_WARN_FRACTION = 0.75
+
+
+@dataclass
+class Check:
+    """One line of the doctor's report."""
+
+    name: str
+    status: str  # ok | warn | fail
+    detail: str
+
+
+@dataclass
+class DoctorReport:
+    """Everything the doctor found; `ok` is false when any check failed."""
+
+    checks: list[Check] = field(default_factory=list)
+    facts: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(check.status != "fail" for check in self.checks)
+
+    def failure(self) -> Check | None:
+        return next((check for check in self.checks if check.status == "fail"), None)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"ok": self.ok, "checks": [asdict(c) for c in self.checks], "facts": self.facts}
+
+
+def run(cfg: ResolvedConfig, start_spark: Callable[[], SparkSession]) -> DoctorReport:
+    """Check Java, libraries, memory, the lakehouse root, Spark and the Delta backend.
+
+    Spark is started (through `start_spark`) only when Java passed its check.
+    """
+    settings = cfg.settings
+    report = DoctorReport()
+    report.facts["python"] = f"{sys.version.split()[0]} ({sys.executable})"
+    report.facts["env"] = cfg.env
+    report.facts["config_layers"] = list(cfg.layers)
+    for name in PACKAGES:
+        report.facts[f"{name}_version"] = package_version(name)
+
+    java_ok = _check_java(report)
+    _check_memory(report, settings.spark.driver_memory)
+    _check_lakehouse(report, settings.lakehouse.root)
+    if java_ok:
+        _check_spark(report, start_spark, settings.delta.backend)
+    else:
+        report.checks.append(Check("spark", "fail", "not started: Java check failed"))
+    return report
+
+
+def _check_java(report: DoctorReport) -> bool:
+    try:
+        java = java_info()
+    except EnvironmentProblem as exc:
+        report.checks.append(Check("java", "fail", str(exc)))
+        return False
+    report.facts["java_path"] = java.path
+    report.facts["java_version"] = java.version
+    report.checks.append(Check("java", "ok", f"Java {java.version} at {java.path}"))
+    return True
+
+
+def _check_memory(report: DoctorReport, driver_memory: str) -> None:
+    driver = memory_bytes(driver_memory)
+    machine = machine_memory_bytes()
+    report.facts["driver_memory_bytes"] = driver
+    report.facts["machine_memory_bytes"] = machine
+    detail = f"driver memory {driver_memory} of {machine / 1024**3:.1f} GiB on this machine"
+    if driver > machine:
+        report.checks.append(Check("memory", "fail", f"{detail}: more than the machine has"))
+    elif driver > MEMORY_WARN_FRACTION * machine:
+        report.checks.append(Check("memory", "warn", f"{detail}: leaves little for the OS"))
+    else:
+        report.checks.append(Check("memory", "ok", detail))
+
+
+def _check_lakehouse(report: DoctorReport, root: str) -> None:
+    if "://" in root:
+        report.checks.append(Check("lakehouse", "ok", f"{root} (remote: not checked)"))
+        return
+    path = Path(root).expanduser().resolve()
+    report.facts["lakehouse_root"] = str(path)
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        report.checks.append(Check("lakehouse", "fail", f"{path}: {probe} is not a directory"))
+        return
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".batchml-doctor-"):
+            pass
+    except OSError as exc:
+        report.checks.append(Check("lakehouse", "fail", f"{path} is not writable: {exc}"))
+        return
+    state = "exists" if probe == path else f"will be created under {probe}"
+    report.checks.append(Check("lakehouse", "ok", f"{path} is writable ({state})"))
+
+
+def _check_spark(
+    report: DoctorReport, start_spark: Callable[[], SparkSession], backend_setting: str
+) -> None:
+    try:
+        spark = start_spark()
+    except BatchmlError as exc:
+        report.checks.append(Check("spark", "fail", str(exc)))
+        return
+    report.facts["spark_version"] = spark.version
+    report.facts["spark_master"] = spark.sparkContext.master
+    report.facts["default_parallelism"] = spark.sparkContext.defaultParallelism
+    report.checks.append(
+        Check("spark", "ok", f"Spark {spark.version} on {spark.sparkContext.master}")
+    )
+    report.facts["pyspark_python"] = os.environ.get("PYSPARK_PYTHON")
+    try:
+        choice = session_backend(spark, backend_setting)
+    except EnvironmentProblem as exc:
+        report.checks.append(Check("delta_backend", "fail", first_line(exc)))
+        return
+    report.facts["delta_backend"] = choice.name
+    report.facts["delta_connector_loadable"] = choice.connector_loadable
+    report.checks.append(Check("delta_backend", "ok", f"{choice.name} ({choice.reason})"))

@@ -1,0 +1,64 @@
+"""One logging format for every batchml module: text for people, JSON lines for schedulers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+NOISY_LOGGERS = ("py4j", "py4j.clientserver", "py4j.java_gateway")
+
+
+class JsonLineFormatter(logging.Formatter):
+    """A log record as one JSON object per line; `extra={...}` fields are kept."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                payload[key] = value
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """`time level logger: message key=value ...` on one line."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = {
+            k: v
+            for k, v in vars(record).items()
+            if k not in _STANDARD_ATTRS and not k.startswith("_")
+        }
+        if extras:
+            line += " " + " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in extras.items())
+        return line
+
+
+def configure_logging(level: str = "INFO", fmt: str = "text", verbose: bool = False) -> None:
+    """Route the `batchml` loggers to stderr in one format; quiet py4j unless verbose."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLineFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger("batchml")
+    root.handlers[:] = [handler]
+    root.setLevel("DEBUG" if verbose else level)
+    root.propagate = False
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A logger under the `batchml` hierarchy, e.g. `get_logger(__name__)`."""
+    return logging.getLogger(name if name.startswith("batchml") else f"batchml.{name}")

@@ -1,0 +1,82 @@
+"""The typed shape of batchml's configuration.
+
+Every section forbids unknown keys and every value is checked strictly (no silent
+string-to-number coercion), so a typo or a wrong type in a TOML file is an error
+that names the key. `lib/config.py` loads and merges the layers into these models.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MEMORY_PATTERN = re.compile(r"^\d+[kmgt]?$", re.IGNORECASE)
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, types are strict."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SparkSettings(Section):
+    """How the entrypoint builds the one SparkSession of a run."""
+
+    master: str = "local[*]"
+    app_name: str = "batchml"
+    driver_memory: str = "2g"
+    shuffle_partitions: Annotated[int, Field(ge=1)] = 8
+    ui: bool = False
+    checkpoint_dir: str | None = None
+    log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "ERROR"
+    conf: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("driver_memory")
+    @classmethod
+    def _memory_size(cls, value: str) -> str:
+        if not MEMORY_PATTERN.match(value):
+            raise ValueError("a JVM memory size such as '2g' or '512m'")
+        return value.lower()
+
+
+class DeltaSettings(Section):
+    """Which Delta Lake backend reads and writes tables."""
+
+    backend: Literal["auto", "connector", "embedded"] = "auto"
+
+
+class LakehouseSettings(Section):
+    """Where tables, models and checkpoints live."""
+
+    root: str = "./lakehouse"
+
+
+class LoggingSettings(Section):
+    """Python logging for every batchml module."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class Settings(Section):
+    """The whole resolved configuration of one run."""
+
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    delta: DeltaSettings = Field(default_factory=DeltaSettings)
+    lakehouse: LakehouseSettings = Field(default_factory=LakehouseSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+
+def known_keys(model: type[BaseModel] = Settings, prefix: str = "") -> list[str]:
+    """Every dotted key the model accepts (dict-valued fields end the walk)."""
+    keys: list[str] = []
+    for name, field in model.model_fields.items():
+        dotted = f"{prefix}{name}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys.extend(known_keys(annotation, f"{dotted}."))
+        else:
+            keys.append(dotted)
+    return keys

@@ -1,0 +1,128 @@
+"""The one SparkSession of a run, built by the entrypoint from config.
+
+Nothing else in lib/ builds a session: jobs receive it as an argument.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from batchml.lib.errors import EnvironmentProblem, first_line
+from batchml.lib.logs import get_logger
+from batchml.lib.runtime import java_info
+from batchml.lib.settings import Settings
+
+log = get_logger(__name__)
+
+QUIET_LOG4J = Path(__file__).resolve().parent / "log4j2-quiet.properties"
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+DELTA_PROBE_CLASS = "org.apache.spark.sql.delta.DeltaLog"
+
+
+def local_or_uri(path: str) -> str:
+    """An absolute local path, or the URI unchanged when it has a scheme (s3a://, abfss://)."""
+    if "://" in path or path.startswith("file:"):
+        return path
+    return str(Path(path).expanduser().resolve())
+
+
+def checkpoint_dir(settings: Settings) -> str:
+    """Where MLlib checkpoints go: the configured dir, else `<lakehouse>/_checkpoints`."""
+    configured = settings.spark.checkpoint_dir
+    root = settings.lakehouse.root.rstrip("/")
+    return local_or_uri(configured or f"{root}/_checkpoints")
+
+
+def session_conf(settings: Settings, *, verbose: bool = False) -> dict[str, str]:
+    """Every Spark setting batchml sets, user pass-through settings last."""
+    spark = settings.spark
+    java_options = ["-Duser.timezone=UTC"]
+    if not verbose:
+        java_options.append(f"-Dlog4j2.configurationFile=file:{QUIET_LOG4J}")
+    conf = {
+        "spark.app.name": spark.app_name,
+        "spark.driver.memory": spark.driver_memory,
+        "spark.sql.shuffle.partitions": str(spark.shuffle_partitions),
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
+        "spark.ui.enabled": str(spark.ui).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.extraJavaOptions": " ".join(java_options),
+        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+    }
+    if spark.master:
+        conf["spark.master"] = spark.master
+    for key, value in spark.conf.items():
+        value = str(value).lower() if isinstance(value, bool) else str(value)
+        if key.endswith("extraJavaOptions") and key in conf:
+            value = f"{conf[key]} {value}"
+        conf[key] = value
+    if settings.delta.backend == "connector" or (
+        settings.delta.backend == "auto" and _connector_hinted(conf)
+    ):
+        conf.setdefault("spark.sql.extensions", DELTA_EXTENSION)
+        conf.setdefault("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
+    return conf
+
+
+def build_session(settings: Settings, *, verbose: bool = False) -> SparkSession:
+    """Build (or join) the run's SparkSession.
+
+    Raises:
+        EnvironmentProblem: Java is missing or too old, or the JVM does not start.
+    """
+    java_info()  # a clear one-line error instead of "Java gateway process exited"
+    # Executors run Python too (xgboost.spark, pandas functions): the project's interpreter.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if settings.spark.master.startswith("local"):
+        # Local mode talks to itself only; this also stops Spark's hostname warning.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = SparkSession.builder
+    for key, value in session_conf(settings, verbose=verbose).items():
+        builder = builder.config(key, value)
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # the JVM failing to start surfaces as many exception types
+        raise EnvironmentProblem(f"Spark did not start: {first_line(exc)}") from exc
+    spark.sparkContext.setLogLevel("WARN" if verbose else settings.spark.log_level)
+    try:
+        spark.sparkContext.setCheckpointDir(checkpoint_dir(settings))
+    except Exception as exc:  # a py4j error carrying Hadoop's IOException
+        raise EnvironmentProblem(
+            f"checkpoint dir {checkpoint_dir(settings)} cannot be created: {first_line(exc)}"
+        ) from exc
+    log.debug("spark session ready", extra={"master": spark.sparkContext.master})
+    return spark
+
+
+def connector_loadable(spark: SparkSession) -> bool:
+    """Whether Delta Lake's Spark connector classes can be loaded in this session."""
+    try:
+        utils = spark.sparkContext._jvm.org.apache.spark.util.Utils
+        return bool(utils.classIsLoadable(DELTA_PROBE_CLASS))
+    except Exception:  # Spark Connect or a JVM without the class loader API
+        return False
+
+
+def _connector_hinted(conf: dict[str, str]) -> bool:
+    """Whether the connector jar is being put on the classpath, judged before the JVM starts."""
+    for key in ("spark.jars.packages", "spark.jars"):
+        if "delta-spark" in conf.get(key, "") or "io.delta" in conf.get(key, ""):
+            return True
+    spark_home = os.environ.get("SPARK_HOME")
+    homes = [Path(spark_home)] if spark_home else []
+    try:
+        import pyspark
+
+        homes.append(Path(pyspark.__file__).parent)
+    except ImportError:  # pragma: no cover - pyspark is a dependency
+        pass
+    return any(any((home / "jars").glob("delta-spark*.jar")) for home in homes)

@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from batchml.lib.config import REDACTED, load_config, parse_override
+from batchml.lib.errors import ConfigError
+
+
+@pytest.fixture
+def conf_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    (folder / "base.toml").write_text(
+        '[spark]\nmaster = "local[*]"\napp_name = "base-app"\nshuffle_partitions = 8\n'
+        '[lakehouse]\nroot = "/base"\n'
+    )
+    (folder / "local.toml").write_text('[spark]\napp_name = "local-app"\n')
+    (folder / "prod.toml").write_text('[spark]\napp_name = "prod-app"\nshuffle_partitions = 64\n')
+    return folder
+
+
+def load(conf_dir: Path, **kwargs):
+    kwargs.setdefault("environ", {})
+    return load_config(conf_dir=conf_dir, **kwargs)
+
+
+def test_layers_merge_in_order_and_remember_their_source(conf_dir: Path, tmp_path: Path) -> None:
+    user = tmp_path / "mine.toml"
+    user.write_text('[spark]\nshuffle_partitions = 16\ndriver_memory = "6G"\n')
+    cfg = load(conf_dir, env="prod", conf_file=user, overrides=["spark.driver_memory=3g"])
+
+    spark = cfg.settings.spark
+    assert (spark.master, spark.app_name, spark.shuffle_partitions) == ("local[*]", "prod-app", 16)
+    assert spark.driver_memory == "3g"
+    assert cfg.sources["spark.master"].endswith("base.toml")
+    assert cfg.sources["spark.app_name"].endswith("prod.toml")
+    assert cfg.sources["spark.shuffle_partitions"].endswith("mine.toml")
+    assert cfg.sources["spark.driver_memory"] == "--set"
+    assert cfg.env == "prod"
+    assert cfg.layers[-1] == "--set"
+
+
+def test_env_comes_from_batchml_env_then_defaults_to_local(conf_dir: Path) -> None:
+    assert load(conf_dir, environ={"BATCHML_ENV": "prod"}).settings.spark.app_name == "prod-app"
+    assert load(conf_dir).env == "local"
+    assert load(conf_dir, env="prod", environ={"BATCHML_ENV": "local"}).env == "prod"
+
+
+def test_set_values_are_toml_scalars_else_strings(conf_dir: Path) -> None:
+    cfg = load(
+        conf_dir,
+        overrides=[
+            "spark.shuffle_partitions=3",
+            "spark.ui=true",
+            "spark.master=local[2]",
+            'spark.conf."spark.sql.files.maxPartitionBytes"=64m',
+            'spark.conf."spark.speculation"=false',
+        ],
+    )
+    spark = cfg.settings.spark
+    assert (spark.shuffle_partitions, spark.ui, spark.master) == (3, True, "local[2]")
+    assert spark.conf == {"spark.sql.files.maxPartitionBytes": "64m", "spark.speculation": False}
+
+
+def test_parse_override_splits_quoted_key_parts() -> None:
+    assert parse_override('spark.conf."a.b"= 1') == (("spark", "conf", "a.b"), 1)
+    assert parse_override("x=a=b") == (("x",), "a=b")
+
+
+def test_shipped_conf_files_are_valid_for_every_env() -> None:
+    for env in ("local", "cluster"):
+        assert load_config(env=env, environ={}).env == env
+    assert load_config(env="cluster", environ={}).settings.spark.master == ""
+
+
+def test_env_references_are_resolved_and_redacted(conf_dir: Path, tmp_path: Path) -> None:
+    user = tmp_path / "creds.toml"
+    user.write_text(
+        '[spark.conf]\n"spark.hadoop.fs.s3a.access.key" = "${env:S3_KEY}"\n'
+        '"spark.hadoop.fs.s3a.endpoint" = "${env:S3_ENDPOINT:-http://localhost:9000}"\n'
+        '"spark.hadoop.fs.s3a.secret.key" = "plain-but-secret"\n'
+    )
+    cfg = load(conf_dir, conf_file=user, environ={"S3_KEY": "AKIA123"})
+
+    conf = cfg.settings.spark.conf
+    assert conf["spark.hadoop.fs.s3a.access.key"] == "AKIA123"
+    assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://localhost:9000"
+    shown = cfg.redacted()["spark"]["conf"]
+    assert shown["spark.hadoop.fs.s3a.access.key"] == REDACTED
+    assert shown["spark.hadoop.fs.s3a.endpoint"] == REDACTED
+    assert shown["spark.hadoop.fs.s3a.secret.key"] == REDACTED
+    assert "AKIA123" not in str(cfg.redacted())
+
+
+def test_config_hash_changes_with_values_only(conf_dir: Path) -> None:
+    first = load(conf_dir).config_hash()
+    assert load(conf_dir).config_hash() == first
+    assert load(conf_dir, overrides=["spark.shuffle_partitions=9"]).config_hash() != first
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"conf_file": Path("/nonexistent/mine.toml")},
+            "config file /nonexistent/mine.toml does not exist",
+        ),
+        ({"env": "staging"}, "unknown env 'staging': there is no "),
+        ({"overrides": ["spark.master"]}, "--set 'spark.master': expected dotted.key=value"),
+        ({"overrides": ["=3"]}, "--set '=3': '' is not a dotted key"),
+        (
+            {"overrides": ["spark.shuffle_partitons=3"]},
+            "--set: unknown key 'spark.shuffle_partitons' "
+            "(did you mean 'spark.shuffle_partitions'?)",
+        ),
+        (
+            {"overrides": ['spark.shuffle_partitions="many"']},
+            "--set: spark.shuffle_partitions: expected a valid integer, found 'many' (str)",
+        ),
+        (
+            {"overrides": ["spark.shuffle_partitions=0"]},
+            "--set: spark.shuffle_partitions: expected greater than or equal to 1, found 0 (int)",
+        ),
+        (
+            {"overrides": ["spark.driver_memory=lots"]},
+            "spark.driver_memory: expected a JVM memory size such as '2g' or '512m'",
+        ),
+        (
+            {"overrides": ["delta.backend=spark"]},
+            "--set: delta.backend: expected 'auto', 'connector' or 'embedded', found 'spark'",
+        ),
+        (
+            {"overrides": ["driver_memory=3g"]},
+            "unknown key 'driver_memory' (did you mean 'spark.driver_memory'?)",
+        ),
+        (
+            {"overrides": ['lakehouse.root="${env:LAKE_ROOT}"']},
+            "--set: lakehouse.root references environment variable LAKE_ROOT, which is not set",
+        ),
+    ],
+)
+def test_bad_config_is_one_line_naming_source_and_key(conf_dir: Path, kwargs, message) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(conf_dir, **kwargs)
+    text = str(caught.value)
+    assert message in text
+    assert "\n" not in text
+
+
+def test_unknown_key_in_a_file_names_the_file(conf_dir: Path, tmp_path: Path) -> None:
+    user = tmp_path / "mine.toml"
+    user.write_text('[spark]\nmaster = "local[1]"\n\n[lakehous]\nroot = "/x"\n')
+    with pytest.raises(
+        ConfigError, match=r"mine\.toml: unknown key 'lakehous' \(did you mean 'lakehouse'"
+    ):
+        load(conf_dir, conf_file=user)
+
+
+def test_wrong_type_in_a_file_names_file_key_expected_and_found(
+    conf_dir: Path, tmp_path: Path
+) -> None:
+    user = tmp_path / "mine.toml"
+    user.write_text('[spark]\nui = "yes"\n')
+    with pytest.raises(ConfigError) as caught:
+        load(conf_dir, conf_file=user)
+    assert str(caught.value) == (f"{user}: spark.ui: expected a valid boolean, found 'yes' (str)")
+
+
+def test_invalid_toml_reports_the_line(conf_dir: Path, tmp_path: Path) -> None:
+    user = tmp_path / "broken.toml"
+    user.write_text('[spark]\nmaster = "local[1]"\napp_name = \n')
+    with pytest.raises(ConfigError, match=r"broken\.toml is not valid TOML: .*line 3"):
+        load(conf_dir, conf_file=user)
