@@ -8,7 +8,8 @@ import sys
 from datetime import UTC, datetime
 
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-NOISY_LOGGERS = ("py4j", "py4j.clientserver", "py4j.java_gateway")
+# py4j's chatter, and PySpark's logger that repeats every analysis error with its JVM stack
+NOISY_LOGGERS = ("py4j", "py4j.clientserver", "py4j.java_gateway", "DataFrameQueryContextLogger")
 
 
 class JsonLineFormatter(logging.Formatter):
@@ -56,7 +57,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text", verbose: bool = Fa
     root.setLevel("DEBUG" if verbose else level)
     root.propagate = False
     for name in NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.CRITICAL)
 
 
 def get_logger(name: str) -> logging.Logger:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,10 @@ def spark(session_overrides: list[str]) -> SparkSession:
     session = build_session(cfg.settings)
     yield session
     session.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Spark hands timestamps to Python in the process's local zone: make that UTC,
+    # like the session, so collected values compare with other readers.
+    os.environ["TZ"] = "UTC"
+    time.tzset()

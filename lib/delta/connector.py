@@ -1,0 +1,165 @@
+"""The connector Delta backend: Delta Lake's own Spark connector (clusters that have the jar).
+
+Kept thin on purpose: Delta's connector already does versioned reads, `replaceWhere`,
+idempotent writes (`txnAppId`/`txnVersion`) and schema merging. What this class adds
+is the same API as the embedded backend and errors a user can act on.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, SparkSession
+
+from batchml.lib.delta.api import (
+    WRITE_MODES,
+    TableRead,
+    VacuumResult,
+    WriteMode,
+    WriteResult,
+    WriteToken,
+)
+from batchml.lib.errors import InputError, first_line
+
+
+def read_options(version: int | None, timestamp: datetime | None) -> dict[str, str]:
+    """DataFrameReader options for time travel."""
+    if version is not None and timestamp is not None:
+        raise InputError("give a version or a timestamp, not both")
+    if version is not None:
+        return {"versionAsOf": str(version)}
+    if timestamp is not None:
+        when = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
+        return {"timestampAsOf": when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")}
+    return {}
+
+
+def write_options(
+    mode: WriteMode,
+    replace_where: str | None,
+    token: WriteToken | None,
+    merge_schema: bool,
+    commit_info: dict[str, Any],
+) -> tuple[str, dict[str, str]]:
+    """(Spark save mode, DataFrameWriter options) for one write."""
+    if mode not in WRITE_MODES:
+        raise InputError(f"unknown write mode {mode!r} (use {', '.join(WRITE_MODES)})")
+    if (mode == "replace") != (replace_where is not None):
+        raise InputError("mode 'replace' needs replace_where, and only it takes one")
+    options = {"userMetadata": json.dumps({"batchml": {"operation": mode, **commit_info}})}
+    if replace_where is not None:
+        options["replaceWhere"] = replace_where
+    if token is not None:
+        options["txnAppId"] = token.app_id
+        options["txnVersion"] = str(token.version)
+    if merge_schema:
+        options["mergeSchema"] = "true"
+    return ("append" if mode == "append" else "overwrite"), options
+
+
+class ConnectorDelta:
+    """Delta tables through `spark.read/write.format("delta")`."""
+
+    name = "connector"
+
+    def __init__(self, spark: SparkSession) -> None:
+        self.spark = spark
+
+    def _table(self, uri: str):  # -> delta.tables.DeltaTable
+        from delta.tables import DeltaTable
+
+        if not DeltaTable.isDeltaTable(self.spark, uri):
+            raise InputError(f"no Delta table at {uri}")
+        return DeltaTable.forPath(self.spark, uri)
+
+    def exists(self, uri: str) -> bool:
+        from delta.tables import DeltaTable
+
+        return bool(DeltaTable.isDeltaTable(self.spark, uri))
+
+    def version(self, uri: str) -> int | None:
+        if not self.exists(uri):
+            return None
+        return int(self._table(uri).history(1).collect()[0]["version"])
+
+    def history(self, uri: str, limit: int | None = None) -> list[dict[str, Any]]:
+        frame = self._table(uri).history(limit) if limit else self._table(uri).history()
+        return [row.asDict(recursive=True) for row in frame.collect()]
+
+    def read(
+        self, uri: str, *, version: int | None = None, timestamp: datetime | None = None
+    ) -> TableRead:
+        options = read_options(version, timestamp)
+        if not options:  # pin the latest version so the caller knows what it read
+            options = {"versionAsOf": str(self._require_version(uri))}
+        try:
+            df = self.spark.read.format("delta").options(**options).load(uri)
+        except AnalysisException as exc:
+            raise InputError(f"cannot read Delta table {uri}: {first_line(exc)}") from None
+        read_version = int(options.get("versionAsOf", -1))
+        if read_version < 0:
+            read_version = self._version_at(uri, options["timestampAsOf"])
+        return TableRead(df, uri, read_version)
+
+    def _require_version(self, uri: str) -> int:
+        current = self.version(uri)
+        if current is None:
+            raise InputError(f"no Delta table at {uri}")
+        return current
+
+    def _version_at(self, uri: str, timestamp: str) -> int:
+        frame = self._table(uri).history().filter(f"timestamp <= '{timestamp}'")
+        return int(frame.agg({"version": "max"}).collect()[0][0])
+
+    def write(
+        self,
+        df: DataFrame,
+        uri: str,
+        *,
+        mode: WriteMode = "append",
+        partition_by: list[str] | None = None,
+        replace_where: str | None = None,
+        token: WriteToken | None = None,
+        merge_schema: bool = False,
+        commit_info: dict[str, Any] | None = None,
+    ) -> WriteResult:
+        save_mode, options = write_options(
+            mode, replace_where, token, merge_schema, commit_info or {}
+        )
+        before = self.version(uri)
+        writer = df.write.format("delta").mode(save_mode).options(**options)
+        if partition_by and before is None:
+            writer = writer.partitionBy(*partition_by)
+        try:
+            writer.save(uri)
+        except AnalysisException as exc:
+            raise InputError(f"write to Delta table {uri} failed: {first_line(exc)}") from None
+        after = self._require_version(uri)
+        if after == before:
+            return WriteResult(
+                uri, after, False, message="token already committed; nothing written"
+            )
+        return WriteResult(uri, after, True, message="committed")
+
+    def vacuum(
+        self,
+        uri: str,
+        *,
+        retain_hours: float = 168,
+        dry_run: bool = False,
+        keep_versions: list[int] | None = None,
+    ) -> VacuumResult:
+        if keep_versions:
+            raise InputError(
+                "the connector backend cannot keep chosen versions through vacuum; "
+                "vacuum this table with delta.backend = 'embedded'"
+            )
+        if dry_run:
+            sql = f"VACUUM delta.`{uri}` RETAIN {retain_hours} HOURS DRY RUN"
+            files = [row[0] for row in self.spark.sql(sql).collect()]
+            return VacuumResult(uri, True, files)
+        self._table(uri).vacuum(retain_hours)
+        return VacuumResult(uri, False, [])

@@ -1,0 +1,591 @@
+"""The embedded Delta backend: delta-rs keeps the transaction log, Spark moves the data.
+
+Reads take the active files of a version from delta-rs and let Spark read them in
+parallel with the log's schema. Writes let Spark write Parquet into a staging folder
+inside the table, move the files into place, and commit exactly those files (with
+footer statistics) in one delta-rs transaction. No row passes through the driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from functools import reduce
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from deltalake import CommitProperties
+from deltalake.exceptions import CommitFailedError, DeltaError
+from deltalake.transaction import (
+    AddAction,
+    RemoveAction,
+    Transaction,
+    create_table_with_add_actions,
+)
+from pyspark.errors import AnalysisException, ParseException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from batchml.lib.delta import snapshots as delta_log
+from batchml.lib.delta.api import (
+    WRITE_MODES,
+    TableRead,
+    VacuumResult,
+    WriteMode,
+    WriteResult,
+    WriteToken,
+)
+from batchml.lib.delta.paths import (
+    hadoop_path,
+    is_local,
+    local_path,
+    partition_dirs,
+    relative_file,
+    same_value,
+    to_delta_value,
+    typed_value,
+)
+from batchml.lib.delta.schemas import check_partition_columns, compare_schemas
+from batchml.lib.delta.stats import footer_stats
+from batchml.lib.errors import InputError, first_line
+from batchml.lib.logs import get_logger
+
+log = get_logger(__name__)
+
+STAGING_DIR = "_batchml_staging"
+MAX_COMMIT_ATTEMPTS = 8
+_FILE_KEY = "__batchml_file"
+
+
+def quoted(name: str) -> str:
+    """A column name as a Spark SQL identifier."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+@dataclass
+class _StagedFile:
+    relative: str  # path below the table root, as on storage
+    size: int
+    modification_time: int
+    num_records: int
+    stats: str
+    partition_values: dict[str, str | None]
+
+
+class EmbeddedDelta:
+    """Delta tables through delta-rs (log) and Spark (data)."""
+
+    name = "embedded"
+
+    def __init__(self, spark: SparkSession) -> None:
+        self.spark = spark
+
+    # ----------------------------------------------------------------- inspect
+    def exists(self, uri: str) -> bool:
+        return delta_log.table_exists(_root(uri))
+
+    def version(self, uri: str) -> int | None:
+        root = _root(uri)
+        return delta_log.open_snapshot(root).version if delta_log.table_exists(root) else None
+
+    def history(self, uri: str, limit: int | None = None) -> list[dict[str, Any]]:
+        return delta_log.history(_root(uri), limit)
+
+    # -------------------------------------------------------------------- read
+    def read(
+        self, uri: str, *, version: int | None = None, timestamp: datetime | None = None
+    ) -> TableRead:
+        """Read a table at its latest version, a version, or as of a timestamp."""
+        root = _root(uri)
+        snapshot = delta_log.open_snapshot(root, version=version, timestamp=timestamp)
+        delta_log.check_readable(snapshot)
+        schema = snapshot.spark_schema()
+        partitions = snapshot.partition_columns
+        actions = snapshot.add_actions()
+        files = [relative_file(p) for p in actions.column("path").to_pylist()]
+        log.debug(
+            "delta read", extra={"table": root, "version": snapshot.version, "files": len(files)}
+        )
+        if not files:
+            df = self.spark.createDataFrame([], schema)
+        elif not partitions:
+            df = self.spark.read.schema(schema).parquet(*[_spark_path(root, f) for f in files])
+        else:
+            values = {
+                column: actions.column(f"partition.{column}").to_pylist() for column in partitions
+            }
+            df = self._read_partitioned(root, schema, partitions, files, values)
+        df = df.select(*[quoted(name) for name in schema.fieldNames()])
+        return TableRead(df, root, snapshot.version)
+
+    def _read_partitioned(
+        self,
+        root: str,
+        schema: T.StructType,
+        partitions: list[str],
+        files: list[str],
+        values: dict[str, list[Any]],
+    ) -> DataFrame:
+        data_schema = T.StructType([f for f in schema if f.name not in partitions])
+        types = {c: schema[c].dataType.typeName() for c in partitions}
+        if _hive_layout_matches(files, partitions, types, values):
+            # Directory names spell the log's values: Spark's own partition discovery
+            # types them from the schema and prunes files on partition filters.
+            return (
+                self.spark.read.schema(schema)
+                .option("basePath", hadoop_path(root))
+                .parquet(*[_spark_path(root, f) for f in files])
+            )
+        # Any other layout: read each partition's files and attach its values as literals.
+        groups: dict[tuple[Any, ...], list[str]] = defaultdict(list)
+        for index, relative in enumerate(files):
+            key = tuple(values[c][index] for c in partitions)
+            groups[key].append(_spark_path(root, relative))
+        frames = []
+        for key, paths in groups.items():
+            frame = self.spark.read.schema(data_schema).parquet(*paths)
+            literals = [
+                F.lit(value).cast(schema[column].dataType).alias(column)
+                for column, value in zip(partitions, key, strict=True)
+            ]
+            frames.append(frame.select("*", *literals))
+        return reduce(DataFrame.unionByName, frames)
+
+    # ------------------------------------------------------------------- write
+    def write(
+        self,
+        df: DataFrame,
+        uri: str,
+        *,
+        mode: WriteMode = "append",
+        partition_by: list[str] | None = None,
+        replace_where: str | None = None,
+        token: WriteToken | None = None,
+        merge_schema: bool = False,
+        commit_info: dict[str, Any] | None = None,
+    ) -> WriteResult:
+        """Write a DataFrame as one Delta commit (or none at all).
+
+        Args:
+            df: the rows to write.
+            uri: the table location (created when absent).
+            mode: `append`, `overwrite` (every row replaced), or `replace` (the rows
+                matching `replace_where`, a predicate over partition columns).
+            partition_by: partition columns of a new table; must match an existing one's.
+            replace_where: the predicate of mode `replace`.
+            token: idempotency token; a write whose token is committed is a no-op.
+            merge_schema: add the data's extra columns to the table schema.
+            commit_info: extra metadata stored in the commit (job name, run id, ...).
+
+        Raises:
+            InputError: a schema, partition or predicate problem (nothing is written),
+                or a conflicting concurrent commit (nothing is committed).
+        """
+        if mode not in WRITE_MODES:
+            raise InputError(f"unknown write mode {mode!r} (use {', '.join(WRITE_MODES)})")
+        if (mode == "replace") != (replace_where is not None):
+            raise InputError("mode 'replace' needs replace_where, and only it takes one")
+        root = _root(uri)
+        base = self._current(root)
+        if base is not None:
+            delta_log.check_writable(base)
+            if _token_committed(base, token):
+                return _noop(root, base.version, token)
+        plan = _plan(df.schema, root, base, partition_by, merge_schema)
+        if replace_where is not None:
+            self._check_predicate(replace_where, plan.schema, plan.partitions, root)
+
+        staging = Path(root) / STAGING_DIR / uuid.uuid4().hex
+        created_root = not Path(root).exists()
+        moved: list[str] = []
+        try:
+            staged = self._stage(df, plan, staging)
+            if replace_where is not None:
+                self._check_rows_match(staged, replace_where, plan, root)
+            moved = _move_into_place(staging, root, staged)
+            return self._commit(
+                root, base, plan, staged, mode, replace_where, token, commit_info or {}
+            )
+        except BaseException:
+            _remove_files(root, moved)
+            if created_root and not delta_log.table_exists(root):
+                shutil.rmtree(root, ignore_errors=True)
+            raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            _remove_if_empty(Path(root) / STAGING_DIR)
+
+    def _current(self, root: str) -> delta_log.Snapshot | None:
+        """The snapshot a write starts from (None for a new table)."""
+        return delta_log.open_snapshot(root) if delta_log.table_exists(root) else None
+
+    def _stage(self, df: DataFrame, plan: _Plan, staging: Path) -> list[_StagedFile]:
+        """Spark writes the Parquet files; their footers give the statistics."""
+        ordered = df.select(*[quoted(f.name) for f in plan.schema if f.name in df.columns])
+        writer = ordered.write.mode("errorifexists").option("compression", "snappy")
+        if plan.partitions:
+            writer = writer.partitionBy(*plan.partitions)
+        started = time.perf_counter()
+        writer.parquet(hadoop_path(str(staging)))
+        write_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        data_types = {
+            f.name: _delta_type(f.dataType) for f in plan.schema if f.name not in plan.partitions
+        }
+        part_types = {c: plan.schema[c].dataType.typeName() for c in plan.partitions}
+        staged = []
+        for path in sorted(staging.rglob("*.parquet")):
+            relative = path.relative_to(staging).as_posix()
+            metadata = pq.read_metadata(path)
+            if metadata.num_rows == 0:
+                continue  # Spark writes a schema-only file for an empty DataFrame
+            num_records, stats = footer_stats(metadata, data_types)
+            values = {
+                column: to_delta_value(raw, part_types[column])
+                for column, raw in partition_dirs(relative)
+            }
+            info = path.stat()
+            staged.append(
+                _StagedFile(
+                    relative, info.st_size, int(info.st_mtime * 1000), num_records, stats, values
+                )
+            )
+        log.debug(
+            "staged files",
+            extra={
+                "files": len(staged),
+                "write_seconds": round(write_seconds, 3),
+                "stats_seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+        return staged
+
+    def _partition_frame(self, rows: list[tuple[str, dict[str, Any]]], plan: _Plan) -> DataFrame:
+        """A tiny DataFrame of (file, typed partition values), one row per file."""
+        string_schema = T.StructType(
+            [T.StructField(_FILE_KEY, T.StringType())]
+            + [T.StructField(c, T.StringType()) for c in plan.partitions]
+        )
+        data = [
+            (name, *[None if values[c] is None else str(values[c]) for c in plan.partitions])
+            for name, values in rows
+        ]
+        frame = self.spark.createDataFrame(data, string_schema)
+        return frame.select(
+            F.col(_FILE_KEY),
+            *[F.col(quoted(c)).cast(plan.schema[c].dataType).alias(c) for c in plan.partitions],
+        )
+
+    def _check_predicate(
+        self, predicate: str, schema: T.StructType, partitions: list[str], root: str
+    ) -> None:
+        """The predicate must parse and use partition columns only."""
+        if not partitions:
+            raise InputError(f"table {root} is not partitioned: mode 'replace' needs partitions")
+        frame = self.spark.createDataFrame(
+            [], T.StructType([T.StructField(c, schema[c].dataType) for c in partitions])
+        )
+        try:
+            frame.filter(F.expr(predicate)).schema  # noqa: B018 - analysis only, no job
+        except (AnalysisException, ParseException) as exc:
+            raise InputError(
+                f"replace predicate {predicate!r} for table {root} must be valid SQL over the "
+                f"partition columns ({', '.join(partitions)}): {first_line(exc)}"
+            ) from None
+
+    def _check_rows_match(
+        self,
+        staged: list[_StagedFile],
+        predicate: str,
+        plan: _Plan,
+        root: str,
+    ) -> None:
+        """Every written partition must satisfy the replace predicate (Delta's rule)."""
+        frame = self._partition_frame([(f.relative, f.partition_values) for f in staged], plan)
+        outside = frame.filter(~F.coalesce(F.expr(predicate), F.lit(False))).limit(1).collect()
+        if outside:
+            values = {c: outside[0][c] for c in plan.partitions}
+            raise InputError(
+                f"data for table {root} has rows outside the replace predicate {predicate!r}, "
+                f"e.g. partition {values}; nothing was written"
+            )
+
+    def _affected(
+        self, snapshot: delta_log.Snapshot, mode: WriteMode, predicate: str | None, plan: _Plan
+    ) -> list[tuple[str, int]]:
+        """The files a write removes from this snapshot: (action path, size)."""
+        if mode == "append":
+            return []
+        actions = snapshot.add_actions()
+        paths = actions.column("path").to_pylist()
+        sizes = actions.column("size_bytes").to_pylist()
+        if mode == "overwrite" or not paths:
+            return list(zip(paths, sizes, strict=True))
+        rows = [
+            (path, {c: actions.column(f"partition.{c}")[i].as_py() for c in plan.partitions})
+            for i, path in enumerate(paths)
+        ]
+        frame = self._partition_frame(rows, plan)
+        matching = {
+            r[_FILE_KEY] for r in frame.filter(F.expr(predicate)).select(_FILE_KEY).collect()
+        }
+        return [(p, s) for p, s in zip(paths, sizes, strict=True) if p in matching]
+
+    def _commit(
+        self,
+        root: str,
+        base: delta_log.Snapshot | None,
+        plan: _Plan,
+        staged: list[_StagedFile],
+        mode: WriteMode,
+        predicate: str | None,
+        token: WriteToken | None,
+        commit_info: dict[str, Any],
+    ) -> WriteResult:
+        adds = [
+            AddAction(
+                f.relative, f.size, f.partition_values, f.modification_time,
+                True, f.stats,
+            )
+            for f in staged
+        ]  # fmt: skip
+        info = {"operation": mode, **({"predicate": predicate} if predicate else {}), **commit_info}
+        properties = CommitProperties(
+            custom_metadata={"batchml": info},
+            max_commit_retries=0,  # retried below, where a retry is known to be safe
+            app_transactions=[Transaction(token.app_id, token.version)] if token else None,
+        )
+        rows = sum(f.num_records for f in staged)
+        delta_schema = delta_log.delta_schema(plan.schema)
+        affected = None
+        for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
+            try:
+                if base is None:
+                    create_table_with_add_actions(
+                        root, delta_schema, adds, mode="error",
+                        partition_by=plan.partitions or None, commit_properties=properties,
+                    )  # fmt: skip
+                    removed = 0
+                else:
+                    if affected is None:
+                        affected = self._affected(base, mode, predicate, plan)
+                    if plan.new_fields:
+                        _add_columns(base, plan.new_fields)
+                        plan = plan.without_new_fields()
+                    now = int(time.time() * 1000)
+                    # delta-rs encodes action paths itself: hand it the plain relative path
+                    removes = [
+                        RemoveAction(relative_file(p), True, now, size) for p, size in affected
+                    ]
+                    base.table.create_write_transaction(
+                        adds + removes, "append", delta_schema,
+                        partition_by=plan.partitions or None, commit_properties=properties,
+                    )  # fmt: skip
+                    removed = len(removes)
+                version = delta_log.open_snapshot(root).version
+                log.info(
+                    "delta commit",
+                    extra={"table": root, "version": version, "operation": mode,
+                           "files_added": len(adds), "files_removed": removed, "rows": rows},
+                )  # fmt: skip
+                return WriteResult(
+                    root, version, True, len(adds), removed, rows, "committed", attempt
+                )
+            except (CommitFailedError, DeltaError) as exc:
+                if base is not None and not _is_conflict(exc):
+                    raise InputError(f"commit to table {root} failed: {first_line(exc)}") from None
+                if base is None and not delta_log.table_exists(root):
+                    raise InputError(f"creating table {root} failed: {first_line(exc)}") from None
+                if attempt == MAX_COMMIT_ATTEMPTS:
+                    raise InputError(
+                        f"commit to table {root} kept conflicting with concurrent writers "
+                        f"({attempt} attempts); nothing was committed"
+                    ) from None
+                fresh = delta_log.open_snapshot(root)
+                if _token_committed(fresh, token):
+                    _remove_files(root, [f.relative for f in staged])
+                    return _noop(root, fresh.version, token)
+                if base is None:  # someone created the table first: write into theirs
+                    delta_log.check_writable(fresh)
+                    plan = _plan(plan.schema, root, fresh, plan.partitions, merge_schema=False)
+                elif mode != "append":
+                    now_affected = self._affected(fresh, mode, predicate, plan)
+                    if set(now_affected) != set(affected or []):
+                        raise InputError(
+                            f"commit to table {root} conflicts with version {fresh.version}, "
+                            f"which changed the files this {mode} replaces; nothing was "
+                            "committed (rerun the job)"
+                        ) from None
+                log.info(
+                    "delta commit conflict, retrying",
+                    extra={"table": root, "attempt": attempt, "latest": fresh.version},
+                )
+                base = fresh
+                time.sleep(random.uniform(0.02, 0.1) * attempt)
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------------ vacuum
+    def vacuum(
+        self,
+        uri: str,
+        *,
+        retain_hours: float = 168,
+        dry_run: bool = False,
+        keep_versions: list[int] | None = None,
+    ) -> VacuumResult:
+        """Remove unreferenced files older than `retain_hours` and stale staging folders."""
+        root = _root(uri)
+        snapshot = delta_log.open_snapshot(root)
+        files = snapshot.table.vacuum(
+            retention_hours=int(retain_hours),
+            dry_run=dry_run,
+            enforce_retention_duration=False,
+            keep_versions=keep_versions or None,
+        )
+        stale = []
+        staging_root = Path(root) / STAGING_DIR
+        cutoff = time.time() - retain_hours * 3600
+        if staging_root.is_dir():
+            for folder in sorted(staging_root.iterdir()):
+                if folder.stat().st_mtime <= cutoff:
+                    stale.append(str(folder))
+                    if not dry_run:
+                        shutil.rmtree(folder, ignore_errors=True)
+            if not dry_run:
+                _remove_if_empty(staging_root)
+        return VacuumResult(root, dry_run, sorted(files), stale)
+
+
+# ---------------------------------------------------------------------- plans
+@dataclass(frozen=True)
+class _Plan:
+    schema: T.StructType  # the table schema after this write, every field nullable
+    partitions: list[str]
+    new_fields: tuple[T.StructField, ...] = ()
+
+    def without_new_fields(self) -> _Plan:
+        return _Plan(self.schema, self.partitions)
+
+
+def _plan(
+    incoming: T.StructType,
+    root: str,
+    base: delta_log.Snapshot | None,
+    partition_by: list[str] | None,
+    merge_schema: bool,
+) -> _Plan:
+    """Validate the data against the table (or a new table's declaration)."""
+    if base is None:
+        partitions = list(partition_by or [])
+        check_partition_columns(incoming, partitions, root)
+        return _Plan(delta_log.nullable(incoming), partitions)
+    table_schema = base.spark_schema()
+    partitions = base.partition_columns
+    if partition_by is not None and list(partition_by) != partitions:
+        raise InputError(
+            f"table {root} is partitioned by ({', '.join(partitions) or 'nothing'}), "
+            f"not ({', '.join(partition_by) or 'nothing'})"
+        )
+    diff = compare_schemas(table_schema, incoming)
+    problem = diff.describe(root, allow_extra=merge_schema)
+    if problem:
+        raise InputError(problem)
+    new_fields = tuple(delta_log.nullable(T.StructType(diff.extra)).fields)
+    schema = T.StructType([*table_schema.fields, *new_fields])
+    return _Plan(schema, partitions, new_fields)
+
+
+def _add_columns(snapshot: delta_log.Snapshot, fields: tuple[T.StructField, ...]) -> None:
+    """Schema evolution: delta-rs commits new columns as their own metadata commit."""
+    schema = delta_log.delta_schema(T.StructType(list(fields)))
+    snapshot.table.alter.add_columns(list(schema.fields))
+    snapshot.table.update_incremental()
+
+
+def _delta_type(data_type: T.DataType) -> str:
+    """Delta's (= Spark's JSON) type name: `long`, `integer`, `decimal(10,2)`, ..."""
+    if isinstance(data_type, T.DecimalType):
+        return f"decimal({data_type.precision},{data_type.scale})"
+    return data_type.typeName()
+
+
+# ----------------------------------------------------------------- small helpers
+def _root(uri: str) -> str:
+    if not is_local(uri):
+        raise InputError(
+            f"table {uri}: the embedded Delta backend handles local paths only; use "
+            "delta.backend = 'connector' for object stores"
+        )
+    return local_path(uri)
+
+
+def _spark_path(root: str, relative: str) -> str:
+    return hadoop_path(f"{root}/{relative}")
+
+
+def _hive_layout_matches(
+    files: list[str], partitions: list[str], types: dict[str, str], values: dict[str, list[Any]]
+) -> bool:
+    """Whether each file sits in `col=value` directories that spell its logged values."""
+    for index, relative in enumerate(files):
+        dirs = partition_dirs(relative)
+        if [column for column, _ in dirs] != partitions:
+            return False
+        for column, raw in dirs:
+            try:
+                parsed = typed_value(raw, types[column])
+            except ValueError:
+                return False
+            if not same_value(parsed, values[column][index]):
+                return False
+    return True
+
+
+def _move_into_place(staging: Path, root: str, staged: list[_StagedFile]) -> list[str]:
+    moved = []
+    for item in staged:
+        target = Path(root) / item.relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / item.relative, target)
+        moved.append(item.relative)
+    return moved
+
+
+def _remove_files(root: str, relatives: list[str]) -> None:
+    for relative in relatives:
+        (Path(root) / relative).unlink(missing_ok=True)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty, or already gone
+        folder.rmdir()
+
+
+def _token_committed(snapshot: delta_log.Snapshot, token: WriteToken | None) -> bool:
+    if token is None:
+        return False
+    committed = snapshot.table.transaction_version(token.app_id)
+    return committed is not None and committed >= token.version
+
+
+def _noop(root: str, version: int, token: WriteToken | None) -> WriteResult:
+    message = (
+        f"token {token.app_id}@{token.version} is already committed to {root}; nothing written"
+        if token else "nothing written"
+    )  # fmt: skip
+    log.info("delta write skipped", extra={"table": root, "version": version, "reason": message})
+    return WriteResult(root, version, False, message=message)
+
+
+def _is_conflict(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, CommitFailedError) or "conflict" in text or "already exists" in text

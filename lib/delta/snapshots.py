@@ -1,0 +1,191 @@
+"""The Delta transaction log through delta-rs: snapshots, protocol checks, history, schemas.
+
+delta-rs validates little of what it is given, so the checks it skips live here:
+reader features batchml cannot honour, versions and timestamps that do not exist.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+from deltalake import DeltaTable
+from deltalake import Schema as DeltaSchema
+from deltalake.exceptions import DeltaError, TableNotFoundError
+from pyspark.sql import types as T
+
+from batchml.lib.errors import InputError, first_line
+
+# Reader features the embedded reader honours: it reads the log through delta-rs and the
+# data as plain Parquet, so only features that change neither are safe.
+SUPPORTED_READER_FEATURES = frozenset({"timestampNtz", "v2Checkpoint", "vacuumProtocolCheck"})
+# Writer features the embedded writer honours (appendOnly is enforced by delta-rs itself).
+SUPPORTED_WRITER_FEATURES = frozenset(
+    {"appendOnly", "timestampNtz", "v2Checkpoint", "vacuumProtocolCheck", "invariants",
+     "checkpointProtection"}
+)  # fmt: skip
+_UNSUPPORTED_FEATURE = re.compile(r"Feature '([^']+)' is not supported")
+FEATURE_NAMES = {
+    "deletionVectors": "deletion vectors",
+    "columnMapping": "column mapping",
+    "typeWidening": "type widening",
+    "typeWidening-preview": "type widening",
+}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One version of a table as delta-rs loaded it."""
+
+    uri: str
+    table: DeltaTable
+
+    @property
+    def version(self) -> int:
+        return self.table.version()
+
+    @property
+    def partition_columns(self) -> list[str]:
+        return list(self.table.metadata().partition_columns)
+
+    def spark_schema(self) -> T.StructType:
+        """The table schema as Spark sees it (Delta's schema JSON is Spark's)."""
+        return T.StructType.fromJson(json.loads(self.table.schema().to_json()))
+
+    def add_actions(self) -> pa.Table:
+        """Active files: path, size_bytes, num_records, and `partition.<col>` typed values."""
+        return pa.table(self.table.get_add_actions(flatten=True))
+
+
+def table_exists(uri: str) -> bool:
+    """Whether a Delta table (a `_delta_log` with at least one commit) is at `uri`."""
+    return DeltaTable.is_deltatable(uri)
+
+
+def open_snapshot(
+    uri: str, *, version: int | None = None, timestamp: datetime | None = None
+) -> Snapshot:
+    """Load a table at its latest version, at a version, or as of a timestamp.
+
+    Raises:
+        InputError: no table there, no such version, or a timestamp outside the history.
+    """
+    if version is not None and timestamp is not None:
+        raise InputError("give a version or a timestamp, not both")
+    try:
+        table = DeltaTable(uri)
+    except TableNotFoundError:
+        raise InputError(f"no Delta table at {uri}") from None
+    except DeltaError as exc:
+        unsupported = _UNSUPPORTED_FEATURE.search(str(exc))
+        if unsupported:
+            raise _unsupported(uri, f"reader feature {unsupported.group(1)}") from None
+        raise InputError(f"cannot open Delta table {uri}: {first_line(exc)}") from None
+    latest = table.version()
+    if timestamp is not None:
+        version = version_at(table, uri, timestamp)
+    if version is not None and version != latest:
+        if version < 0 or version > latest:
+            raise InputError(f"table {uri} has no version {version} (latest is {latest})")
+        try:
+            table.load_as_version(version)
+        except DeltaError as exc:
+            raise InputError(
+                f"table {uri} version {version} cannot be loaded (its log may have been "
+                f"cleaned up): {str(exc).splitlines()[0]}"
+            ) from None
+    return Snapshot(uri, table)
+
+
+def version_at(table: DeltaTable, uri: str, timestamp: datetime) -> int:
+    """The latest version committed at or before `timestamp`, checked against the history.
+
+    delta-rs silently clamps an out-of-range timestamp to the first or last version;
+    here a timestamp before the first commit or after the last one is an error.
+    """
+    when = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
+    millis = int(when.timestamp() * 1000)
+    commits = sorted((entry["version"], entry["timestamp"]) for entry in table.history())
+    first_version, first_ts = commits[0]
+    if millis < first_ts:
+        raise InputError(
+            f"table {uri} has no version as of {when.isoformat()}: its first available commit "
+            f"(version {first_version}) is at {_iso(first_ts)}"
+        )
+    candidates = [version for version, ts in commits if ts <= millis]
+    return candidates[-1]
+
+
+def _iso(millis: int) -> str:
+    return datetime.fromtimestamp(millis / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def check_readable(snapshot: Snapshot) -> None:
+    """Refuse, before reading a byte, a table whose reader features the embedded reader lacks."""
+    protocol = snapshot.table.protocol()
+    config = snapshot.table.metadata().configuration
+    mapping = config.get("delta.columnMapping.mode", "none")
+    if mapping not in ("none", None):
+        raise _unsupported(snapshot.uri, "column mapping", f"mode {mapping}")
+    unknown = sorted(set(protocol.reader_features or []) - SUPPORTED_READER_FEATURES)
+    if unknown:
+        raise _unsupported(
+            snapshot.uri, FEATURE_NAMES.get(unknown[0], f"reader feature {unknown[0]}")
+        )
+    if protocol.min_reader_version > 3:
+        raise _unsupported(snapshot.uri, f"reader version {protocol.min_reader_version}")
+
+
+def check_writable(snapshot: Snapshot) -> None:
+    """Refuse writes to a table with writer features the embedded writer would not honour."""
+    check_readable(snapshot)
+    protocol = snapshot.table.protocol()
+    unknown = sorted(set(protocol.writer_features or []) - SUPPORTED_WRITER_FEATURES)
+    if unknown:
+        name = FEATURE_NAMES.get(unknown[0], f"writer feature {unknown[0]}")
+        raise _unsupported(snapshot.uri, name, action="write")
+    config = snapshot.table.metadata().configuration
+    if any(key.startswith("delta.constraints.") for key in config):
+        raise _unsupported(snapshot.uri, "CHECK constraints", action="write")
+    if config.get("delta.enableChangeDataFeed", "false").lower() == "true":
+        raise _unsupported(snapshot.uri, "change data feed", action="write")
+    for field in json.loads(snapshot.table.schema().to_json())["fields"]:
+        meta = field.get("metadata", {})
+        if "delta.generationExpression" in meta or "delta.identity.start" in meta:
+            raise _unsupported(snapshot.uri, f"generated column {field['name']}", action="write")
+
+
+def _unsupported(uri: str, feature: str, detail: str = "", *, action: str = "read") -> InputError:
+    extra = f" ({detail})" if detail else ""
+    return InputError(
+        f"table {uri} uses {feature}{extra}, which the embedded Delta backend cannot {action} "
+        "correctly; use delta.backend = 'connector' on a cluster with Delta's Spark connector"
+    )
+
+
+def delta_schema(schema: T.StructType) -> DeltaSchema:
+    """A Spark schema as a Delta schema, every field nullable (as Delta's Spark writer does)."""
+    return DeltaSchema.from_json(nullable(schema).json())
+
+
+def nullable(data_type: Any) -> Any:
+    """The same Spark type with every field, element and value nullable."""
+    if isinstance(data_type, T.StructType):
+        return T.StructType(
+            [T.StructField(f.name, nullable(f.dataType), True, f.metadata) for f in data_type]
+        )
+    if isinstance(data_type, T.ArrayType):
+        return T.ArrayType(nullable(data_type.elementType), True)
+    if isinstance(data_type, T.MapType):
+        return T.MapType(nullable(data_type.keyType), nullable(data_type.valueType), True)
+    return data_type
+
+
+def history(uri: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """Commit infos, newest first, each with its `version`."""
+    table = open_snapshot(uri).table
+    return table.history(limit)
