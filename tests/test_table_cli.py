@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from pyspark.sql import SparkSession
+from typer.testing import CliRunner
+
+from batchml.jobs.cli import app
+from batchml.lib.delta.embedded import EmbeddedDelta
+
+
+@pytest.fixture(scope="module")
+def flights(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    uri = tmp_path_factory.mktemp("cli") / "flights"
+    tables = EmbeddedDelta(spark)
+    schema = "id int, carrier string, delay double"
+    tables.write(spark.createDataFrame([(1, "UA", 3.0), (2, None, None)], schema), str(uri),
+                 partition_by=["carrier"], commit_info={"job": "test", "run_id": "r1"})  # fmt: skip
+    tables.write(spark.createDataFrame([(3, "AA", -1.5)], schema), str(uri))
+    return uri
+
+
+def invoke(cli_globals: list[str], *args: str):
+    return CliRunner().invoke(app, [*cli_globals, "table", *args])
+
+
+def test_show_json(cli_globals, flights: Path) -> None:
+    result = invoke(cli_globals, "show", str(flights), "--json", "--limit", "5")
+    assert result.exit_code == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert (shown["version"], shown["row_count"]) == (1, 3)
+    assert [f["name"] for f in shown["schema"]] == ["id", "carrier", "delay"]
+    assert sorted(r["id"] for r in shown["rows"]) == [1, 2, 3]
+
+
+def test_show_a_version_as_text(cli_globals, flights: Path) -> None:
+    result = invoke(cli_globals, "show", str(flights), "--version", "0")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"{flights}  version 0  rows 2"
+    assert "carrier" in result.stdout and "NULL" in result.stdout
+
+
+def test_show_by_name_under_the_lakehouse_root(cli_globals, spark, lakehouse_root: Path) -> None:
+    EmbeddedDelta(spark).write(spark.range(4), str(lakehouse_root / "numbers"))
+    result = invoke(cli_globals, "show", "numbers", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["row_count"] == 4
+
+
+def test_history(cli_globals, flights: Path) -> None:
+    result = invoke(cli_globals, "history", str(flights), "--json")
+    assert result.exit_code == 0, result.stderr
+    commits = json.loads(result.stdout)["commits"]
+    assert [c["version"] for c in commits] == [1, 0]
+    assert commits[1]["batchml"] == {"operation": "append", "job": "test", "run_id": "r1"}
+    text = invoke(cli_globals, "history", str(flights), "--limit", "1")
+    assert text.exit_code == 0
+    assert len(text.stdout.strip().splitlines()) == 2
+
+
+@pytest.mark.parametrize("file_format", ["parquet", "csv"])
+def test_export(cli_globals, flights: Path, tmp_path: Path, file_format: str) -> None:
+    target = tmp_path / "out"
+    result = invoke(
+        cli_globals, "export", str(flights), "--to", str(target), "--format", file_format,
+        "--version", "0", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["version"] == 0
+    if file_format == "parquet":
+        ids = sorted(pq.read_table(target).column("id").to_pylist())
+    else:
+        lines = [p.read_text().splitlines() for p in target.glob("*.csv")]
+        ids = sorted(int(row.split(",")[0]) for part in lines for row in part[1:])
+    assert ids == [1, 2]
+
+
+def test_vacuum_dry_run(cli_globals, flights: Path) -> None:
+    result = invoke(cli_globals, "vacuum", str(flights), "--dry-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "uri": str(flights), "dry_run": True, "files": [], "staging_dirs": []
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["show", "/nonexistent/table"], 4, "no Delta table at /nonexistent/table"),
+        (["show", "{flights}", "--version", "5"], 4, "has no version 5 (latest is 1)"),
+        (["show", "{flights}", "--timestamp", "2001-01-01"], 4, "has no version as of 2001-01-01"),
+        (["show", "{flights}", "--timestamp", "yesterday"], 2, "--timestamp 'yesterday'"),
+        (["show", "{flights}", "--version", "0", "--timestamp", "2001-01-01"], 2, "not both"),
+        (["export", "{flights}", "--to", "{flights}"], 4, "already exists"),
+        (["export", "{flights}", "--to", "/tmp/x", "--format", "xml"], 4, "unknown export format"),
+        (["vacuum", "{flights}", "--retain-hours", "-1"], 4, "--retain-hours must be 0 or more"),
+    ],
+)
+def test_bad_input_is_one_line_with_exit_code(cli_globals, flights, args, code, message) -> None:
+    result = invoke(cli_globals, *[a.format(flights=flights) for a in args])
+    assert result.exit_code == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("batchml: error: ")
+    assert message in lines[0]
