@@ -60,6 +60,48 @@ class LoggingSettings(Section):
     format: Literal["text", "json"] = "text"
 
 
+Scalar = int | float | str
+
+
+class ColumnContract(Section):
+    """One declared column of a data contract: its type and the rules each value obeys."""
+
+    type: str
+    nullable: bool = True
+    min: Scalar | None = None
+    max: Scalar | None = None
+    allowed: list[Scalar] | None = None
+    regex: str | None = None
+
+
+class TableContract(Section):
+    """A Delta table fed by ingest: where it lives and the contract its rows must meet.
+
+    `columns` are the raw columns in source order (CSV files are read by position with
+    these names and types); `derived` adds columns from Spark SQL expressions over them.
+    """
+
+    path: str | None = None  # default: <lakehouse.root>/<table name>
+    quarantine: str | None = None  # default: <path>_quarantine
+    columns: dict[str, ColumnContract]
+    derived: dict[str, str] = Field(default_factory=dict)
+    unique_key: list[str] = Field(default_factory=list)
+    partition_by: list[str] = Field(default_factory=list)
+    policy: Literal["fail", "quarantine", "threshold"] = "quarantine"
+    max_bad_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+
+class SourceSettings(Section):
+    """Raw files that `batchml ingest SOURCE` lands into a table."""
+
+    table: str
+    path: str  # a file, folder or glob; relative paths are under lakehouse.root
+    format: Literal["csv", "json", "parquet"] = "csv"
+    options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    mode: Literal["append", "overwrite", "replace"] = "append"
+    replace_where: str | None = None
+
+
 class Settings(Section):
     """The whole resolved configuration of one run."""
 
@@ -67,6 +109,8 @@ class Settings(Section):
     delta: DeltaSettings = Field(default_factory=DeltaSettings)
     lakehouse: LakehouseSettings = Field(default_factory=LakehouseSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    tables: dict[str, TableContract] = Field(default_factory=dict)
+    sources: dict[str, SourceSettings] = Field(default_factory=dict)
 
 
 def known_keys(model: type[BaseModel] = Settings, prefix: str = "") -> list[str]:

@@ -88,6 +88,8 @@ class EmbeddedDelta:
 
     def __init__(self, spark: SparkSession) -> None:
         self.spark = spark
+        # where the last write spent its time: parquet_write, stats, commit (seconds)
+        self.last_write_seconds: dict[str, float] = {}
 
     # ----------------------------------------------------------------- inspect
     def exists(self, uri: str) -> bool:
@@ -211,10 +213,13 @@ class EmbeddedDelta:
             staged = self._stage(df, plan, staging)
             if replace_where is not None:
                 self._check_rows_match(staged, replace_where, plan, root)
+            started = time.perf_counter()
             moved = _move_into_place(staging, root, staged)
-            return self._commit(
+            result = self._commit(
                 root, base, plan, staged, mode, replace_where, token, commit_info or {}
             )
+            self.last_write_seconds["commit"] = time.perf_counter() - started
+            return result
         except BaseException:
             _remove_files(root, moved)
             if created_root and not delta_log.table_exists(root):
@@ -259,14 +264,11 @@ class EmbeddedDelta:
                     relative, info.st_size, int(info.st_mtime * 1000), num_records, stats, values
                 )
             )
-        log.debug(
-            "staged files",
-            extra={
-                "files": len(staged),
-                "write_seconds": round(write_seconds, 3),
-                "stats_seconds": round(time.perf_counter() - started, 3),
-            },
-        )
+        self.last_write_seconds = {
+            "parquet_write": write_seconds,
+            "stats": time.perf_counter() - started,
+        }
+        log.debug("staged files", extra={"files": len(staged), **self.last_write_seconds})
         return staged
 
     def _partition_frame(self, rows: list[tuple[str, dict[str, Any]]], plan: _Plan) -> DataFrame:
