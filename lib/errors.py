@@ -6,6 +6,9 @@ Exit codes (documented in README.md):
     2  usage or configuration error (bad option, bad config file, key or value)
     3  environment error (Java missing or too old, Delta connector asked for but absent)
     4  input error (missing table, column or version, malformed or incompatible data)
+    5  contract violation: the batch broke its data contract beyond the table's policy;
+       nothing was written
+   10  success with quarantined rows: the good rows were written, the rest quarantined
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 3
 EXIT_INPUT = 4
+EXIT_CONTRACT = 5
+EXIT_QUARANTINED = 10
 
 
 class BatchmlError(Exception):

@@ -38,7 +38,7 @@ def test_write_options_map_the_api_to_delta_options() -> None:
     assert (options["txnAppId"], options["txnVersion"]) == ("ingest", "4")
     assert options["mergeSchema"] == "true"
     assert json.loads(options["userMetadata"]) == {
-        "batchml": {"operation": "replace", "job": "ingest"}
+        "batchml": {"operation": "replace", "job": "ingest", "token": "ingest@4"}
     }
     assert write_options("append", None, None, False, {})[0] == "append"
     assert write_options("overwrite", None, None, False, {})[0] == "overwrite"

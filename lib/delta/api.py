@@ -81,6 +81,10 @@ class DeltaTables(Protocol):
 
     def exists(self, uri: str) -> bool: ...
 
+    def has_token(self, uri: str, token: WriteToken) -> bool:
+        """Whether a write with this idempotency token is committed to the table."""
+        ...
+
     def vacuum(
         self,
         uri: str,

@@ -49,7 +49,10 @@ def write_options(
         raise InputError(f"unknown write mode {mode!r} (use {', '.join(WRITE_MODES)})")
     if (mode == "replace") != (replace_where is not None):
         raise InputError("mode 'replace' needs replace_where, and only it takes one")
-    options = {"userMetadata": json.dumps({"batchml": {"operation": mode, **commit_info}})}
+    info = {"operation": mode, **commit_info}
+    if token is not None:
+        info["token"] = f"{token.app_id}@{token.version}"
+    options = {"userMetadata": json.dumps({"batchml": info})}
     if replace_where is not None:
         options["replaceWhere"] = replace_where
     if token is not None:
@@ -79,6 +82,21 @@ class ConnectorDelta:
         from delta.tables import DeltaTable
 
         return bool(DeltaTable.isDeltaTable(self.spark, uri))
+
+    def has_token(self, uri: str, token: WriteToken) -> bool:
+        """Delta's connector keeps txn versions internal: look for the token batchml put
+        into each commit's userMetadata."""
+        if not self.exists(uri):
+            return False
+        for commit in self.history(uri):
+            try:
+                info = json.loads(commit.get("userMetadata") or "{}").get("batchml", {})
+            except json.JSONDecodeError:
+                continue
+            app_id, _, version = str(info.get("token", "")).rpartition("@")
+            if app_id == token.app_id and version.isdigit() and int(version) >= token.version:
+                return True
+        return False
 
     def version(self, uri: str) -> int | None:
         if not self.exists(uri):

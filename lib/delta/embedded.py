@@ -95,6 +95,12 @@ class EmbeddedDelta:
     def exists(self, uri: str) -> bool:
         return delta_log.table_exists(_root(uri))
 
+    def has_token(self, uri: str, token: WriteToken) -> bool:
+        root = _root(uri)
+        return delta_log.table_exists(root) and _token_committed(
+            delta_log.open_snapshot(root), token
+        )
+
     def version(self, uri: str) -> int | None:
         root = _root(uri)
         return delta_log.open_snapshot(root).version if delta_log.table_exists(root) else None

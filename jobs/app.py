@@ -1,0 +1,230 @@
+"""The `batchml` Typer app: global options in its callback, the run context, shared helpers.
+
+Commands live in `cli.py` (config, doctor) and `cli_*.py`; each delegates to a job module's
+`run`, which parses nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import typer
+
+from batchml.lib.config import ResolvedConfig, load_config
+from batchml.lib.errors import (
+    EXIT_INTERNAL,
+    BatchmlError,
+    ConfigError,
+    first_line,
+)
+from batchml.lib.logs import configure_logging, get_logger
+from batchml.lib.runtime import package_version
+
+log = get_logger("batchml.cli")
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="batchml",
+    help="Batch machine-learning jobs on Apache Spark and Delta Lake.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+table_app = typer.Typer(
+    help="Look into Delta tables, export a snapshot, vacuum.", no_args_is_help=True
+)
+app.add_typer(table_app, name="table")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+@dataclass
+class RunContext:
+    """The global options of one invocation; config and Spark are built on first use."""
+
+    env: str | None = None
+    conf_file: Path | None = None
+    overrides: list[str] = field(default_factory=list)
+    master: str | None = None
+    verbose: bool = False
+    log_format: str | None = None
+    _config: ResolvedConfig | None = None
+    _spark: Any = None
+    _owns_spark: bool = False
+
+    def config(self) -> ResolvedConfig:
+        """The resolved config (layers merged, validated); logging set up from it."""
+        if self._config is None:
+            overrides = list(self.overrides)
+            if self.master is not None:
+                overrides.append(f"spark.master={json.dumps(self.master)}")
+            self._config = load_config(env=self.env, conf_file=self.conf_file, overrides=overrides)
+            logging_settings = self._config.settings.logging
+            configure_logging(
+                logging_settings.level,
+                self.log_format or logging_settings.format,
+                verbose=self.verbose,
+            )
+            log.debug("resolved config", extra={"config": self._config.redacted()})
+        return self._config
+
+    def spark(self):  # -> SparkSession; imported lazily so --help stays fast
+        """The run's one SparkSession, stopped when the command ends if this run started it."""
+        if self._spark is None:
+            from pyspark.sql import SparkSession
+
+            from batchml.lib.spark import build_session
+
+            self._owns_spark = SparkSession.getActiveSession() is None
+            self._spark = build_session(self.config().settings, verbose=self.verbose)
+        return self._spark
+
+    def tables(self):  # -> DeltaTables
+        """The Delta backend chosen by `delta.backend` for this run's session."""
+        from batchml.lib.delta import delta_tables
+
+        return delta_tables(self.spark(), self.config().settings)
+
+    def table_uri(self, name_or_path: str) -> str:
+        """A bare table name lives under the lakehouse root; paths and URIs stay as given."""
+        if "/" in name_or_path or "://" in name_or_path or name_or_path.startswith("."):
+            return name_or_path
+        root = self.config().settings.lakehouse.root.rstrip("/")
+        return f"{root}/{name_or_path}"
+
+    def close(self) -> None:
+        if self._spark is not None and self._owns_spark:
+            self._spark.stop()
+        self._spark = None
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    """Print a one-line cause to stderr and return the Exit to raise."""
+    typer.echo(f"batchml: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def reports_errors(command: F) -> F:
+    """Turn a BatchmlError into its one-line message and exit code; anything else is a bug.
+
+    The command must take `ctx: typer.Context`, where the global options live.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        state: RunContext = kwargs["ctx"].ensure_object(RunContext)
+        try:
+            return command(*args, **kwargs)
+        except BatchmlError as exc:
+            raise fail(str(exc), exc.exit_code) from None
+        except typer.Exit:
+            raise
+        except Exception as exc:
+            if state.verbose:
+                traceback.print_exc()
+            raise fail(
+                f"internal error: {type(exc).__name__}: {first_line(exc)} "
+                "(rerun with --verbose for the traceback)",
+                EXIT_INTERNAL,
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit(data: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]], str]) -> None:
+    """Print a command's result: JSON on request, else the human rendering."""
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    else:
+        typer.echo(text(data))
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"batchml {package_version('batchml')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    ctx: typer.Context,
+    *,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env", envvar="BATCHML_ENV", help="Config env: reads conf/<env>.toml (default local)."
+        ),
+    ] = None,
+    conf: Annotated[
+        Path | None, typer.Option("--conf", help="Your TOML config file, layered over the env.")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override one key: dotted.key=value (TOML value). Repeatable."),
+    ] = None,
+    master: Annotated[
+        str | None, typer.Option("--master", help="Spark master, e.g. local[2] (spark.master).")
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug logs, Spark's warnings, tracebacks.")
+    ] = False,
+    log_format: Annotated[
+        Literal["text", "json"] | None,
+        typer.Option("--log-format", help="Log lines as text or JSON (logging.format)."),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Batch machine-learning jobs on Apache Spark and Delta Lake."""
+    state = RunContext(
+        env=env,
+        conf_file=conf,
+        overrides=list(set_ or []),
+        master=master,
+        verbose=verbose,
+        log_format=log_format,
+    )
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+TableArg = Annotated[
+    str, typer.Argument(help="Table path or URI, or a table name under lakehouse.root.")
+]
+VersionOption = Annotated[
+    int | None, typer.Option("--version", help="Read this table version.", min=0)
+]
+TimestampOption = Annotated[
+    str | None,
+    typer.Option("--timestamp", help="Read the table as of this time (ISO-8601, UTC if no zone)."),
+]
+
+
+def parse_timestamp_option(value: str | None) -> datetime | None:
+    """`--timestamp` as an aware datetime (UTC when no zone is given)."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"--timestamp {value!r}: expected ISO-8601 such as 2024-01-31T12:00:00Z"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def pin_version(version: int | None, timestamp: str | None) -> tuple[int | None, datetime | None]:
+    if version is not None and timestamp is not None:
+        raise ConfigError("give --version or --timestamp, not both")
+    return version, parse_timestamp_option(timestamp)

@@ -1,0 +1,181 @@
+"""Raw source files: finding them, fingerprinting a batch, and reading them with a contract.
+
+Sources are read with the contract's column names and never with an inferred schema:
+CSV and JSON-lines as strings (cast afterwards, so a value that does not cast is caught
+per row), with unparseable lines kept whole in `_raw_record` instead of failing the job.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import gzip
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from batchml.lib.contracts import RAW_RECORD, SOURCE_FILE, CheckedContract
+from batchml.lib.delta.paths import hadoop_path
+from batchml.lib.errors import InputError, first_line
+
+PARQUET_MAGIC = b"PAR1"
+TEXT_FORMATS = ("csv", "json")
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One raw file of a batch, identified by path, size and modification time."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class SourceBatch:
+    """The files one ingest run reads, and the batch id that makes it idempotent."""
+
+    files: tuple[SourceFile, ...]
+    batch_id: str
+    explicit_id: bool
+
+    @property
+    def paths(self) -> list[str]:
+        return [f.path for f in self.files]
+
+
+def find_batch(pattern: str, *, batch_id: str | None = None) -> SourceBatch:
+    """Expand a file, folder or glob into the batch's files (sorted), with its batch id.
+
+    Without an explicit id, the id is a hash of every file's path, size and mtime, so
+    the same files ingested again are recognised.
+
+    Raises:
+        InputError: nothing matches, or only empty files do.
+    """
+    matched = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+    files: list[SourceFile] = []
+    for candidate in matched:
+        path = Path(candidate)
+        if path.is_dir():
+            inner = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p, path))
+            files.extend(_source_file(p) for p in inner)
+        elif path.is_file():
+            files.append(_source_file(path))
+    if not files:
+        raise InputError(f"source path {pattern} matches no files")
+    if all(f.size == 0 for f in files):
+        raise InputError(f"source path {pattern} matches only empty files")
+    if batch_id is None:
+        digest = hashlib.sha256(
+            json.dumps([[f.path, f.size, f.mtime_ns] for f in files]).encode()
+        ).hexdigest()
+        return SourceBatch(tuple(files), f"files-{digest[:20]}", False)
+    return SourceBatch(tuple(files), batch_id, True)
+
+
+def _source_file(path: Path) -> SourceFile:
+    info = path.stat()
+    return SourceFile(str(path.resolve()), info.st_size, info.st_mtime_ns)
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith((".", "_")) for part in path.relative_to(root).parts)
+
+
+def check_formats(batch: SourceBatch, file_format: str) -> None:
+    """Refuse files whose first bytes say they are another format (before Spark runs)."""
+    for source in batch.files:
+        if source.size == 0:
+            continue
+        with open(source.path, "rb") as handle:
+            head = handle.read(4)
+        if file_format in TEXT_FORMATS and head == PARQUET_MAGIC:
+            raise InputError(f"file {source.path} is Parquet, not {file_format}")
+        if file_format == "parquet" and head != PARQUET_MAGIC:
+            raise InputError(f"file {source.path} is not a Parquet file")
+
+
+def check_csv_headers(
+    batch: SourceBatch, checked: CheckedContract, options: dict[str, object]
+) -> None:
+    """Each CSV file's header must name the contract's columns, in order."""
+    if str(options.get("header", "true")).lower() != "true":
+        return
+    separator = str(options.get("sep", options.get("delimiter", ",")))
+    expected = checked.columns
+    for source in batch.files:
+        if source.size == 0:
+            continue
+        header = _first_line(source.path)
+        found = next(csv.reader(io.StringIO(header), delimiter=separator), [])
+        found = [name.strip() for name in found]
+        if found != expected:
+            missing = [c for c in expected if c not in found]
+            unexpected = [c for c in found if c not in expected]
+            detail = []
+            if missing:
+                detail.append(f"missing {', '.join(missing)}")
+            if unexpected:
+                detail.append(f"unexpected {', '.join(unexpected[:10])}")
+            if not detail:
+                detail.append("same columns in another order")
+            raise InputError(
+                f"file {source.path}: CSV header does not match the contract of table "
+                f"{checked.table} ({'; '.join(detail)})"
+            )
+
+
+def _first_line(path: str) -> str:
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:
+            return handle.readline().rstrip("\r\n")
+    except (OSError, EOFError) as exc:
+        raise InputError(f"file {path} cannot be read: {exc}") from None
+
+
+def read_raw(
+    spark: SparkSession,
+    batch: SourceBatch,
+    file_format: str,
+    options: dict[str, object],
+    checked: CheckedContract,
+) -> DataFrame:
+    """The batch as string columns named by the contract, plus `_raw_record` (text formats)
+    and `_source_file`."""
+    paths = [hadoop_path(p) for p in batch.paths]
+    reader_options = {k: str(v).lower() if isinstance(v, bool) else str(v)
+                      for k, v in options.items()}  # fmt: skip
+    try:
+        if file_format == "parquet":
+            raw_df = spark.read.options(**reader_options).parquet(*paths)
+            missing = [c for c in checked.columns if c not in raw_df.columns]
+            if missing:
+                raise InputError(
+                    f"source files lack columns {', '.join(missing)} of the contract of "
+                    f"table {checked.table} (found: {', '.join(raw_df.columns)})"
+                )
+            columns = [F.col(f"`{c}`").cast("string").alias(c) for c in checked.columns]
+        else:
+            reader = (
+                spark.read.schema(checked.string_schema(corrupt_column=True))
+                .options(**reader_options)
+                .option("mode", "PERMISSIVE")
+                .option("columnNameOfCorruptRecord", RAW_RECORD)
+            )
+            if file_format == "csv":
+                reader = reader.option("header", reader_options.get("header", "true"))
+                raw_df = reader.csv(paths)
+            else:
+                raw_df = reader.json(paths)
+            columns = [F.col(f"`{c}`") for c in [*checked.columns, RAW_RECORD]]
+    except AnalysisException as exc:
+        raise InputError(f"cannot read source files: {first_line(exc)}") from None
+    return raw_df.select(*columns, F.col("_metadata.file_path").alias(SOURCE_FILE))
