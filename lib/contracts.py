@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import reduce
 
 from pyspark.errors import AnalysisException, ParseException
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -194,7 +195,9 @@ def with_failed_rules(df: DataFrame, checked: CheckedContract) -> DataFrame:
     key = checked.contract.unique_key
     if key:
         key_count = F.count(F.lit(1)).over(Window.partitionBy(*[_q(k) for k in key]))
-        rules.append(F.when(key_count > 1, F.lit("unique_key")))
+        # a key with a null part is no key (SQL semantics); not_null rules catch those
+        complete = reduce(lambda a, b: a & b, [F.col(_q(k)).isNotNull() for k in key])
+        rules.append(F.when(complete & (key_count > 1), F.lit("unique_key")))
     return df.withColumn(FAILED_RULES, F.array_compact(F.array(*rules)))
 
 

@@ -1,0 +1,287 @@
+"""The ingest job on small raw files: contracts, quarantine, policies, idempotency, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from deltalake import DeltaTable
+from oracles import oracle_rows
+from pyspark.sql import SparkSession
+from typer.testing import CliRunner
+
+from batchml.jobs import ingest
+from batchml.jobs.cli import app
+from batchml.lib.config import load_config
+from batchml.lib.delta.embedded import EmbeddedDelta
+from batchml.lib.errors import ConfigError, InputError
+
+CONTRACT = """
+[tables.orders]
+partition_by = ["month"]
+unique_key = ["id"]
+policy = "{policy}"
+max_bad_fraction = 0.3
+
+[tables.orders.columns]
+id = {{ type = "int", nullable = false, min = 1 }}
+month = {{ type = "int", nullable = false, min = 1, max = 12 }}
+carrier = {{ type = "string", nullable = false, regex = "^[A-Z]{{2}}$" }}
+delay = {{ type = "double", max = 1000 }}
+at = {{ type = "timestamp" }}
+
+[tables.orders.derived]
+is_late = "delay >= 30"
+
+[sources.orders]
+table = "orders"
+path = "raw/orders/*.{ext}"
+format = "{fmt}"
+options = {{ header = true, nullValue = "NA" }}
+"""
+HEADER = "id,month,carrier,delay,at\n"
+GOOD = ["1,1,UA,10.5,2013-01-01T05:00:00Z", "2,1,AA,45,2013-01-01T06:00:00Z",
+        "3,1,DL,NA,NA"]  # fmt: skip
+
+
+def settings_for(tmp_path: Path, policy: str = "quarantine", fmt: str = "csv", ext: str = "csv"):
+    conf = tmp_path / "orders.toml"
+    conf.write_text(CONTRACT.format(policy=policy, fmt=fmt, ext=ext))
+    return load_config(
+        conf_file=conf,
+        overrides=[
+            f'lakehouse.root="{tmp_path / "lake"}"',
+            'spark.master="local[2]"',
+            "spark.shuffle_partitions=2",
+        ],
+        environ={},
+    ).settings
+
+
+def land(tmp_path: Path, name: str, lines: list[str], header: str = HEADER) -> Path:
+    folder = tmp_path / "lake" / "raw" / "orders"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(header + "".join(f"{line}\n" for line in lines))
+    return path
+
+
+def run(spark, settings, **kwargs):
+    return ingest.run(spark, settings, ingest.IngestRequest("orders", **kwargs))
+
+
+def test_good_and_bad_rows_are_split_with_reasons(spark: SparkSession, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    land(tmp_path, "jan.csv", [*GOOD, "4,1,ua,5,NA", "x,1,UA,5,NA", "5,13,UA,5,NA",
+                               "6,1,UA", "1,1,UA,1,NA"])  # fmt: skip
+    report = run(spark, settings)
+
+    assert (report.status, report.rows_read, report.rows_written, report.rows_quarantined) == (
+        "written_with_quarantine", 8, 2, 6,
+    )  # fmt: skip
+    assert report.quarantined_by_rule == {
+        "malformed": 1, "max:month": 1, "regex:carrier": 1, "type:id": 1, "unique_key": 2,
+    }  # fmt: skip
+    table = EmbeddedDelta(spark).read(report.table_uri)
+    assert table.version == report.table_version == 0
+    assert table.df.columns == ["id", "month", "carrier", "delay", "at", "is_late"]
+    assert sorted((r["id"], r["is_late"]) for r in table.df.collect()) == [(2, True), (3, None)]
+    quarantine = {
+        row["raw_record"]: row
+        for row in EmbeddedDelta(spark).read(report.quarantine_uri).df.collect()
+    }
+    assert quarantine["6,1,UA"]["failed_rules"] == ["malformed"]
+    broken = next(r for r in quarantine.values() if r["failed_rules"] == ["type:id"])
+    assert json.loads(broken["raw_record"])["id"] == "x"
+    assert all(r["source_file"].endswith("/raw/orders/jan.csv") for r in quarantine.values())
+    assert {r["ingest_run_id"] for r in quarantine.values()} == {report.run_id}
+    assert len(oracle_rows(report.table_uri)) == 2
+
+
+def test_same_files_again_commit_nothing(spark: SparkSession, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    land(tmp_path, "jan.csv", GOOD)
+    first = run(spark, settings)
+    again = run(spark, settings)
+    assert (first.status, again.status) == ("written", "skipped")
+    assert again.batch_id == first.batch_id
+    assert "already in orders" in again.message
+    assert DeltaTable(first.table_uri).version() == 0
+
+    land(tmp_path, "feb.csv", ["10,2,UA,1,NA"])
+    both = run(spark, settings)  # the glob now matches two files: a new batch
+    assert (both.status, both.table_version, both.rows_written) == ("written", 1, 4)
+    named = run(spark, settings, path=str(tmp_path / "lake/raw/orders/feb.csv"), batch_id="b-7")
+    named_again = run(spark, settings, batch_id="b-7")
+    assert (named.status, named_again.status) == ("written", "skipped")
+
+
+def test_rerun_after_a_crash_between_table_and_quarantine_completes_it(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    settings = settings_for(tmp_path)
+    land(tmp_path, "jan.csv", [*GOOD, "9,1,ua,1,NA"])
+    first = run(spark, settings)
+    quarantine = Path(first.quarantine_uri)
+    for child in sorted(quarantine.rglob("*"), reverse=True):  # as if never written
+        child.unlink() if child.is_file() else child.rmdir()
+    quarantine.rmdir()
+
+    resumed = run(spark, settings)
+    assert resumed.status == "written_with_quarantine"
+    assert resumed.rows_written == 0  # the table already had this batch
+    assert DeltaTable(first.table_uri).version() == 0
+    assert EmbeddedDelta(spark).read(first.quarantine_uri).df.count() == 1
+    assert run(spark, settings).status == "skipped"
+
+
+def test_policy_fail_writes_nothing_on_a_unique_key_violation(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    settings = settings_for(tmp_path, policy="fail")
+    land(tmp_path, "jan.csv", [*GOOD, "1,1,UA,3,NA"])
+    with pytest.raises(ingest.ContractViolation) as caught:
+        run(spark, settings)
+    assert "2 of 4 rows (50.00%) break the contract, policy 'fail'" in str(caught.value)
+    assert "unique_key: 2" in str(caught.value)
+    assert caught.value.exit_code == 5
+    assert caught.value.report.status == "rejected"
+    assert not (tmp_path / "lake" / "orders").exists()
+    assert not (tmp_path / "lake" / "orders_quarantine").exists()
+
+
+def test_policy_threshold(spark: SparkSession, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, policy="threshold")  # max_bad_fraction 0.3
+    land(tmp_path, "jan.csv", [*GOOD, "4,1,ua,5,NA"])  # 1 of 4 bad: 25%
+    assert run(spark, settings).status == "written_with_quarantine"
+    land(tmp_path, "feb.csv", ["5,2,ua,5,NA", "6,2,UA,1,NA"])
+    with pytest.raises(ingest.ContractViolation, match=r"over max_bad_fraction 0\.3"):
+        run(spark, settings, path=str(tmp_path / "lake/raw/orders/feb.csv"))
+    assert DeltaTable(str(tmp_path / "lake" / "orders")).version() == 0
+
+
+def test_replace_a_month(spark: SparkSession, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    land(tmp_path, "jan.csv", GOOD)
+    run(spark, settings)
+    fixed = land(tmp_path, "jan_fixed.csv", ["1,1,UA,11,NA"])
+    report = run(spark, settings, path=str(fixed), mode="replace", replace_where="month = 1")
+    rows = EmbeddedDelta(spark).read(report.table_uri).df.collect()
+    assert [(r["id"], r["delay"]) for r in rows] == [(1, 11.0)]
+    with pytest.raises(ConfigError, match="mode 'replace' needs replace_where"):
+        run(spark, settings, path=str(fixed), mode="replace")
+
+
+def test_json_lines_source(spark: SparkSession, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, fmt="json", ext="jsonl")
+    folder = tmp_path / "lake" / "raw" / "orders"
+    folder.mkdir(parents=True)
+    (folder / "a.jsonl").write_text(
+        '{"id": 1, "month": 1, "carrier": "UA", "delay": 3.5, "at": "2013-01-01T00:00:00Z"}\n'
+        '{"id": "one", "month": 1, "carrier": "UA"}\n'
+        "{not json\n"
+        '{"id": 2, "month": 2, "carrier": "AA"}\n'
+    )
+    report = run(spark, settings)
+    assert (report.rows_read, report.rows_written) == (4, 2)
+    assert report.quarantined_by_rule == {"malformed": 1, "not_null:id": 1, "not_null:month": 1,
+                                          "not_null:carrier": 1, "type:id": 1}  # fmt: skip
+
+
+def test_parquet_source_casts_and_requires_columns(spark: SparkSession, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, fmt="parquet", ext="parquet")
+    folder = tmp_path / "lake" / "raw" / "orders"
+    folder.mkdir(parents=True)
+    table = pa.table({"id": ["1", "2", "z"], "month": [1, 1, 1], "carrier": ["UA", "AA", "UA"],
+                      "delay": [1.0, None, 2.0], "at": [None, None, None]})  # fmt: skip
+    pq.write_table(table, folder / "a.parquet")
+    report = run(spark, settings)
+    assert (report.rows_written, report.quarantined_by_rule) == (2, {"type:id": 1})
+    pq.write_table(table.drop(["carrier"]), folder / "b.parquet")
+    with pytest.raises(InputError, match="source files lack columns carrier"):
+        run(spark, settings, path=str(folder / "b.parquet"))
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("missing", "matches no files"),
+        ("zero_bytes", "matches only empty files"),
+        ("header_only", "the batch's files hold no rows"),
+        ("parquet_as_csv", "is Parquet, not csv"),
+        ("bad_header", "CSV header does not match the contract of table orders (missing delay"),
+        ("reordered_header", "same columns in another order"),
+        ("garbage", "no line of"),
+    ],
+)
+def test_bad_sources_fail_and_leave_no_table(spark, tmp_path: Path, setup: str, message) -> None:
+    settings = settings_for(tmp_path)
+    folder = tmp_path / "lake" / "raw" / "orders"
+    folder.mkdir(parents=True)
+    if setup == "zero_bytes":
+        (folder / "a.csv").write_bytes(b"")
+    elif setup == "header_only":
+        land(tmp_path, "a.csv", [])
+    elif setup == "parquet_as_csv":
+        pq.write_table(pa.table({"id": [1]}), folder / "a.csv")
+    elif setup == "bad_header":
+        land(tmp_path, "a.csv", ["1,1,UA,NA"], header="id,month,carrier,at\n")
+    elif setup == "reordered_header":
+        land(tmp_path, "a.csv", ["1,UA,1,1,NA"], header="id,carrier,month,delay,at\n")
+    elif setup == "garbage":
+        (folder / "a.csv").write_bytes(HEADER.encode() + b'"unterminated\n"also,\n')
+    with pytest.raises(InputError, match=message.replace("(", r"\(")):
+        run(spark, settings)
+    assert not (tmp_path / "lake" / "orders").exists()
+
+
+def test_unknown_source_and_table(spark: SparkSession, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    with pytest.raises(ConfigError, match=r"unknown source 'nope' \(sources: flights, orders"):
+        ingest.run(spark, settings, ingest.IngestRequest("nope"))
+
+
+def test_incompatible_target_table_is_refused_before_reading(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    settings = settings_for(tmp_path)
+    target = tmp_path / "lake" / "orders"
+    EmbeddedDelta(spark).write(spark.createDataFrame([(1, "x")], "id int, other string"),
+                               str(target))  # fmt: skip
+    land(tmp_path, "jan.csv", GOOD)
+    with pytest.raises(InputError, match=r"missing columns other.*contract and the table disagree"):
+        run(spark, settings)
+    assert DeltaTable(str(target)).version() == 0
+
+
+def test_cli_exit_codes(spark, tmp_path: Path, cli_globals: list[str]) -> None:
+    conf = tmp_path / "orders.toml"
+    conf.write_text(CONTRACT.format(policy="fail", fmt="csv", ext="csv"))
+    lake = tmp_path / "lake"
+    args = [*cli_globals, "--conf", str(conf), "--set", f'lakehouse.root="{lake}"', "ingest"]
+    runner = CliRunner()
+
+    missing = runner.invoke(app, [*args, "orders"])
+    assert missing.exit_code == 4 and "matches no files" in missing.stderr
+    land(tmp_path, "jan.csv", GOOD)
+    clean = runner.invoke(app, [*args, "orders", "--json"])
+    assert clean.exit_code == 0, clean.stderr
+    assert json.loads(clean.stdout)["rows_written"] == 3
+    land(tmp_path, "feb.csv", ["7,2,ua,1,NA"])
+    rejected = runner.invoke(app, [*args, "orders", "--path", str(lake / "raw/orders/feb.csv")])
+    assert rejected.exit_code == 5
+    assert "policy 'fail'; nothing written (regex:carrier: 1)" in rejected.stderr
+    quarantining = runner.invoke(
+        app,
+        [*cli_globals, "--conf", str(conf), "--set", f'lakehouse.root="{lake}"',
+         "--set", 'tables.orders.policy="quarantine"', "ingest", "orders",
+         "--path", str(lake / "raw/orders/feb.csv"), "--json"],
+    )  # fmt: skip
+    assert quarantining.exit_code == 10, quarantining.stderr
+    assert json.loads(quarantining.stdout)["status"] == "written_with_quarantine"
+    assert "1 rows quarantined in" in quarantining.stderr
+    unknown = runner.invoke(app, [*args, "nope"])
+    assert unknown.exit_code == 2 and "unknown source 'nope'" in unknown.stderr
