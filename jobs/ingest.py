@@ -15,27 +15,34 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from batchml.lib.contracts import (
     FAILED_RULES,
+    IS_GOOD,
     RAW_RECORD,
     CheckedContract,
-    bad_rows,
     check_contract,
     good_rows,
     output_schema,
-    with_failed_rules,
-    with_typed_columns,
+    quarantine_rows,
+    rule_names,
+    with_good_flag,
+    with_key_count,
 )
 from batchml.lib.delta import DeltaTables, WriteToken, delta_tables
 from batchml.lib.delta.schemas import compare_schemas
 from batchml.lib.errors import EXIT_CONTRACT, BatchmlError, ConfigError, InputError
 from batchml.lib.logs import get_logger
 from batchml.lib.settings import Settings, SourceSettings, TableContract
-from batchml.lib.sources import check_csv_headers, check_formats, find_batch, read_raw
+from batchml.lib.sources import (
+    check_csv_headers,
+    check_formats,
+    find_batch,
+    read_raw,
+    reader_options,
+)
 
 log = get_logger(__name__)
 TARGET_FILE_BYTES = 128 * 1024 * 1024
@@ -140,8 +147,10 @@ def run(spark: SparkSession, settings: Settings, request: IngestRequest) -> Inge
         uuid.uuid4().hex[:16], files=len(batch.files),
     )  # fmt: skip
     token = WriteToken(f"batchml.ingest/{request.source}/{batch.batch_id}", 1)
-    if _already_ingested(tables, table_uri, quarantine_uri, token, report):
+    state = _batch_state(tables, table_uri, quarantine_uri, token, report)
+    if state == "skipped":
         return report
+    resuming = state == "resume"
     _check_target(tables, table_uri, output, contract)
     check_formats(batch, source.format)
     if source.format == "csv":
@@ -150,36 +159,56 @@ def run(spark: SparkSession, settings: Settings, request: IngestRequest) -> Inge
                "batch_id": batch.batch_id, "run_id": report.run_id}  # fmt: skip
     log.info("ingest started", extra=started)
 
-    raw_df = read_raw(spark, batch, source.format, source.options, checked)
-    flagged_df = with_failed_rules(with_typed_columns(raw_df, checked), checked)
-    # Every output (counts, good rows, quarantine) comes from one parse of the files.
-    flagged_df = flagged_df.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        _count(flagged_df, report, source.format, batch.paths)
-        _apply_policy(contract, report)
-        commit = {"job": "ingest", "run_id": report.run_id, "source": request.source,
-                  "batch_id": batch.batch_id, "files": len(batch.files),
-                  "rows_quarantined": report.rows_quarantined}  # fmt: skip
-        # about one output file per 128 MB of input, however the read was split
-        files = max(1, math.ceil(sum(f.size for f in batch.files) / TARGET_FILE_BYTES))
-        written = tables.write(
-            good_rows(flagged_df, checked).coalesce(files), table_uri,
-            mode=mode,  # type: ignore[arg-type]
-            partition_by=contract.partition_by or None, replace_where=replace_where,
-            token=token, commit_info=commit,
+    options = reader_options(source.options)
+    raw_df = with_key_count(read_raw(spark, batch, source.format, options, checked), checked)
+    commit = {"job": "ingest", "run_id": report.run_id, "source": request.source,
+              "batch_id": batch.batch_id, "files": len(batch.files)}  # fmt: skip
+    # The files are parsed once for the table: the counts the policy needs are observed
+    # during that write and checked before its commit. Only a batch with bad rows is
+    # read a second time, to write its quarantine rows.
+    counted = Observation(f"ingest-{report.run_id}")
+    flagged_df = with_good_flag(raw_df, checked)
+    observed_df = flagged_df.observe(counted, *_batch_metrics(flagged_df))
+    files = max(1, math.ceil(sum(f.size for f in batch.files) / TARGET_FILE_BYTES))
+
+    table_commit = dict(commit)  # completed by check_batch: read by a rerun after a crash
+
+    def check_batch() -> None:
+        _check_counts(counted.get if counts is None else counts, report, source.format,
+                      batch.paths)  # fmt: skip
+        table_commit["rows_quarantined"] = report.rows_quarantined
+        if _rejected(contract, report):
+            report.quarantined_by_rule = _rule_counts(raw_df, checked, source.format, options)
+            _reject(contract, report)
+
+    counts = None
+    # Count first where the write cannot be stopped before its commit (the connector), or
+    # where it will not run at all (resuming a batch whose table commit is already in).
+    if tables.name != "embedded" or resuming:
+        counts = flagged_df.agg(*_batch_metrics(flagged_df)).collect()[0].asDict()
+        check_batch()
+    written = tables.write(
+        good_rows(observed_df, checked).coalesce(files), table_uri,
+        mode=mode,  # type: ignore[arg-type]
+        partition_by=contract.partition_by or None, replace_where=replace_where,
+        token=token, commit_info=table_commit,
+        before_commit=check_batch if counts is None else None,
+    )  # fmt: skip
+    report.table_version = written.version
+    report.rows_written = written.rows_added
+    if report.rows_quarantined:
+        by_rule = Observation(f"quarantine-{report.run_id}")
+        names = rule_names(checked, has_raw=RAW_RECORD in raw_df.columns)
+        quarantine_df = _quarantine_rows(raw_df, checked, report, source.format, options)
+        quarantined = tables.write(
+            quarantine_df.observe(by_rule, *[
+                F.sum(F.array_contains(FAILED_RULES, name).cast("int")).alias(name)
+                for name in names]).coalesce(1),
+            quarantine_uri, token=token, commit_info=commit,
         )  # fmt: skip
-        report.table_version = written.version
-        report.rows_written = written.rows_added
-        if report.rows_quarantined:
-            quarantined = tables.write(
-                _quarantine_rows(flagged_df, checked, report).coalesce(1), quarantine_uri,
-                token=token,
-                commit_info=commit,
-            )  # fmt: skip
-            report.quarantine_version = quarantined.version
-            report.status = "written_with_quarantine"
-    finally:
-        flagged_df.unpersist()
+        report.quarantined_by_rule = {k: int(v) for k, v in by_rule.get.items() if v}
+        report.quarantine_version = quarantined.version
+        report.status = "written_with_quarantine"
     report.message = (
         f"wrote {report.rows_written} rows to {source.table} (version {report.table_version})"
         + (f", quarantined {report.rows_quarantined}" if report.rows_quarantined else "")
@@ -189,19 +218,19 @@ def run(spark: SparkSession, settings: Settings, request: IngestRequest) -> Inge
     return report
 
 
-def _already_ingested(
+def _batch_state(
     tables: DeltaTables, table_uri: str, quarantine_uri: str, token: WriteToken,
     report: IngestReport,
-) -> bool:  # fmt: skip
-    """True when this batch is fully in: its commit is in the table and, if it had bad
-    rows, in the quarantine table too. A run that died between the two commits is redone:
-    the table write is then a no-op (same token) and the quarantine write completes it."""
+) -> str:  # fmt: skip
+    """`new`, `skipped` (fully ingested before) or `resume`: the table commit is in but the
+    quarantine commit it needs is not (a run died between the two). A resumed run finds
+    the table write a no-op (same token) and completes the quarantine write."""
     if not tables.has_token(table_uri, token):
-        return False
+        return "new"
     previous = _ingest_commit(tables, table_uri, report)
     if previous.get("rows_quarantined") and not tables.has_token(quarantine_uri, token):
         log.info("ingest resumes the quarantine write", extra={"batch_id": report.batch_id})
-        return False
+        return "resume"
     report.status = "skipped"
     report.table_version = previous.get("version")
     if tables.exists(quarantine_uri):
@@ -211,7 +240,7 @@ def _already_ingested(
         f"(version {report.table_version}); nothing written"
     )
     log.info("ingest skipped", extra={"source": report.source, "batch_id": report.batch_id})
-    return True
+    return "skipped"
 
 
 def _ingest_commit(tables: DeltaTables, uri: str, report: IngestReport) -> dict[str, Any]:
@@ -236,46 +265,62 @@ def _check_target(
         raise InputError(f"{problem} (the contract and the table disagree)")
 
 
-def _count(flagged_df: DataFrame, report: IngestReport, file_format: str, paths) -> None:
-    has_raw = RAW_RECORD in flagged_df.columns
-    totals = flagged_df.agg(
+def _batch_metrics(flagged_df: DataFrame) -> list:
+    """Aggregates observed over every row of the batch."""
+    malformed = (
+        F.sum(F.col(RAW_RECORD).isNotNull().cast("int"))
+        if RAW_RECORD in flagged_df.columns else F.lit(0)
+    )  # fmt: skip
+    return [
         F.count(F.lit(1)).alias("rows"),
-        F.sum(F.when(F.size(FAILED_RULES) > 0, 1).otherwise(0)).alias("bad"),
-        F.sum(F.when(F.col(RAW_RECORD).isNotNull(), 1).otherwise(0)).alias("malformed")
-        if has_raw else F.lit(0).alias("malformed"),
-    ).collect()[0]  # fmt: skip
-    report.rows_read = int(totals["rows"])
-    report.rows_quarantined = int(totals["bad"] or 0)
+        F.sum((~F.col(IS_GOOD)).cast("int")).alias("bad"),
+        malformed.alias("malformed"),
+    ]
+
+
+def _check_counts(counts: dict[str, Any], report: IngestReport, file_format: str, paths) -> None:
+    report.rows_read = int(counts["rows"] or 0)
+    report.rows_quarantined = int(counts["bad"] or 0)
     if report.rows_read == 0:
         raise InputError(f"source {report.source}: the batch's files hold no rows")
-    if has_raw and totals["malformed"] == report.rows_read:
+    if counts["malformed"] == report.rows_read:
         raise InputError(
             f"source {report.source}: no line of {', '.join(paths[:3])} parses as "
-            f"{file_format}; is it a {file_format} file?"
+            f"{file_format} with the contract's types; is it a {file_format} file?"
         )
-    if report.rows_quarantined:
-        by_rule = (
-            flagged_df.filter(F.size(FAILED_RULES) > 0)
-            .select(F.explode(FAILED_RULES).alias("rule"))
-            .groupBy("rule")
-            .count()
-            .collect()
-        )
-        report.quarantined_by_rule = dict(sorted((r["rule"], int(r["count"])) for r in by_rule))
 
 
-def _apply_policy(contract: TableContract, report: IngestReport) -> None:
+def _rule_counts(
+    raw_df: DataFrame, checked: CheckedContract, file_format: str, options: dict[str, str]
+) -> dict[str, int]:
+    """Bad rows per rule (a second pass; only for a batch the policy may reject)."""
+    rows = (
+        quarantine_rows(raw_df, checked, file_format, options)
+        .select(F.explode(FAILED_RULES).alias("rule"))
+        .groupBy("rule")
+        .count()
+        .collect()
+    )
+    return dict(sorted((r["rule"], int(r["count"])) for r in rows))
+
+
+def _rejected(contract: TableContract, report: IngestReport) -> bool:
+    """Whether the table's policy refuses this batch."""
     if not report.rows_quarantined or contract.policy == "quarantine":
-        return
+        return False
+    if contract.policy == "fail":
+        return True
+    return report.rows_quarantined / report.rows_read > contract.max_bad_fraction
+
+
+def _reject(contract: TableContract, report: IngestReport) -> None:
     fraction = report.rows_quarantined / report.rows_read
     rules = ", ".join(f"{rule}: {count}" for rule, count in report.quarantined_by_rule.items())
-    if contract.policy == "threshold" and fraction <= contract.max_bad_fraction:
-        return
-    report.status = "rejected"
     limit = (
         f"over max_bad_fraction {contract.max_bad_fraction}"
         if contract.policy == "threshold" else "policy 'fail'"
     )  # fmt: skip
+    report.status = "rejected"
     report.message = (
         f"table {report.table}: {report.rows_quarantined} of {report.rows_read} rows "
         f"({fraction:.2%}) break the contract, {limit}; nothing written ({rules})"
@@ -283,8 +328,14 @@ def _apply_policy(contract: TableContract, report: IngestReport) -> None:
     raise ContractViolation(report.message, report)
 
 
-def _quarantine_rows(flagged_df: DataFrame, checked: CheckedContract, report: IngestReport):
-    return bad_rows(flagged_df, checked).select(
+def _quarantine_rows(
+    raw_df: DataFrame,
+    checked: CheckedContract,
+    report: IngestReport,
+    file_format: str,
+    options: dict[str, str],
+) -> DataFrame:
+    return quarantine_rows(raw_df, checked, file_format, options).select(
         "*",
         F.lit(report.source).alias("source"),
         F.lit(report.batch_id).alias("batch_id"),

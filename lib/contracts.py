@@ -1,9 +1,14 @@
 """Row-level data contracts: typed columns, rules, derived columns, evaluated in one pass.
 
 A contract is checked against itself before Spark reads anything (unknown columns,
-unknown types, rules that do not fit a type). Rows are then read as strings, cast with
-`try_cast`, and every rule becomes a built-in Column expression that yields the rule's
-name when the row breaks it; `failed_rules` gathers them all in a single projection.
+unknown types, rules that do not fit a type). Rows are then read with the declared
+types; Spark's permissive parser keeps a line it cannot parse or convert whole in
+`_raw_record`. Every rule is a built-in Column expression:
+
+- on the hot path, all rules fold into one null-safe boolean (`good_condition`), so a
+  good row costs a few comparisons and nothing is built per row;
+- for the (usually few) bad rows, `failed_rules` names each rule a row breaks, and a
+  type failure is traced to its column by re-reading the raw line as strings.
 
 Rule names, as they appear in quarantine tables and reports:
 `malformed` (the line could not be parsed), `type:<col>` (the value does not cast to
@@ -29,6 +34,9 @@ from batchml.lib.settings import ColumnContract, TableContract
 RAW_RECORD = "_raw_record"
 SOURCE_FILE = "_source_file"
 FAILED_RULES = "failed_rules"
+KEY_COUNT = "_key_count"
+IS_GOOD = "_is_good"
+RAW_SUFFIX = "__raw"
 ORDERED_TYPES = (
     T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType,
     T.DecimalType, T.DateType, T.TimestampType, T.TimestampNTZType, T.StringType,
@@ -148,14 +156,6 @@ def output_schema(spark: SparkSession, checked: CheckedContract) -> T.StructType
 
 
 # ----------------------------------------------------------- transformations
-def with_typed_columns(raw_df: DataFrame, checked: CheckedContract) -> DataFrame:
-    """Cast each string column to its declared type, keeping the strings as `<col>__raw`."""
-    typed = [F.col(_q(n)).try_cast(t).alias(n) for n, t in checked.types.items()]
-    kept = [F.col(_q(n)).alias(_raw_name(n)) for n in checked.columns]
-    extra = [c for c in (RAW_RECORD, SOURCE_FILE) if c in raw_df.columns]
-    return raw_df.select(*typed, *kept, *[F.col(c) for c in extra])
-
-
 def with_derived(df: DataFrame, checked: CheckedContract) -> DataFrame:
     """Add the derived columns in declaration order (later ones may use earlier ones)."""
     for name, expression in checked.contract.derived.items():
@@ -163,70 +163,150 @@ def with_derived(df: DataFrame, checked: CheckedContract) -> DataFrame:
     return df
 
 
-def rule_columns(checked: CheckedContract, *, has_raw: bool) -> list[Column]:
-    """One Column per rule: the rule's name when the row breaks it, else null."""
-    rules: list[Column] = []
-    if has_raw:
-        rules.append(F.when(F.col(RAW_RECORD).isNotNull(), F.lit("malformed")))
-    for name, column in checked.contract.columns.items():
-        value, raw = F.col(_q(name)), F.col(_q(_raw_name(name)))
-        rules.append(F.when(raw.isNotNull() & value.isNull(), F.lit(f"type:{name}")))
-        if not column.nullable:
-            rules.append(F.when(raw.isNull(), F.lit(f"not_null:{name}")))
-        if column.min is not None:
-            rules.append(F.when(value < F.lit(column.min), F.lit(f"min:{name}")))
-        if column.max is not None:
-            rules.append(F.when(value > F.lit(column.max), F.lit(f"max:{name}")))
-        if column.allowed is not None:
-            rules.append(F.when(~value.isin([*column.allowed]), F.lit(f"allowed:{name}")))
-        if column.regex is not None:
-            rules.append(F.when(~value.rlike(column.regex), F.lit(f"regex:{name}")))
-    return rules
-
-
-def with_failed_rules(df: DataFrame, checked: CheckedContract) -> DataFrame:
-    """Add `failed_rules` (array of rule names, empty for a good row) in one projection.
-
-    The unique-key rule needs the count of each key in the batch: a window over the key,
-    the only shuffle a contract can add.
-    """
-    has_raw = RAW_RECORD in df.columns
-    rules = rule_columns(checked, has_raw=has_raw)
+def with_key_count(df: DataFrame, checked: CheckedContract) -> DataFrame:
+    """Add how often each row's unique key occurs in the batch (a window: one shuffle)."""
     key = checked.contract.unique_key
-    if key:
-        key_count = F.count(F.lit(1)).over(Window.partitionBy(*[_q(k) for k in key]))
-        # a key with a null part is no key (SQL semantics); not_null rules catch those
-        complete = reduce(lambda a, b: a & b, [F.col(_q(k)).isNotNull() for k in key])
-        rules.append(F.when(complete & (key_count > 1), F.lit("unique_key")))
-    return df.withColumn(FAILED_RULES, F.array_compact(F.array(*rules)))
+    if not key:
+        return df
+    return df.withColumn(
+        KEY_COUNT, F.count(F.lit(1)).over(Window.partitionBy(*[_q(k) for k in key]))
+    )
 
 
-def good_rows(flagged_df: DataFrame, checked: CheckedContract) -> DataFrame:
+def good_condition(df: DataFrame, checked: CheckedContract) -> Column:
+    """True for a row that breaks no rule: every rule folded into one null-safe boolean."""
+    conditions: list[Column] = []
+    if RAW_RECORD in df.columns:
+        conditions.append(F.col(RAW_RECORD).isNull())
+    for name, column in checked.contract.columns.items():
+        value = F.col(_q(name))
+        raw = raw_column(name)
+        if raw in df.columns:  # cast afterwards (Parquet): the cast must not lose a value
+            conditions.append(F.col(_q(raw)).isNull() | value.isNotNull())
+        if not column.nullable:
+            conditions.append(value.isNotNull())
+        for broken in _value_rules(value, column).values():
+            conditions.append(~F.coalesce(broken, F.lit(False)))
+    if KEY_COUNT in df.columns:
+        conditions.append(~_duplicate_key(checked))
+    return reduce(lambda a, b: a & b, conditions, F.lit(True))
+
+
+def failed_rules(
+    df: DataFrame, checked: CheckedContract, file_format: str, options: dict[str, str]
+) -> Column:
+    """The names of the rules a row breaks (empty for a good row), as array<string>."""
+    type_failures = {name: _type_failure(df, checked, name, file_format, options)
+                     for name in checked.columns}  # fmt: skip
+    rules: list[Column] = []
+    if RAW_RECORD in df.columns:
+        any_type_failure = reduce(
+            lambda a, b: a | b, [F.coalesce(c, F.lit(False)) for c in type_failures.values()]
+        )
+        rules.append(F.when(F.col(RAW_RECORD).isNotNull() & ~any_type_failure, "malformed"))
+    for name, column in checked.contract.columns.items():
+        value = F.col(_q(name))
+        type_failed = F.coalesce(type_failures[name], F.lit(False))
+        rules.append(F.when(type_failed, f"type:{name}"))
+        if not column.nullable:
+            rules.append(F.when(value.isNull() & ~type_failed, f"not_null:{name}"))
+        for rule, broken in _value_rules(value, column).items():
+            rules.append(F.when(broken, f"{rule}:{name}"))
+    if KEY_COUNT in df.columns:
+        rules.append(F.when(_duplicate_key(checked), "unique_key"))
+    return F.array_compact(F.array(*rules))
+
+
+def rule_names(checked: CheckedContract, *, has_raw: bool) -> list[str]:
+    """Every rule name this contract can report, in evaluation order."""
+    names = ["malformed"] if has_raw else []
+    for name, column in checked.contract.columns.items():
+        names.append(f"type:{name}")
+        if not column.nullable:
+            names.append(f"not_null:{name}")
+        names.extend(f"{rule}:{name}" for rule in _value_rules(F.lit(None), column))
+    if checked.contract.unique_key:
+        names.append("unique_key")
+    return names
+
+
+def with_good_flag(df: DataFrame, checked: CheckedContract) -> DataFrame:
+    """Add `_is_good` once, so that counting and filtering do not evaluate the rules twice."""
+    return df.withColumn(IS_GOOD, good_condition(df, checked))
+
+
+def good_rows(df: DataFrame, checked: CheckedContract) -> DataFrame:
     """Rows that broke no rule: typed columns, then the derived ones.
 
     Derived expressions run after the filter, so they only ever see values that passed
     every rule (under ANSI mode a bad value could otherwise fail the whole job).
     """
-    good = flagged_df.filter(F.size(FAILED_RULES) == 0).select(
-        *[F.col(_q(n)) for n in checked.columns]
-    )
-    return with_derived(good, checked)
+    good = F.col(IS_GOOD) if IS_GOOD in df.columns else good_condition(df, checked)
+    return with_derived(df.filter(good).select(*[_q(n) for n in checked.columns]), checked)
 
 
-def bad_rows(flagged_df: DataFrame, checked: CheckedContract) -> DataFrame:
-    """Rows that broke a rule, as quarantine records: the raw record and the rules."""
-    raw_json = F.to_json(F.struct(*[F.col(_q(_raw_name(n))).alias(n) for n in checked.columns]))
-    raw = F.coalesce(F.col(RAW_RECORD), raw_json) if RAW_RECORD in flagged_df.columns else raw_json
-    source = F.col(SOURCE_FILE) if SOURCE_FILE in flagged_df.columns else F.lit(None)
-    return flagged_df.filter(F.size(FAILED_RULES) > 0).select(
+def quarantine_rows(
+    df: DataFrame, checked: CheckedContract, file_format: str, options: dict[str, str]
+) -> DataFrame:
+    """Rows that broke a rule: the raw record, the rules broken and the source file."""
+    bad = df.filter(~good_condition(df, checked))
+    values = [F.col(_q(raw_column(n) if raw_column(n) in df.columns else n)).alias(n)
+              for n in checked.columns]  # fmt: skip
+    raw = F.to_json(F.struct(*values))
+    if RAW_RECORD in df.columns:
+        raw = F.coalesce(F.col(RAW_RECORD), raw)
+    source = F.col(SOURCE_FILE) if SOURCE_FILE in df.columns else F.lit(None)
+    return bad.select(
         raw.alias("raw_record"),
-        F.col(FAILED_RULES),
+        failed_rules(bad, checked, file_format, options).alias(FAILED_RULES),
         source.cast("string").alias("source_file"),
     )
 
 
-def _raw_name(name: str) -> str:
-    return f"{name}__raw"
+def raw_column(name: str) -> str:
+    """The string value a column was cast from, where casting happens after reading."""
+    return f"{name}{RAW_SUFFIX}"
+
+
+def _value_rules(value: Column, column: ColumnContract) -> dict[str, Column]:
+    """rule -> Column true when the (non-null) value breaks it."""
+    rules: dict[str, Column] = {}
+    if column.min is not None:
+        rules["min"] = value < F.lit(column.min)
+    if column.max is not None:
+        rules["max"] = value > F.lit(column.max)
+    if column.allowed is not None:
+        rules["allowed"] = ~value.isin([*column.allowed])
+    if column.regex is not None:
+        rules["regex"] = ~value.rlike(column.regex)
+    return rules
+
+
+def _duplicate_key(checked: CheckedContract) -> Column:
+    # a key with a null part is no key (SQL semantics); not_null rules catch those
+    complete = reduce(
+        lambda a, b: a & b, [F.col(_q(k)).isNotNull() for k in checked.contract.unique_key]
+    )
+    return complete & (F.col(KEY_COUNT) > 1)
+
+
+def _type_failure(
+    df: DataFrame, checked: CheckedContract, name: str, file_format: str, options: dict[str, str]
+) -> Column:
+    """True when the column's text is present but does not convert to the declared type."""
+    target = checked.types[name]
+    raw = raw_column(name)
+    if raw in df.columns:
+        return F.col(_q(raw)).isNotNull() & F.col(_q(name)).isNull()
+    if RAW_RECORD not in df.columns:
+        return F.lit(False)
+    if file_format == "json":
+        parsed = F.from_json(F.col(RAW_RECORD), checked.string_schema(corrupt_column=False))
+    else:
+        ddl = ", ".join(f"{_q(n)} STRING" for n in checked.columns)
+        parsed = F.from_csv(F.col(RAW_RECORD), ddl, options)
+    text = parsed.getField(name)
+    return F.col(RAW_RECORD).isNotNull() & text.isNotNull() & text.try_cast(target).isNull()
 
 
 def _q(name: str) -> str:

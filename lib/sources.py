@@ -19,8 +19,9 @@ from pathlib import Path
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
-from batchml.lib.contracts import RAW_RECORD, SOURCE_FILE, CheckedContract
+from batchml.lib.contracts import RAW_RECORD, SOURCE_FILE, CheckedContract, raw_column
 from batchml.lib.delta.paths import hadoop_path
 from batchml.lib.errors import InputError, first_line
 
@@ -145,37 +146,46 @@ def read_raw(
     spark: SparkSession,
     batch: SourceBatch,
     file_format: str,
-    options: dict[str, object],
+    options: dict[str, str],
     checked: CheckedContract,
 ) -> DataFrame:
-    """The batch as string columns named by the contract, plus `_raw_record` (text formats)
-    and `_source_file`."""
+    """The batch with the contract's typed columns and `_source_file`.
+
+    CSV and JSON are parsed straight into the declared types; a line that cannot be
+    parsed or converted is kept whole in `_raw_record` (its values null where they
+    failed). Parquet keeps its own column types: each column is cast with `try_cast`
+    and its original value kept as `<col>__raw`, so a lost value is detected.
+    """
     paths = [hadoop_path(p) for p in batch.paths]
-    reader_options = {k: str(v).lower() if isinstance(v, bool) else str(v)
-                      for k, v in options.items()}  # fmt: skip
     try:
         if file_format == "parquet":
-            raw_df = spark.read.options(**reader_options).parquet(*paths)
+            raw_df = spark.read.options(**options).parquet(*paths)
             missing = [c for c in checked.columns if c not in raw_df.columns]
             if missing:
                 raise InputError(
                     f"source files lack columns {', '.join(missing)} of the contract of "
                     f"table {checked.table} (found: {', '.join(raw_df.columns)})"
                 )
-            columns = [F.col(f"`{c}`").cast("string").alias(c) for c in checked.columns]
+            columns = [F.col(f"`{c}`").try_cast(t).alias(c) for c, t in checked.types.items()]
+            columns += [F.col(f"`{c}`").alias(raw_column(c)) for c in checked.columns]
         else:
+            schema = checked.typed_schema().add(RAW_RECORD, T.StringType())
             reader = (
-                spark.read.schema(checked.string_schema(corrupt_column=True))
-                .options(**reader_options)
+                spark.read.schema(schema)
+                .options(**options)
                 .option("mode", "PERMISSIVE")
                 .option("columnNameOfCorruptRecord", RAW_RECORD)
             )
             if file_format == "csv":
-                reader = reader.option("header", reader_options.get("header", "true"))
-                raw_df = reader.csv(paths)
+                raw_df = reader.option("header", options.get("header", "true")).csv(paths)
             else:
                 raw_df = reader.json(paths)
             columns = [F.col(f"`{c}`") for c in [*checked.columns, RAW_RECORD]]
     except AnalysisException as exc:
         raise InputError(f"cannot read source files: {first_line(exc)}") from None
     return raw_df.select(*columns, F.col("_metadata.file_path").alias(SOURCE_FILE))
+
+
+def reader_options(options: dict[str, object]) -> dict[str, str]:
+    """Config values (TOML booleans and numbers) as the strings Spark's readers take."""
+    return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in options.items()}

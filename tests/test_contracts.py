@@ -6,19 +6,20 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from batchml.lib.contracts import (
     FAILED_RULES,
-    RAW_RECORD,
     check_contract,
+    good_condition,
     good_rows,
     output_schema,
-    with_failed_rules,
-    with_typed_columns,
+    quarantine_rows,
+    rule_names,
+    with_key_count,
 )
 from batchml.lib.errors import InputError
 from batchml.lib.settings import TableContract
+from batchml.lib.sources import find_batch, read_raw
 
 
 def contract(**overrides) -> TableContract:
@@ -66,54 +67,58 @@ def test_output_schema_has_typed_then_derived_columns(spark: SparkSession) -> No
     )
 
 
-def test_every_rule_flags_its_rows_in_one_projection(spark: SparkSession) -> None:
+CSV_ROWS = """id,code,amount,day
+1,AA,10.50,2013-01-02
+2,UA,,
+,aa,100.01,2012-12-31
+x,AA,ten,2013-02-30
+3,DL,1,2013-01-01
+4,AA,1,2013-01-01
+4,UA,2,2013-01-01
+4,UA
+"""
+
+
+def read_orders(spark: SparkSession, tmp_path, checked):
+    path = tmp_path / "orders.csv"
+    path.write_text(CSV_ROWS)
+    batch = find_batch(str(path))
+    return with_key_count(read_raw(spark, batch, "csv", {"header": "true"}, checked), checked)
+
+
+def test_every_rule_is_named_for_the_rows_that_break_it(spark: SparkSession, tmp_path) -> None:
     checked = check_contract(spark, "orders", contract())
-    rows = [
-        ("1", "AA", "10.50", "2013-01-02", None),  # good
-        ("2", "UA", None, None, None),  # good: nulls where allowed
-        (None, "aa", "100.01", "2012-12-31", None),  # not_null, regex, allowed, max, min
-        ("x", "AA", "ten", "2013-02-30", None),  # three type failures
-        ("3", "DL", "1", "2013-01-01", None),  # allowed only
-        ("4", "AA", "1", "2013-01-01", None),  # duplicate id ...
-        ("4", "UA", "2", "2013-01-01", None),  # ... twice
-        (None, None, None, None, "4,UA,broken,line"),  # malformed (and not_null)
-    ]
-    raw_df = spark.createDataFrame(rows, checked.string_schema(corrupt_column=True))
-    flagged = with_failed_rules(with_typed_columns(raw_df, checked), checked)
-    got = flagged.select(
-        F.col("id__raw").alias("id"), F.col("code__raw").alias("code"), FAILED_RULES
-    )
+    raw_df = read_orders(spark, tmp_path, checked)
+    bad = quarantine_rows(raw_df, checked, "csv", {"header": "true"})
+    got = bad.select("raw_record", FAILED_RULES)
     expected = spark.createDataFrame(
         [
-            ("1", "AA", []),
-            ("2", "UA", []),
-            (None, "aa", ["not_null:id", "allowed:code", "regex:code", "max:amount",
-                          "min:day"]),
-            ("x", "AA", ["type:id", "type:amount", "type:day"]),
-            ("3", "DL", ["allowed:code"]),
-            ("4", "AA", ["unique_key"]),
-            ("4", "UA", ["unique_key"]),
-            (None, None, ["malformed", "not_null:id"]),
+            ('{"code":"aa","amount":100.01,"day":"2012-12-31"}',
+             ["not_null:id", "allowed:code", "regex:code", "max:amount", "min:day"]),
+            ("x,AA,ten,2013-02-30", ["type:id", "type:amount", "type:day"]),
+            ('{"id":3,"code":"DL","amount":1.00,"day":"2013-01-01"}', ["allowed:code"]),
+            ('{"id":4,"code":"AA","amount":1.00,"day":"2013-01-01"}', ["unique_key"]),
+            ('{"id":4,"code":"UA","amount":2.00,"day":"2013-01-01"}', ["unique_key"]),
+            ("4,UA", ["malformed", "unique_key"]),
         ],
-        "id string, code string, failed_rules array<string>",
+        "raw_record string, failed_rules array<string>",
     )  # fmt: skip
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+    assert {r["source_file"] for r in bad.collect()} == {f"file:{tmp_path}/orders.csv"}
 
-    good = good_rows(flagged, checked)
+    good = good_rows(raw_df, checked)
     assert good.schema.fieldNames() == ["id", "code", "amount", "day", "amount_x2"]
     assert sorted((r["id"], str(r["amount_x2"])) for r in good.collect()) == [
         (1, "21.00"),
         (2, "None"),
     ]
+    counts = raw_df.agg(F.sum((~good_condition(raw_df, checked)).cast("int"))).collect()[0][0]
+    assert counts == 6
 
 
-def test_typed_columns_keep_the_raw_strings(spark: SparkSession) -> None:
-    checked = check_contract(spark, "orders", contract(derived={}, unique_key=[]))
-    raw_df = spark.createDataFrame(
-        [("7", "AA", "1.5", "2013-01-05")], checked.string_schema(corrupt_column=False)
-    )
-    typed = with_typed_columns(raw_df, checked)
-    assert RAW_RECORD not in typed.columns
-    row = typed.collect()[0]
-    assert (row["id"], row["id__raw"], str(row["amount"])) == (7, "7", "1.50")
-    assert typed.schema["day"].dataType == T.DateType()
+def test_rule_names_list_every_rule_of_the_contract(spark: SparkSession) -> None:
+    checked = check_contract(spark, "orders", contract())
+    assert rule_names(checked, has_raw=True) == [
+        "malformed", "type:id", "not_null:id", "min:id", "type:code", "allowed:code",
+        "regex:code", "type:amount", "max:amount", "type:day", "min:day", "unique_key",
+    ]  # fmt: skip

@@ -94,8 +94,13 @@ def test_good_and_bad_rows_are_split_with_reasons(spark: SparkSession, tmp_path:
         for row in EmbeddedDelta(spark).read(report.quarantine_uri).df.collect()
     }
     assert quarantine["6,1,UA"]["failed_rules"] == ["malformed"]
-    broken = next(r for r in quarantine.values() if r["failed_rules"] == ["type:id"])
-    assert json.loads(broken["raw_record"])["id"] == "x"
+    assert quarantine["x,1,UA,5,NA"]["failed_rules"] == ["type:id"]
+    assert (
+        json.loads(quarantine['{"id":4,"month":1,"carrier":"ua","delay":5.0}']["raw_record"])[
+            "carrier"
+        ]
+        == "ua"
+    )
     assert all(r["source_file"].endswith("/raw/orders/jan.csv") for r in quarantine.values())
     assert {r["ingest_run_id"] for r in quarantine.values()} == {report.run_id}
     assert len(oracle_rows(report.table_uri)) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -73,6 +74,7 @@ class DeltaTables(Protocol):
         token: WriteToken | None = None,
         merge_schema: bool = False,
         commit_info: dict[str, Any] | None = None,
+        before_commit: Callable[[], None] | None = None,
     ) -> WriteResult: ...
 
     def history(self, uri: str, limit: int | None = None) -> list[dict[str, Any]]: ...

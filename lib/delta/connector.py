@@ -8,6 +8,7 @@ is the same API as the embedded backend and errors a user can act on.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -143,7 +144,13 @@ class ConnectorDelta:
         token: WriteToken | None = None,
         merge_schema: bool = False,
         commit_info: dict[str, Any] | None = None,
+        before_commit: Callable[[], None] | None = None,
     ) -> WriteResult:
+        """One `df.write.format("delta")`. Delta's connector stages and commits in one
+        call, so `before_commit` runs before the write (it cannot see the write's metrics:
+        callers that need them compute them first)."""
+        if before_commit is not None:
+            before_commit()
         save_mode, options = write_options(
             mode, replace_where, token, merge_schema, commit_info or {}
         )

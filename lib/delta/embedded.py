@@ -15,6 +15,7 @@ import shutil
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import reduce
@@ -180,6 +181,7 @@ class EmbeddedDelta:
         token: WriteToken | None = None,
         merge_schema: bool = False,
         commit_info: dict[str, Any] | None = None,
+        before_commit: Callable[[], None] | None = None,
     ) -> WriteResult:
         """Write a DataFrame as one Delta commit (or none at all).
 
@@ -193,6 +195,9 @@ class EmbeddedDelta:
             token: idempotency token; a write whose token is committed is a no-op.
             merge_schema: add the data's extra columns to the table schema.
             commit_info: extra metadata stored in the commit (job name, run id, ...).
+            before_commit: called once the data is staged (the Spark job has run, so its
+                observed metrics are known) and before anything is committed; if it
+                raises, the staged files are removed and nothing is committed.
 
         Raises:
             InputError: a schema, partition or predicate problem (nothing is written),
@@ -219,6 +224,8 @@ class EmbeddedDelta:
             staged = self._stage(df, plan, staging)
             if replace_where is not None:
                 self._check_rows_match(staged, replace_where, plan, root)
+            if before_commit is not None:
+                before_commit()
             started = time.perf_counter()
             moved = _move_into_place(staging, root, staged)
             result = self._commit(
