@@ -8,15 +8,12 @@ footer statistics) in one delta-rs transaction. No row passes through the driver
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
 import shutil
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from functools import reduce
 from pathlib import Path
@@ -51,11 +48,19 @@ from batchml.lib.delta.paths import (
     local_path,
     partition_dirs,
     relative_file,
-    same_value,
     to_delta_value,
-    typed_value,
 )
-from batchml.lib.delta.schemas import check_partition_columns, compare_schemas
+from batchml.lib.delta.staging import (
+    StagedFile,
+    WritePlan,
+    add_columns,
+    delta_type,
+    hive_layout_matches,
+    move_into_place,
+    plan_write,
+    remove_files,
+    remove_if_empty,
+)
 from batchml.lib.delta.stats import footer_stats
 from batchml.lib.errors import InputError, first_line
 from batchml.lib.logs import get_logger
@@ -70,16 +75,6 @@ _FILE_KEY = "__batchml_file"
 def quoted(name: str) -> str:
     """A column name as a Spark SQL identifier."""
     return "`" + name.replace("`", "``") + "`"
-
-
-@dataclass
-class _StagedFile:
-    relative: str  # path below the table root, as on storage
-    size: int
-    modification_time: int
-    num_records: int
-    stats: str
-    partition_values: dict[str, str | None]
 
 
 class EmbeddedDelta:
@@ -146,7 +141,7 @@ class EmbeddedDelta:
     ) -> DataFrame:
         data_schema = T.StructType([f for f in schema if f.name not in partitions])
         types = {c: schema[c].dataType.typeName() for c in partitions}
-        if _hive_layout_matches(files, partitions, types, values):
+        if hive_layout_matches(files, partitions, types, values):
             # Directory names spell the log's values: Spark's own partition discovery
             # types them from the schema and prunes files on partition filters.
             return (
@@ -213,7 +208,7 @@ class EmbeddedDelta:
             delta_log.check_writable(base)
             if _token_committed(base, token):
                 return _noop(root, base.version, token)
-        plan = _plan(df.schema, root, base, partition_by, merge_schema)
+        plan = plan_write(df.schema, root, base, partition_by, merge_schema)
         if replace_where is not None:
             self._check_predicate(replace_where, plan.schema, plan.partitions, root)
 
@@ -227,26 +222,26 @@ class EmbeddedDelta:
             if before_commit is not None:
                 before_commit()
             started = time.perf_counter()
-            moved = _move_into_place(staging, root, staged)
+            moved = move_into_place(staging, root, staged)
             result = self._commit(
                 root, base, plan, staged, mode, replace_where, token, commit_info or {}
             )
             self.last_write_seconds["commit"] = time.perf_counter() - started
             return result
         except BaseException:
-            _remove_files(root, moved)
+            remove_files(root, moved)
             if created_root and not delta_log.table_exists(root):
                 shutil.rmtree(root, ignore_errors=True)
             raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-            _remove_if_empty(Path(root) / STAGING_DIR)
+            remove_if_empty(Path(root) / STAGING_DIR)
 
     def _current(self, root: str) -> delta_log.Snapshot | None:
         """The snapshot a write starts from (None for a new table)."""
         return delta_log.open_snapshot(root) if delta_log.table_exists(root) else None
 
-    def _stage(self, df: DataFrame, plan: _Plan, staging: Path) -> list[_StagedFile]:
+    def _stage(self, df: DataFrame, plan: WritePlan, staging: Path) -> list[StagedFile]:
         """Spark writes the Parquet files; their footers give the statistics."""
         ordered = df.select(*[quoted(f.name) for f in plan.schema if f.name in df.columns])
         writer = ordered.write.mode("errorifexists").option("compression", "snappy")
@@ -257,7 +252,7 @@ class EmbeddedDelta:
         write_seconds = time.perf_counter() - started
         started = time.perf_counter()
         data_types = {
-            f.name: _delta_type(f.dataType) for f in plan.schema if f.name not in plan.partitions
+            f.name: delta_type(f.dataType) for f in plan.schema if f.name not in plan.partitions
         }
         part_types = {c: plan.schema[c].dataType.typeName() for c in plan.partitions}
         staged = []
@@ -273,7 +268,7 @@ class EmbeddedDelta:
             }
             info = path.stat()
             staged.append(
-                _StagedFile(
+                StagedFile(
                     relative, info.st_size, int(info.st_mtime * 1000), num_records, stats, values
                 )
             )
@@ -284,7 +279,9 @@ class EmbeddedDelta:
         log.debug("staged files", extra={"files": len(staged), **self.last_write_seconds})
         return staged
 
-    def _partition_frame(self, rows: list[tuple[str, dict[str, Any]]], plan: _Plan) -> DataFrame:
+    def _partition_frame(
+        self, rows: list[tuple[str, dict[str, Any]]], plan: WritePlan
+    ) -> DataFrame:
         """A tiny DataFrame of (file, typed partition values), one row per file."""
         string_schema = T.StructType(
             [T.StructField(_FILE_KEY, T.StringType())]
@@ -319,9 +316,9 @@ class EmbeddedDelta:
 
     def _check_rows_match(
         self,
-        staged: list[_StagedFile],
+        staged: list[StagedFile],
         predicate: str,
-        plan: _Plan,
+        plan: WritePlan,
         root: str,
     ) -> None:
         """Every written partition must satisfy the replace predicate (Delta's rule)."""
@@ -335,7 +332,7 @@ class EmbeddedDelta:
             )
 
     def _affected(
-        self, snapshot: delta_log.Snapshot, mode: WriteMode, predicate: str | None, plan: _Plan
+        self, snapshot: delta_log.Snapshot, mode: WriteMode, predicate: str | None, plan: WritePlan
     ) -> list[tuple[str, int]]:
         """The files a write removes from this snapshot: (action path, size)."""
         if mode == "append":
@@ -359,8 +356,8 @@ class EmbeddedDelta:
         self,
         root: str,
         base: delta_log.Snapshot | None,
-        plan: _Plan,
-        staged: list[_StagedFile],
+        plan: WritePlan,
+        staged: list[StagedFile],
         mode: WriteMode,
         predicate: str | None,
         token: WriteToken | None,
@@ -394,7 +391,7 @@ class EmbeddedDelta:
                     if affected is None:
                         affected = self._affected(base, mode, predicate, plan)
                     if plan.new_fields:
-                        _add_columns(base, plan.new_fields)
+                        add_columns(base, plan.new_fields)
                         plan = plan.without_new_fields()
                     now = int(time.time() * 1000)
                     # delta-rs encodes action paths itself: hand it the plain relative path
@@ -427,11 +424,11 @@ class EmbeddedDelta:
                     ) from None
                 fresh = delta_log.open_snapshot(root)
                 if _token_committed(fresh, token):
-                    _remove_files(root, [f.relative for f in staged])
+                    remove_files(root, [f.relative for f in staged])
                     return _noop(root, fresh.version, token)
                 if base is None:  # someone created the table first: write into theirs
                     delta_log.check_writable(fresh)
-                    plan = _plan(plan.schema, root, fresh, plan.partitions, merge_schema=False)
+                    plan = plan_write(plan.schema, root, fresh, plan.partitions, merge_schema=False)
                 elif mode != "append":
                     now_affected = self._affected(fresh, mode, predicate, plan)
                     if set(now_affected) != set(affected or []):
@@ -476,61 +473,8 @@ class EmbeddedDelta:
                     if not dry_run:
                         shutil.rmtree(folder, ignore_errors=True)
             if not dry_run:
-                _remove_if_empty(staging_root)
+                remove_if_empty(staging_root)
         return VacuumResult(root, dry_run, sorted(files), stale)
-
-
-# ---------------------------------------------------------------------- plans
-@dataclass(frozen=True)
-class _Plan:
-    schema: T.StructType  # the table schema after this write, every field nullable
-    partitions: list[str]
-    new_fields: tuple[T.StructField, ...] = ()
-
-    def without_new_fields(self) -> _Plan:
-        return _Plan(self.schema, self.partitions)
-
-
-def _plan(
-    incoming: T.StructType,
-    root: str,
-    base: delta_log.Snapshot | None,
-    partition_by: list[str] | None,
-    merge_schema: bool,
-) -> _Plan:
-    """Validate the data against the table (or a new table's declaration)."""
-    if base is None:
-        partitions = list(partition_by or [])
-        check_partition_columns(incoming, partitions, root)
-        return _Plan(delta_log.nullable(incoming), partitions)
-    table_schema = base.spark_schema()
-    partitions = base.partition_columns
-    if partition_by is not None and list(partition_by) != partitions:
-        raise InputError(
-            f"table {root} is partitioned by ({', '.join(partitions) or 'nothing'}), "
-            f"not ({', '.join(partition_by) or 'nothing'})"
-        )
-    diff = compare_schemas(table_schema, incoming)
-    problem = diff.describe(root, allow_extra=merge_schema)
-    if problem:
-        raise InputError(problem)
-    new_fields = tuple(delta_log.nullable(T.StructType(diff.extra)).fields)
-    schema = T.StructType([*table_schema.fields, *new_fields])
-    return _Plan(schema, partitions, new_fields)
-
-
-def _add_columns(snapshot: delta_log.Snapshot, fields: tuple[T.StructField, ...]) -> None:
-    """Schema evolution: delta-rs commits new columns as their own metadata commit."""
-    schema = delta_log.delta_schema(T.StructType(list(fields)))
-    snapshot.table.alter.add_columns(list(schema.fields))
-    snapshot.table.update_incremental()
-
-
-def _delta_type(data_type: T.DataType) -> str:
-    """Delta's (= Spark's JSON) type name: `long`, `integer`, `decimal(10,2)`, ..."""
-    if isinstance(data_type, T.DecimalType):
-        return f"decimal({data_type.precision},{data_type.scale})"
-    return data_type.typeName()
 
 
 # ----------------------------------------------------------------- small helpers
@@ -545,44 +489,6 @@ def _root(uri: str) -> str:
 
 def _spark_path(root: str, relative: str) -> str:
     return hadoop_path(f"{root}/{relative}")
-
-
-def _hive_layout_matches(
-    files: list[str], partitions: list[str], types: dict[str, str], values: dict[str, list[Any]]
-) -> bool:
-    """Whether each file sits in `col=value` directories that spell its logged values."""
-    for index, relative in enumerate(files):
-        dirs = partition_dirs(relative)
-        if [column for column, _ in dirs] != partitions:
-            return False
-        for column, raw in dirs:
-            try:
-                parsed = typed_value(raw, types[column])
-            except ValueError:
-                return False
-            if not same_value(parsed, values[column][index]):
-                return False
-    return True
-
-
-def _move_into_place(staging: Path, root: str, staged: list[_StagedFile]) -> list[str]:
-    moved = []
-    for item in staged:
-        target = Path(root) / item.relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staging / item.relative, target)
-        moved.append(item.relative)
-    return moved
-
-
-def _remove_files(root: str, relatives: list[str]) -> None:
-    for relative in relatives:
-        (Path(root) / relative).unlink(missing_ok=True)
-
-
-def _remove_if_empty(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # not empty, or already gone
-        folder.rmdir()
 
 
 def _token_committed(snapshot: delta_log.Snapshot, token: WriteToken | None) -> bool:

@@ -1,0 +1,119 @@
+"""The embedded writer's plan and files: schema checks, staged files, hive layouts.
+
+Plain functions over schemas, snapshots and local files; `embedded.py` runs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import types as T
+
+from batchml.lib.delta import snapshots as delta_log
+from batchml.lib.delta.paths import partition_dirs, same_value, typed_value
+from batchml.lib.delta.schemas import check_partition_columns, compare_schemas
+from batchml.lib.errors import InputError
+
+
+@dataclass
+class StagedFile:
+    relative: str  # path below the table root, as on storage
+    size: int
+    modification_time: int
+    num_records: int
+    stats: str
+    partition_values: dict[str, str | None]
+
+
+@dataclass(frozen=True)
+class WritePlan:
+    schema: T.StructType  # the table schema after this write, every field nullable
+    partitions: list[str]
+    new_fields: tuple[T.StructField, ...] = ()
+
+    def without_new_fields(self) -> WritePlan:
+        return WritePlan(self.schema, self.partitions)
+
+
+def plan_write(
+    incoming: T.StructType,
+    root: str,
+    base: delta_log.Snapshot | None,
+    partition_by: list[str] | None,
+    merge_schema: bool,
+) -> WritePlan:
+    """Validate the data against the table (or a new table's declaration)."""
+    if base is None:
+        partitions = list(partition_by or [])
+        check_partition_columns(incoming, partitions, root)
+        return WritePlan(delta_log.nullable(incoming), partitions)
+    table_schema = base.spark_schema()
+    partitions = base.partition_columns
+    if partition_by is not None and list(partition_by) != partitions:
+        raise InputError(
+            f"table {root} is partitioned by ({', '.join(partitions) or 'nothing'}), "
+            f"not ({', '.join(partition_by) or 'nothing'})"
+        )
+    diff = compare_schemas(table_schema, incoming)
+    problem = diff.describe(root, allow_extra=merge_schema)
+    if problem:
+        raise InputError(problem)
+    new_fields = tuple(delta_log.nullable(T.StructType(diff.extra)).fields)
+    schema = T.StructType([*table_schema.fields, *new_fields])
+    return WritePlan(schema, partitions, new_fields)
+
+
+def add_columns(snapshot: delta_log.Snapshot, fields: tuple[T.StructField, ...]) -> None:
+    """Schema evolution: delta-rs commits new columns as their own metadata commit."""
+    schema = delta_log.delta_schema(T.StructType(list(fields)))
+    snapshot.table.alter.add_columns(list(schema.fields))
+    snapshot.table.update_incremental()
+
+
+def delta_type(data_type: T.DataType) -> str:
+    """Delta's (= Spark's JSON) type name: `long`, `integer`, `decimal(10,2)`, ..."""
+    if isinstance(data_type, T.DecimalType):
+        return f"decimal({data_type.precision},{data_type.scale})"
+    return data_type.typeName()
+
+
+def hive_layout_matches(
+    files: list[str], partitions: list[str], types: dict[str, str], values: dict[str, list[Any]]
+) -> bool:
+    """Whether each file sits in `col=value` directories that spell its logged values."""
+    for index, relative in enumerate(files):
+        dirs = partition_dirs(relative)
+        if [column for column, _ in dirs] != partitions:
+            return False
+        for column, raw in dirs:
+            try:
+                parsed = typed_value(raw, types[column])
+            except ValueError:
+                return False
+            if not same_value(parsed, values[column][index]):
+                return False
+    return True
+
+
+def move_into_place(staging: Path, root: str, staged: list[StagedFile]) -> list[str]:
+    moved = []
+    for item in staged:
+        target = Path(root) / item.relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / item.relative, target)
+        moved.append(item.relative)
+    return moved
+
+
+def remove_files(root: str, relatives: list[str]) -> None:
+    for relative in relatives:
+        (Path(root) / relative).unlink(missing_ok=True)
+
+
+def remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty, or already gone
+        folder.rmdir()
