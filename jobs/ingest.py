@@ -95,9 +95,11 @@ class ContractViolation(BatchmlError):
 
 def resolve_path(path: str, settings: Settings) -> str:
     """Relative paths live under the lakehouse root; absolute paths and URIs stay."""
-    if "://" in path or Path(path).is_absolute():
+    if "://" in path:
         return path
-    return str(Path(settings.lakehouse.root) / path)
+    if Path(path).expanduser().is_absolute():
+        return str(Path(path).expanduser())
+    return str((Path(settings.lakehouse.root).expanduser() / path).resolve())
 
 
 def table_uris(name: str, contract: TableContract, settings: Settings) -> tuple[str, str]:
