@@ -164,3 +164,38 @@ def parse_months(text: str) -> list[int]:
     if not months or min(months) < 1 or max(months) > 12:
         raise typer.BadParameter(f"{text!r}: months are 1..12")
     return sorted(months)
+
+
+def _render_features(data: dict[str, Any]) -> str:
+    lines = [f"view {data['view']} -> {data['table_uri']}: {data['status']}"]
+    lines += [
+        f"  source {n}: version {s['version']} ({s['uri']})" for n, s in data["sources"].items()
+    ]
+    if data["explain_only"]:
+        lines += ["", data["sql"], ""]
+        lines += [f"  {f['name']:<24} {f['type']}" for f in data["schema"]]
+    elif data["message"]:
+        lines.append(f"  {data['message']}")
+    return "\n".join(lines)
+
+
+@app.command("features")
+@reports_errors
+def features_command(
+    ctx: typer.Context,
+    *,
+    view: Annotated[
+        str | None, typer.Option("--view", help="The view under [views] (optional if one).")
+    ] = None,
+    explain: Annotated[
+        bool,
+        typer.Option("--explain", help="Print the SQL, pinned sources and schema; write nothing."),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Materialise a feature view (Spark SQL over pinned Delta tables) into a Delta table."""
+    from batchml.jobs import features
+
+    state: RunContext = ctx.find_object(RunContext)
+    report = features.run(state.spark(), state.config().settings, view, explain=explain)
+    emit(report.to_dict(), as_json, _render_features)

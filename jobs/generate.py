@@ -7,10 +7,10 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from batchml.jobs.ingest import resolve_path
 from batchml.lib import synthetic
 from batchml.lib.delta import delta_tables
 from batchml.lib.errors import InputError
+from batchml.lib.lakehouse import resolve_path
 from batchml.lib.logs import get_logger
 from batchml.lib.settings import Settings
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, Observation, SparkSession
@@ -34,6 +33,7 @@ from batchml.lib.contracts import (
 from batchml.lib.delta import DeltaTables, WriteToken, delta_tables
 from batchml.lib.delta.schemas import compare_schemas
 from batchml.lib.errors import EXIT_CONTRACT, BatchmlError, ConfigError, InputError
+from batchml.lib.lakehouse import resolve_path, table_uris
 from batchml.lib.logs import get_logger
 from batchml.lib.settings import Settings, SourceSettings, TableContract
 from batchml.lib.sources import (
@@ -91,22 +91,6 @@ class ContractViolation(BatchmlError):
     def __init__(self, message: str, report: IngestReport) -> None:
         super().__init__(message)
         self.report = report
-
-
-def resolve_path(path: str, settings: Settings) -> str:
-    """Relative paths live under the lakehouse root; absolute paths and URIs stay."""
-    if "://" in path:
-        return path
-    if Path(path).expanduser().is_absolute():
-        return str(Path(path).expanduser())
-    return str((Path(settings.lakehouse.root).expanduser() / path).resolve())
-
-
-def table_uris(name: str, contract: TableContract, settings: Settings) -> tuple[str, str]:
-    """(table, quarantine table) locations of a contract."""
-    table = resolve_path(contract.path or name, settings)
-    quarantine = resolve_path(contract.quarantine, settings) if contract.quarantine else None
-    return table, quarantine or f"{table.rstrip('/')}_quarantine"
 
 
 def configured_source(settings: Settings, name: str) -> tuple[SourceSettings, TableContract]:

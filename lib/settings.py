@@ -102,6 +102,54 @@ class SourceSettings(Section):
     replace_where: str | None = None
 
 
+class FeatureView(Section):
+    """A feature table defined as Spark SQL over Delta tables, each pinned to a version.
+
+    Every key of `sources` is a table (a name under lakehouse.root, a `[tables]` name, or
+    a path) registered under that name as a temp view inside `sql`; its value is the
+    version to read or "latest" (resolved to a number when the job starts).
+    """
+
+    sql: str
+    sources: dict[str, int | Literal["latest"]]
+    table: str | None = None  # output table; default: the view's name
+    partition_by: list[str] = Field(default_factory=list)
+
+
+class NumericFeature(Section):
+    """How one numeric column becomes features."""
+
+    impute: Literal["mean", "median"] | None = "mean"
+    indicator: bool = False  # add <col>_is_missing
+    scale: bool = True  # standardise: (x - mean) / standard deviation
+
+
+class CategoricalFeature(Section):
+    """How one categorical column becomes a one-hot block."""
+
+    top: Annotated[int, Field(ge=1)] | None = None  # keep the N most frequent levels
+    min_frequency: Annotated[int, Field(ge=1)] = 1  # drop rarer levels
+    # levels dropped, unseen at scoring time, and nulls share one extra "other" slot
+
+
+class HashedFeature(Section):
+    """A high-cardinality column hashed into a fixed number of buckets."""
+
+    buckets: Annotated[int, Field(ge=2)] = 1024
+
+
+class FeaturePipelineSpec(Section):
+    """The declarative spec of one MLlib feature pipeline (training appends the estimator)."""
+
+    view: str
+    label: str
+    key: str | None = None
+    numeric: dict[str, NumericFeature] = Field(default_factory=dict)
+    categorical: dict[str, CategoricalFeature] = Field(default_factory=dict)
+    hashed: dict[str, HashedFeature] = Field(default_factory=dict)
+    output: str = "features"
+
+
 class Settings(Section):
     """The whole resolved configuration of one run."""
 
@@ -111,6 +159,8 @@ class Settings(Section):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     tables: dict[str, TableContract] = Field(default_factory=dict)
     sources: dict[str, SourceSettings] = Field(default_factory=dict)
+    views: dict[str, FeatureView] = Field(default_factory=dict)
+    pipelines: dict[str, FeaturePipelineSpec] = Field(default_factory=dict)
 
 
 def known_keys(model: type[BaseModel] = Settings, prefix: str = "") -> list[str]:

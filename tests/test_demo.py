@@ -30,6 +30,18 @@ def test_demo_lands_and_ingests_then_reruns_as_a_noop(spark, cli_globals, tmp_pa
     assert {e["source"] for e in report["ingests"]} == {"weather", "flights"}
     assert [e["table_version"] for e in report["ingests"] if e["source"] == "flights"] == [0, 1]
     assert (lake / "raw" / "flights" / "flights_2013_02.csv").exists()
+    # the feature view joins each flight with its weather hour and labels it
+    assert (report["features"]["status"], report["features"]["rows"]) == ("written", 51955)
+    assert report["features"]["sources"]["flights"]["version"] == 1
+    labels = (
+        DeltaTable(str(lake / "flight_features"))
+        .to_pyarrow_table(columns=["is_cancelled", "is_delayed", "temp"])
+        .to_pylist()
+    )
+    cancelled = [r for r in labels if r["is_cancelled"]]
+    assert cancelled and all(r["is_delayed"] == 1 for r in cancelled)
+    assert {r["is_delayed"] for r in labels} == {0, 1}
+    assert sum(r["temp"] is not None for r in labels) > 0.99 * len(labels)
 
     second = runner.invoke(app, args)
     assert second.exit_code == 0, second.stderr
@@ -38,3 +50,5 @@ def test_demo_lands_and_ingests_then_reruns_as_a_noop(spark, cli_globals, tmp_pa
     assert {e["status"] for e in again["ingests"]} == {"skipped"}
     assert DeltaTable(str(lake / "flights")).version() == 1
     assert DeltaTable(str(lake / "weather_quarantine")).version() == 0
+    assert again["features"]["status"] == "skipped"
+    assert DeltaTable(str(lake / "flight_features")).version() == 0

@@ -1,0 +1,135 @@
+"""Feature views: Spark SQL over pinned Delta tables, materialised as a feature table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+from oracles import oracle_rows
+from pyspark.sql import SparkSession
+from typer.testing import CliRunner
+
+from batchml.jobs import features
+from batchml.jobs.cli import app
+from batchml.lib.config import load_config
+from batchml.lib.delta.embedded import EmbeddedDelta
+from batchml.lib.errors import ConfigError, InputError
+
+VIEW = """
+[views.trips]
+table = "trip_features"
+sources = {{ trips = {trips}, cities = "latest" }}
+sql = \"\"\"
+SELECT t.id, t.city, c.population, t.minutes, CAST(t.minutes >= 30 AS INT) AS is_long
+FROM trips t LEFT JOIN cities c ON c.city = t.city
+\"\"\"
+"""
+
+
+@pytest.fixture
+def lake(spark: SparkSession, tmp_path: Path) -> Path:
+    tables = EmbeddedDelta(spark)
+    lake = tmp_path / "lake"
+    trips = spark.createDataFrame([(1, "nyc", 10), (2, "sf", 45), (3, None, None)],
+                                  "id int, city string, minutes int")  # fmt: skip
+    tables.write(trips, str(lake / "trips"))
+    tables.write(spark.createDataFrame([(4, "nyc", 31)], "id int, city string, minutes int"),
+                 str(lake / "trips"))  # fmt: skip
+    tables.write(spark.createDataFrame([("nyc", 8), ("sf", 1)], "city string, population int"),
+                 str(lake / "cities"))  # fmt: skip
+    return lake
+
+
+def settings(tmp_path: Path, lake: Path, trips='"latest"', sql: str | None = None):
+    conf = tmp_path / "view.toml"
+    text = VIEW.format(trips=trips)
+    if sql is not None:
+        text = text.split('sql = """')[0] + f'sql = """\n{sql}\n"""\n'
+    conf.write_text(text)
+    return load_config(conf_file=conf, overrides=[f'lakehouse.root="{lake}"'], environ={}).settings
+
+
+def test_view_is_materialised_with_its_pinned_sources(spark, lake: Path, tmp_path: Path) -> None:
+    report = features.run(spark, settings(tmp_path, lake), "trips")
+    assert (report.status, report.version, report.rows) == ("written", 0, 4)
+    assert report.sources == {
+        "trips": {"uri": str(lake / "trips"), "version": 1},
+        "cities": {"uri": str(lake / "cities"), "version": 0},
+    }
+    rows = sorted(oracle_rows(str(lake / "trip_features")), key=lambda r: r["id"])
+    assert rows == [
+        {"id": 1, "city": "nyc", "population": 8, "minutes": 10, "is_long": 0},
+        {"id": 2, "city": "sf", "population": 1, "minutes": 45, "is_long": 1},
+        {"id": 3, "city": None, "population": None, "minutes": None, "is_long": None},
+        {"id": 4, "city": "nyc", "population": 8, "minutes": 31, "is_long": 1},
+    ]
+    commit = DeltaTable(str(lake / "trip_features")).history(1)[0]["batchml"]
+    assert (commit["job"], commit["view"]) == ("features", "trips")
+    assert commit["sources"]["trips"]["version"] == 1
+
+
+def test_rerun_over_the_same_versions_writes_nothing(spark, lake: Path, tmp_path: Path) -> None:
+    config = settings(tmp_path, lake)
+    features.run(spark, config, "trips")
+    again = features.run(spark, config, "trips")
+    assert (again.status, again.version) == ("skipped", 0)
+    EmbeddedDelta(spark).write(spark.createDataFrame([("la", 4)], "city string, population int"),
+                               str(lake / "cities"))  # fmt: skip
+    moved = features.run(spark, config, "trips")
+    assert (moved.status, moved.version, moved.sources["cities"]["version"]) == ("written", 1, 1)
+
+
+def test_a_pinned_version_is_read_as_pinned(spark, lake: Path, tmp_path: Path) -> None:
+    report = features.run(spark, settings(tmp_path, lake, trips="0"), "trips")
+    assert report.sources["trips"]["version"] == 0
+    assert report.rows == 3
+
+
+def test_explain_writes_nothing(spark, lake: Path, tmp_path: Path) -> None:
+    report = features.run(spark, settings(tmp_path, lake), "trips", explain=True)
+    assert report.status == "explained"
+    assert [f["name"] for f in report.schema] == ["id", "city", "population", "minutes", "is_long"]
+    assert "LEFT JOIN cities" in report.sql
+    assert not (lake / "trip_features").exists()
+
+
+@pytest.mark.parametrize(
+    ("trips", "sql", "error", "message"),
+    [
+        ('"latest"', "SELEC id FROM trips", InputError, "feature view trips: [PARSE_SYNTAX_ERROR]"),
+        ('"latest"', "SELECT id FROM planes", InputError, "trips: [TABLE_OR_VIEW_NOT_FOUND]"),
+        ('"latest"', "SELECT nope FROM trips", InputError, "trips: [UNRESOLVED_COLUMN"),
+        ("7", None, InputError, "has no version 7 (latest is 1)"),
+    ],
+)  # fmt: skip
+def test_bad_views(spark, lake: Path, tmp_path: Path, trips, sql, error, message) -> None:
+    with pytest.raises(error) as caught:
+        features.run(spark, settings(tmp_path, lake, trips=trips, sql=sql), "trips")
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert not (lake / "trip_features").exists()
+
+
+def test_unknown_view_and_conflicting_table(spark, lake: Path, tmp_path: Path) -> None:
+    config = settings(tmp_path, lake)
+    with pytest.raises(ConfigError, match=r"unknown view 'nope' \(views: "):
+        features.run(spark, config, "nope")
+    EmbeddedDelta(spark).write(spark.createDataFrame([(1,)], "other int"),
+                               str(lake / "trip_features"))  # fmt: skip
+    with pytest.raises(InputError, match="missing columns other"):
+        features.run(spark, config, "trips")
+    assert DeltaTable(str(lake / "trip_features")).version() == 0
+
+
+def test_features_command(spark, cli_globals, lake: Path, tmp_path: Path) -> None:
+    settings(tmp_path, lake)
+    args = [*cli_globals, "--conf", str(tmp_path / "view.toml"), "--set",
+            f'lakehouse.root="{lake}"', "features", "--view", "trips"]  # fmt: skip
+    explained = CliRunner().invoke(app, [*args, "--explain"])
+    assert explained.exit_code == 0, explained.stderr
+    assert "source trips: version 1" in explained.stdout and "is_long" in explained.stdout
+    written = CliRunner().invoke(app, [*args, "--json"])
+    assert written.exit_code == 0, written.stderr
+    assert json.loads(written.stdout)["version"] == 0
