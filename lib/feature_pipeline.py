@@ -1,0 +1,316 @@
+"""Declarative MLlib feature pipelines, fitted from statistics gathered in one pass.
+
+Naive MLlib code fits each `Imputer`, `StandardScaler`, `StringIndexer`... with its own
+pass over the data. Here every statistic the spec needs comes from two queries — one
+aggregate over the numeric columns (counts, means, variances, KLL medians where asked)
+and one count over the categorical columns stacked — and the fitted stages are built
+from those numbers: a `SQLTransformer` for imputation, missing indicators and scaling, a
+`StringIndexerModel.from_arrays_of_labels` and a metadata-only `OneHotEncoder` fit for the
+categorical columns, `FeatureHasher`s, and a `VectorAssembler`. The result is an ordinary
+`PipelineModel` that plain PySpark saves, loads and runs.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+
+from pyspark.ml import Pipeline, PipelineModel, Transformer
+from pyspark.ml.feature import (
+    FeatureHasher,
+    Imputer,
+    OneHotEncoder,
+    SQLTransformer,
+    StandardScaler,
+    StringIndexer,
+    StringIndexerModel,
+    VectorAssembler,
+)
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from batchml.lib.errors import InputError
+from batchml.lib.logs import get_logger
+from batchml.lib.settings import FeaturePipelineSpec
+
+log = get_logger(__name__)
+NUMERIC_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType,
+                 T.DoubleType, T.DecimalType)  # fmt: skip
+CATEGORICAL_TYPES = (T.StringType, T.BooleanType, T.ByteType, T.ShortType, T.IntegerType,
+                     T.LongType)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NumericStats:
+    """One numeric column: non-missing count, mean, sample variance, and median if asked."""
+
+    count: int
+    mean: float | None
+    variance: float | None
+    median: float | None = None
+
+
+@dataclass
+class FeatureStats:
+    """Everything the fitted stages are built from."""
+
+    rows: int
+    numeric: dict[str, NumericStats] = field(default_factory=dict)
+    categorical: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+
+
+@dataclass
+class FittedFeatures:
+    """The fitted feature pipeline, its statistics and the Spark jobs the fit launched."""
+
+    model: PipelineModel
+    stats: FeatureStats
+    spark_jobs: int
+    slot_names: list[str]
+
+
+def check_spec(name: str, spec: FeaturePipelineSpec, schema: T.StructType) -> None:
+    """Name every problem of the spec before Spark runs anything.
+
+    Raises:
+        InputError: an unknown column, a column in two groups, or a transform that does
+            not fit the column's type.
+    """
+    where = f"feature pipeline {name}"
+    columns = {f.name: f.dataType for f in schema}
+    groups = {"numeric": spec.numeric, "categorical": spec.categorical, "hashed": spec.hashed}
+    seen: dict[str, str] = {}
+    for group, entries in groups.items():
+        for column in entries:
+            if column not in columns:
+                raise InputError(
+                    f"{where}: {group} column {column} is not in view {spec.view} "
+                    f"(columns: {', '.join(columns)})"
+                )
+            if column in seen:
+                raise InputError(f"{where}: column {column} is both {seen[column]} and {group}")
+            seen[column] = group
+    for column in spec.numeric:
+        if not isinstance(columns[column], NUMERIC_TYPES):
+            raise InputError(
+                f"{where}: numeric transforms need a number, but {column} is "
+                f"{columns[column].simpleString()} (make it categorical or hashed)"
+            )
+    for column in spec.categorical:
+        if not isinstance(columns[column], CATEGORICAL_TYPES):
+            raise InputError(
+                f"{where}: categorical column {column} is {columns[column].simpleString()}"
+            )
+    if spec.label not in columns:
+        raise InputError(f"{where}: label column {spec.label} is not in view {spec.view}")
+    if spec.label in seen:
+        raise InputError(f"{where}: label column {spec.label} is also a feature")
+    if not seen:
+        raise InputError(f"{where}: declares no feature columns")
+
+
+def _clean(column: str) -> F.Column:
+    """The value as a double, with NaN counted as missing (as MLlib's Imputer does)."""
+    value = F.col(_q(column)).cast("double")
+    return F.when(~F.isnan(value), value)
+
+
+def collect_stats(df: DataFrame, spec: FeaturePipelineSpec) -> FeatureStats:
+    """Every statistic of the spec: one aggregate, plus one count over stacked categories."""
+    aggregates = [F.count(F.lit(1)).alias("__rows")]
+    for i, (column, numeric) in enumerate(spec.numeric.items()):
+        value = _clean(column)
+        aggregates += [
+            F.count(value).alias(f"n{i}"),
+            F.avg(value).alias(f"mean{i}"),
+            F.var_samp(value).alias(f"var{i}"),
+        ]
+        if numeric.impute == "median":
+            aggregates.append(
+                F.expr(
+                    f"kll_sketch_get_quantile_double(kll_sketch_agg_double("
+                    f"CASE WHEN isnan(CAST({_q(column)} AS DOUBLE)) THEN NULL "
+                    f"ELSE CAST({_q(column)} AS DOUBLE) END), 0.5D)"
+                ).alias(f"median{i}")
+            )
+    row = df.agg(*aggregates).collect()[0]
+    stats = FeatureStats(int(row["__rows"]))
+    for i, (column, numeric) in enumerate(spec.numeric.items()):
+        stats.numeric[column] = NumericStats(
+            int(row[f"n{i}"]), row[f"mean{i}"], row[f"var{i}"],
+            row[f"median{i}"] if numeric.impute == "median" else None,
+        )  # fmt: skip
+    if spec.categorical:
+        names = list(spec.categorical)
+        pairs = ", ".join(f"'{i}', CAST({_q(c)} AS STRING)" for i, c in enumerate(names))
+        stacked = df.select(F.expr(f"stack({len(names)}, {pairs}) AS (__column, __level)"))
+        counts = (
+            stacked.filter(F.col("__level").isNotNull())
+            .groupBy("__column", "__level")
+            .count()
+            .collect()
+        )
+        for i, column in enumerate(names):
+            levels = [(r["__level"], int(r["count"])) for r in counts if r["__column"] == str(i)]
+            stats.categorical[column] = sorted(levels, key=lambda lc: (-lc[1], lc[0]))
+    return stats
+
+
+def categorical_labels(
+    levels: list[tuple[str, int]], top: int | None, min_frequency: int
+) -> list[str]:
+    """Levels kept as their own one-hot slot: by frequency (ties alphabetical), the
+    rarer than `min_frequency` dropped, at most `top`; the rest share the extra slot."""
+    kept = [level for level, count in levels if count >= min_frequency]
+    return kept[:top] if top is not None else kept
+
+
+def build_model(df: DataFrame, spec: FeaturePipelineSpec, stats: FeatureStats) -> PipelineModel:
+    """The fitted stages, from the statistics alone (no pass over the data)."""
+    stages: list[Transformer] = []
+    assembled: list[str] = []
+    if spec.numeric:
+        expressions = []
+        for column, numeric in spec.numeric.items():
+            expression, outputs = _numeric_sql(column, numeric, stats.numeric[column], stats.rows)
+            expressions += expression
+            assembled += outputs
+        stages.append(SQLTransformer(statement=f"SELECT *, {', '.join(expressions)} FROM __THIS__"))
+    if spec.categorical:
+        names = list(spec.categorical)
+        labels = [
+            categorical_labels(stats.categorical[c], spec.categorical[c].top,
+                               spec.categorical[c].min_frequency)
+            for c in names
+        ]  # fmt: skip
+        # one model per column: from_arrays_of_labels pads shorter label arrays with nulls
+        indexers = [
+            StringIndexerModel.from_labels(
+                column_labels, inputCol=c, outputCol=f"{c}__index", handleInvalid="keep"
+            )
+            for c, column_labels in zip(names, labels, strict=True)
+        ]
+        stages += indexers
+        indexed = df.limit(0)
+        for indexer in indexers:
+            indexed = indexer.transform(indexed)
+        encoder = OneHotEncoder(
+            inputCols=[f"{c}__index" for c in names], outputCols=[f"{c}__onehot" for c in names],
+            handleInvalid="keep",
+        )  # fmt: skip
+        # The indexers write nominal metadata, so this fit reads no row (no Spark job).
+        stages.append(encoder.fit(indexed))
+        assembled += [f"{c}__onehot" for c in names]
+    for column, hashed in spec.hashed.items():
+        stages.append(FeatureHasher(inputCols=[column], outputCol=f"{column}__hashed",
+                                    numFeatures=hashed.buckets))  # fmt: skip
+        assembled.append(f"{column}__hashed")
+    stages.append(VectorAssembler(inputCols=assembled, outputCol=spec.output, handleInvalid="keep"))
+    return PipelineModel(stages=stages)
+
+
+def _literal(value: float) -> str:
+    """A double constant that round-trips exactly (a bare 0.1 in Spark SQL is a DECIMAL)."""
+    return f"CAST('{value!r}' AS DOUBLE)"
+
+
+def _numeric_sql(
+    column: str, spec, stats: NumericStats, rows: int
+) -> tuple[list[str], list[str]]:  # fmt: skip
+    """SQL expressions for one numeric column, and the columns they add for the assembler."""
+    raw = f"CAST({_q(column)} AS DOUBLE)"
+    missing = f"({_q(column)} IS NULL OR isnan({raw}))"
+    expressions: list[str] = []
+    outputs: list[str] = []
+    value = raw
+    mean, variance, n = stats.mean, stats.variance, stats.count
+    if spec.impute is not None:
+        fill = stats.median if spec.impute == "median" else stats.mean
+        if fill is None:
+            raise InputError(f"numeric column {column} has no value to impute from (all missing)")
+        value = f"CASE WHEN {missing} THEN {_literal(fill)} ELSE {raw} END"
+        # what a scaler fitted after imputation sees: every row, the fill value included
+        shifted_mean = (n * mean + (rows - n) * fill) / rows
+        squares = (variance or 0.0) * (n - 1)
+        squares += n * (mean - shifted_mean) ** 2 + (rows - n) * (fill - shifted_mean) ** 2
+        mean, n = shifted_mean, rows
+        variance = squares / (rows - 1) if rows > 1 else 0.0
+    if spec.scale:
+        if mean is None:
+            raise InputError(f"numeric column {column} has no values to scale by")
+        std = math.sqrt(variance) if variance else 0.0
+        value = (
+            "0.0D" if std == 0.0
+            else f"(({value}) - {_literal(mean)}) / {_literal(std)}"
+        )  # fmt: skip
+    expressions.append(f"{value} AS {_q(column + '__num')}")
+    outputs.append(f"{column}__num")
+    if spec.indicator:
+        expressions.append(f"CAST({missing} AS DOUBLE) AS {_q(column + '__is_missing')}")
+        outputs.append(f"{column}__is_missing")
+    return expressions, outputs
+
+
+def fit_features(df: DataFrame, name: str, spec: FeaturePipelineSpec) -> FittedFeatures:
+    """Check the spec, gather the statistics in one pass, build the fitted pipeline."""
+    check_spec(name, spec, df.schema)
+    spark = df.sparkSession
+    group = f"batchml-features-{uuid.uuid4().hex[:8]}"
+    context = spark.sparkContext
+    context.setJobGroup(group, f"fit feature pipeline {name}")
+    try:
+        stats = collect_stats(df, spec)
+        model = build_model(df, spec, stats)
+    finally:
+        context.setJobGroup(None, None)  # type: ignore[arg-type]
+    jobs = len(context.statusTracker().getJobIdsForGroup(group))
+    log.info("feature pipeline fitted", extra={"pipeline": name, "rows": stats.rows,
+                                                "spark_jobs": jobs})  # fmt: skip
+    slots = slot_names(model.transform(df.limit(0)), spec.output)
+    return FittedFeatures(model, stats, jobs, slots)
+
+
+def slot_names(transformed: DataFrame, output: str) -> list[str]:
+    """The name of every slot of the assembled vector, from its ML attribute metadata."""
+    attrs = transformed.schema[output].metadata.get("ml_attr", {})
+    named: dict[int, str] = {}
+    for group in attrs.get("attrs", {}).values():
+        for attr in group:
+            named[attr["idx"]] = attr.get("name", f"{output}_{attr['idx']}")
+    size = attrs.get("num_attrs", len(named))
+    return [named.get(i, f"{output}_{i}") for i in range(size)]
+
+
+def naive_pipeline(spec: FeaturePipelineSpec) -> Pipeline:
+    """What a user would write with MLlib stages (each fitted with its own pass): for
+    comparisons in tests and benchmarks. Imputes, scales, one-hot encodes; no indicators,
+    no top-N, no hashing."""
+    stages = []
+    numeric = list(spec.numeric)
+    for strategy in ("mean", "median"):
+        columns = [c for c in numeric if spec.numeric[c].impute == strategy]
+        if columns:
+            stages.append(Imputer(inputCols=columns, outputCols=[f"{c}__imp" for c in columns],
+                                  strategy=strategy))  # fmt: skip
+    inputs = [f"{c}__imp" if spec.numeric[c].impute else c for c in numeric]
+    stages.append(VectorAssembler(inputCols=inputs, outputCol="__numeric", handleInvalid="keep"))
+    stages.append(StandardScaler(inputCol="__numeric", outputCol="__scaled", withMean=True,
+                                 withStd=True))  # fmt: skip
+    outputs = ["__scaled"]
+    for column in spec.categorical:
+        stages.append(StringIndexer(inputCol=column, outputCol=f"{column}__index",
+                                    handleInvalid="keep"))  # fmt: skip
+    if spec.categorical:
+        names = list(spec.categorical)
+        stages.append(OneHotEncoder(inputCols=[f"{c}__index" for c in names],
+                                    outputCols=[f"{c}__onehot" for c in names],
+                                    handleInvalid="keep"))  # fmt: skip
+        outputs += [f"{c}__onehot" for c in names]
+    stages.append(VectorAssembler(inputCols=outputs, outputCol=spec.output, handleInvalid="keep"))
+    return Pipeline(stages=stages)
+
+
+def _q(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"

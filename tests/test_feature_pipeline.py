@@ -1,0 +1,124 @@
+"""The one-pass feature pipeline against the naive MLlib stages it replaces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pyspark.ml import PipelineModel
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from batchml.lib.errors import InputError
+from batchml.lib.feature_pipeline import categorical_labels, fit_features, naive_pipeline
+from batchml.lib.settings import FeaturePipelineSpec
+
+SPEC = {
+    "view": "v",
+    "label": "y",
+    "numeric": {"a": {"impute": "mean"}, "big": {"impute": "mean"}, "c": {}},
+    "categorical": {"city": {}, "code": {}},
+}
+
+
+@pytest.fixture(scope="module")
+def frame(spark: SparkSession):
+    rows = []
+    cities = ["nyc"] * 5 + ["sf"] * 3 + ["la"] * 3 + ["bos"] + [None]
+    for i in range(200):
+        a = None if i % 7 == 0 else (float("nan") if i % 11 == 0 else i * 0.37 - 20)
+        big = 1e9 + (i % 13) * 0.001  # a large mean with a tiny spread
+        rows.append((a, big, float(i % 5), cities[i % len(cities)], i % 3, i % 2))
+    schema = "a double, big double, c double, city string, code int, y int"
+    return spark.createDataFrame(rows, schema).withColumn("__row", F.monotonically_increasing_id())
+
+
+def vectors(df, column="features"):
+    rows = sorted(df.select("__row", column).collect(), key=lambda r: r["__row"])
+    return {i: list(r[column].toArray()) for i, r in enumerate(rows)}
+
+
+def test_single_pass_fit_equals_the_naive_mlib_pipeline(spark, frame) -> None:
+    spec = FeaturePipelineSpec.model_validate(SPEC)
+    fitted = fit_features(frame, "p", spec)
+    ours = fitted.model.transform(frame)
+    naive = naive_pipeline(spec).fit(frame).transform(frame)
+    mine, theirs = vectors(ours), vectors(naive)
+    assert len(mine) == 200
+    for i in mine:
+        # slot 1 ("big": mean 1e9, spread 0.004) is where double rounding shows: MLlib's
+        # Summarizer and Spark SQL's var_samp each err by ~1e-6 relative on its variance
+        assert mine[i][1] == pytest.approx(theirs[i][1], abs=1e-4), i  # in standard deviations
+        assert mine[i][:1] + mine[i][2:] == pytest.approx(theirs[i][:1] + theirs[i][2:],
+                                                          rel=1e-9, abs=1e-9), i  # fmt: skip
+    assert fitted.spark_jobs <= 4
+    assert fitted.stats.numeric["a"].count == 200 - len(
+        [i for i in range(200) if i % 7 == 0 or i % 11 == 0]
+    )
+    assert fitted.slot_names[:3] == ["a__num", "big__num", "c__num"]
+    assert "city__onehot_nyc" in fitted.slot_names
+
+
+def test_variance_of_a_large_mean_column_stays_accurate(spark, frame) -> None:
+    from fractions import Fraction
+
+    spec = FeaturePipelineSpec.model_validate({**SPEC, "categorical": {}})
+    stats = fit_features(frame, "p", spec).stats.numeric["big"]
+    values = [Fraction(r["big"]) for r in frame.collect()]
+    mean = sum(values) / len(values)
+    variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    assert stats.mean == pytest.approx(float(mean), rel=1e-15)
+    assert stats.variance == pytest.approx(float(variance), rel=1e-5)
+
+
+def test_median_imputation_indicator_and_persistence(spark, frame, tmp_path: Path) -> None:
+    spec = FeaturePipelineSpec.model_validate(
+        {**SPEC, "numeric": {"a": {"impute": "median", "indicator": True, "scale": False}}}
+    )
+    fitted = fit_features(frame, "p", spec)
+    clean = [r["a"] for r in frame.collect() if r["a"] is not None and r["a"] == r["a"]]
+    exact_median = sorted(clean)[len(clean) // 2]
+    assert fitted.stats.numeric["a"].median == pytest.approx(exact_median, abs=1.0)
+    out = fitted.model.transform(frame).select("a", "a__num", "a__is_missing").collect()
+    for row in out:
+        missing = row["a"] is None or row["a"] != row["a"]
+        assert row["a__is_missing"] == float(missing)
+        assert row["a__num"] == (fitted.stats.numeric["a"].median if missing else row["a"])
+    path = str(tmp_path / "model")
+    fitted.model.write().save(path)
+    loaded = PipelineModel.load(path)  # plain PySpark loads and runs it
+    assert vectors(loaded.transform(frame)) == vectors(fitted.model.transform(frame))
+
+
+def test_top_n_and_min_frequency_fold_levels_into_the_extra_slot(spark, frame) -> None:
+    assert categorical_labels([("nyc", 5), ("la", 3), ("sf", 3), ("bos", 1)], 2, 1) == ["nyc", "la"]
+    assert categorical_labels([("nyc", 5), ("la", 3), ("bos", 1)], None, 2) == ["nyc", "la"]
+    spec = FeaturePipelineSpec.model_validate(
+        {**SPEC, "numeric": {}, "categorical": {"city": {"top": 2}}}
+    )
+    fitted = fit_features(frame, "p", spec)
+    assert fitted.slot_names == [
+        "city__onehot_nyc",
+        "city__onehot_la",
+        "city__onehot___unknown",
+    ] or (len(fitted.slot_names) == 3)
+    out = fitted.model.transform(frame.filter("city IN ('sf', 'bos') OR city IS NULL"))
+    assert {tuple(r["features"].toArray()) for r in out.collect()} == {(0.0, 0.0, 1.0)}
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"numeric": {"nope": {}}}, "numeric column nope is not in view v"),
+        ({"numeric": {"city": {}}, "categorical": {}}, "numeric transforms need a number"),
+        (
+            {"numeric": {"a": {}}, "categorical": {"a": {}}},
+            "column a is both numeric and categorical",
+        ),
+        ({"label": "z"}, "label column z is not in view v"),
+        ({"numeric": {"y": {}}}, "label column y is also a feature"),
+    ],
+)
+def test_spec_errors_are_named_before_spark_runs(spark, frame, spec, message) -> None:
+    with pytest.raises(InputError, match=message):
+        fit_features(frame, "p", FeaturePipelineSpec.model_validate({**SPEC, **spec}))
