@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from pyspark.ml import Pipeline, PipelineModel, Transformer
 from pyspark.ml.feature import (
+    Bucketizer,
     FeatureHasher,
     Imputer,
     OneHotEncoder,
@@ -50,6 +51,7 @@ class NumericStats:
     mean: float | None
     variance: float | None
     median: float | None = None
+    quantiles: tuple[float, ...] = ()  # bucket edges inside (min, max), when bucketing
 
 
 @dataclass
@@ -57,6 +59,7 @@ class FeatureStats:
     """Everything the fitted stages are built from."""
 
     rows: int
+    labelled: int = 0
     numeric: dict[str, NumericStats] = field(default_factory=dict)
     categorical: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
 
@@ -109,6 +112,13 @@ def check_spec(name: str, spec: FeaturePipelineSpec, schema: T.StructType) -> No
         raise InputError(f"{where}: label column {spec.label} is also a feature")
     if not seen:
         raise InputError(f"{where}: declares no feature columns")
+    for pair in spec.interactions:
+        unknown = [c for c in pair if c not in spec.numeric]
+        if unknown:
+            raise InputError(
+                f"{where}: interaction {pair[0]} x {pair[1]} needs numeric features, "
+                f"not {', '.join(unknown)}"
+            )
 
 
 def _clean(column: str) -> F.Column:
@@ -119,7 +129,10 @@ def _clean(column: str) -> F.Column:
 
 def collect_stats(df: DataFrame, spec: FeaturePipelineSpec) -> FeatureStats:
     """Every statistic of the spec: one aggregate, plus one count over stacked categories."""
-    aggregates = [F.count(F.lit(1)).alias("__rows")]
+    aggregates = [
+        F.count(F.lit(1)).alias("__rows"),
+        F.count(F.col(_q(spec.label))).alias("__labelled"),
+    ]
     for i, (column, numeric) in enumerate(spec.numeric.items()):
         value = _clean(column)
         aggregates += [
@@ -127,20 +140,27 @@ def collect_stats(df: DataFrame, spec: FeaturePipelineSpec) -> FeatureStats:
             F.avg(value).alias(f"mean{i}"),
             F.var_samp(value).alias(f"var{i}"),
         ]
-        if numeric.impute == "median":
+        ranks = _ranks(numeric)
+        if ranks:
+            # quantiles from a KLL sketch: a few KB per column, one pass, mergeable
+            cleaned = (f"CASE WHEN isnan(CAST({_q(column)} AS DOUBLE)) THEN NULL "
+                       f"ELSE CAST({_q(column)} AS DOUBLE) END")  # fmt: skip
+            wanted = ", ".join(f"{r!r}D" for r in ranks)
             aggregates.append(
                 F.expr(
-                    f"kll_sketch_get_quantile_double(kll_sketch_agg_double("
-                    f"CASE WHEN isnan(CAST({_q(column)} AS DOUBLE)) THEN NULL "
-                    f"ELSE CAST({_q(column)} AS DOUBLE) END), 0.5D)"
-                ).alias(f"median{i}")
+                    f"kll_sketch_get_quantile_double(kll_sketch_agg_double({cleaned}), "
+                    f"array({wanted}))"
+                ).alias(f"q{i}")
             )
     row = df.agg(*aggregates).collect()[0]
-    stats = FeatureStats(int(row["__rows"]))
+    stats = FeatureStats(int(row["__rows"]), int(row["__labelled"]))
     for i, (column, numeric) in enumerate(spec.numeric.items()):
+        quantiles = row[f"q{i}"] if _ranks(numeric) else None
+        found = dict(zip(_ranks(numeric), quantiles or [], strict=False))
+        edges = sorted({found[r] for r in _ranks(numeric) if r != 0.5 and r in found})
         stats.numeric[column] = NumericStats(
             int(row[f"n{i}"]), row[f"mean{i}"], row[f"var{i}"],
-            row[f"median{i}"] if numeric.impute == "median" else None,
+            found.get(0.5) if numeric.impute == "median" else None, tuple(edges),
         )  # fmt: skip
     if spec.categorical:
         names = list(spec.categorical)
@@ -158,6 +178,14 @@ def collect_stats(df: DataFrame, spec: FeaturePipelineSpec) -> FeatureStats:
     return stats
 
 
+def _ranks(numeric) -> list[float]:
+    """The quantile ranks a numeric column needs: its median, its bucket edges."""
+    ranks = {0.5} if numeric.impute == "median" else set()
+    if numeric.buckets:
+        ranks.update(k / numeric.buckets for k in range(1, numeric.buckets))
+    return sorted(ranks)
+
+
 def categorical_labels(
     levels: list[tuple[str, int]], top: int | None, min_frequency: int
 ) -> list[str]:
@@ -169,6 +197,8 @@ def categorical_labels(
 
 def build_model(df: DataFrame, spec: FeaturePipelineSpec, stats: FeatureStats) -> PipelineModel:
     """The fitted stages, from the statistics alone (no pass over the data)."""
+    if stats.labelled == 0:
+        raise InputError(f"label column {spec.label} of view {spec.view} holds only nulls")
     stages: list[Transformer] = []
     assembled: list[str] = []
     if spec.numeric:
@@ -177,7 +207,19 @@ def build_model(df: DataFrame, spec: FeaturePipelineSpec, stats: FeatureStats) -
             expression, outputs = _numeric_sql(column, numeric, stats.numeric[column], stats.rows)
             expressions += expression
             assembled += outputs
+        for left, right in spec.interactions:
+            name = f"{left}__x__{right}"
+            expressions.append(f"{_q(left + '__num')} * {_q(right + '__num')} AS {_q(name)}")
+            assembled.append(name)
         stages.append(SQLTransformer(statement=f"SELECT *, {', '.join(expressions)} FROM __THIS__"))
+        for column, numeric in spec.numeric.items():
+            if numeric.buckets:
+                edges = list(stats.numeric[column].quantiles)
+                stages.append(Bucketizer(
+                    splits=[-math.inf, *edges, math.inf], inputCol=f"{column}__num",
+                    outputCol=f"{column}__bucket", handleInvalid="keep",
+                ))  # fmt: skip
+                assembled.append(f"{column}__bucket")
     if spec.categorical:
         names = list(spec.categorical)
         labels = [

@@ -120,8 +120,9 @@ class NumericFeature(Section):
     """How one numeric column becomes features."""
 
     impute: Literal["mean", "median"] | None = "mean"
-    indicator: bool = False  # add <col>_is_missing
+    indicator: bool = False  # add <col>__is_missing
     scale: bool = True  # standardise: (x - mean) / standard deviation
+    buckets: Annotated[int, Field(ge=2)] | None = None  # add <col>__bucket: quantile bins
 
 
 class CategoricalFeature(Section):
@@ -147,6 +148,10 @@ class FeaturePipelineSpec(Section):
     numeric: dict[str, NumericFeature] = Field(default_factory=dict)
     categorical: dict[str, CategoricalFeature] = Field(default_factory=dict)
     hashed: dict[str, HashedFeature] = Field(default_factory=dict)
+    # pairs of numeric features whose product is a feature too
+    interactions: list[Annotated[list[str], Field(min_length=2, max_length=2)]] = Field(
+        default_factory=list
+    )
     output: str = "features"
 
 
