@@ -191,11 +191,24 @@ def features_command(
         bool,
         typer.Option("--explain", help="Print the SQL, pinned sources and schema; write nothing."),
     ] = False,
+    fit: Annotated[
+        str | None,
+        typer.Option(
+            "--fit", help="Fit this feature pipeline on its feature table and describe it."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Materialise a feature view (Spark SQL over pinned Delta tables) into a Delta table."""
     from batchml.jobs import features
 
     state: RunContext = ctx.find_object(RunContext)
+    if fit is not None:
+        described = features.fit_pipeline(state.spark(), state.config().settings, fit)
+        emit(described, as_json, lambda d: (
+            f"pipeline {d['pipeline']} fitted on {d['table_uri']}@{d['table_version']}: "
+            f"{d['rows']} rows, {d['slots']} feature slots, {d['spark_jobs']} Spark jobs\n"
+            f"stages: {', '.join(d['stages'])}"))  # fmt: skip
+        return
     report = features.run(state.spark(), state.config().settings, view, explain=explain)
     emit(report.to_dict(), as_json, _render_features)

@@ -90,3 +90,29 @@ def run(
         )
     log.info("features", extra={"view": name, "status": report.status, "version": report.version})
     return report
+
+
+def fit_pipeline(spark: SparkSession, settings: Settings, name: str) -> dict[str, Any]:
+    """Fit a configured feature pipeline on its view's feature table (latest version) and
+    describe it: statistics, slots, Spark jobs. Training fits the same pipeline itself."""
+    from batchml.lib.errors import ConfigError
+    from batchml.lib.feature_pipeline import fit_features
+    from batchml.lib.lakehouse import table_location
+
+    if name not in settings.pipelines:
+        known = ", ".join(sorted(settings.pipelines)) or "none configured"
+        raise ConfigError(f"unknown feature pipeline {name!r} (pipelines: {known})")
+    spec = settings.pipelines[name]
+    view = settings.views.get(spec.view)
+    uri = table_location((view.table if view else None) or spec.view, settings)
+    read = delta_tables(spark, settings).read(uri)
+    fitted = fit_features(read.df, name, spec)
+    return {
+        "pipeline": name, "table_uri": read.uri, "table_version": read.version,
+        "rows": fitted.stats.rows, "labelled_rows": fitted.stats.labelled,
+        "spark_jobs": fitted.spark_jobs, "slots": len(fitted.slot_names),
+        "slot_names": fitted.slot_names,
+        "stages": [type(stage).__name__ for stage in fitted.model.stages],
+        "numeric": {c: asdict(n) for c, n in fitted.stats.numeric.items()},
+        "categorical_levels": {c: len(v) for c, v in fitted.stats.categorical.items()},
+    }  # fmt: skip

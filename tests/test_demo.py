@@ -43,6 +43,14 @@ def test_demo_lands_and_ingests_then_reruns_as_a_noop(spark, cli_globals, tmp_pa
     assert {r["is_delayed"] for r in labels} == {0, 1}
     assert sum(r["temp"] is not None for r in labels) > 0.99 * len(labels)
 
+    fitted = runner.invoke(app, [*cli_globals, "--set", f'lakehouse.root="{lake}"', "features",
+                                 "--fit", "flight_delay", "--json"])  # fmt: skip
+    assert fitted.exit_code == 0, fitted.stderr
+    described = json.loads(fitted.stdout)
+    assert described["rows"] == 51955 and described["spark_jobs"] <= 4
+    assert "carrier__onehot_UA" in described["slot_names"]
+    assert described["stages"][-1] == "VectorAssembler"
+
     second = runner.invoke(app, args)
     assert second.exit_code == 0, second.stderr
     again = json.loads(second.stdout)
