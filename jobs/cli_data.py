@@ -191,6 +191,12 @@ def features_command(
         bool,
         typer.Option("--explain", help="Print the SQL, pinned sources and schema; write nothing."),
     ] = False,
+    overwrite_schema: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite-schema", help="Replace the feature table's schema if it changed."
+        ),
+    ] = False,
     fit: Annotated[
         str | None,
         typer.Option(
@@ -210,5 +216,8 @@ def features_command(
             f"{d['rows']} rows, {d['slots']} feature slots, {d['spark_jobs']} Spark jobs\n"
             f"stages: {', '.join(d['stages'])}"))  # fmt: skip
         return
-    report = features.run(state.spark(), state.config().settings, view, explain=explain)
+    report = features.run(
+        state.spark(), state.config().settings, view, explain=explain,
+        overwrite_schema=overwrite_schema,
+    )  # fmt: skip
     emit(report.to_dict(), as_json, _render_features)

@@ -8,10 +8,11 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from batchml.lib.delta import delta_tables
-from batchml.lib.feature_views import configured_view, resolve_view
+from batchml.lib.delta import DeltaTables, WriteResult, delta_tables
+from batchml.lib.errors import InputError
+from batchml.lib.feature_views import ResolvedView, configured_view, resolve_view
 from batchml.lib.logs import get_logger
-from batchml.lib.settings import Settings
+from batchml.lib.settings import FeatureView, Settings
 
 log = get_logger(__name__)
 
@@ -38,7 +39,12 @@ class FeaturesReport:
 
 
 def run(
-    spark: SparkSession, settings: Settings, view_name: str | None = None, *, explain: bool = False
+    spark: SparkSession,
+    settings: Settings,
+    view_name: str | None = None,
+    *,
+    explain: bool = False,
+    overwrite_schema: bool = False,
 ) -> FeaturesReport:
     """Resolve the view's sources to versions and write the view as one overwrite commit.
 
@@ -70,26 +76,35 @@ def run(
                 f"view {name} over these source versions; nothing written"
             )
             return report
-    result = tables.write(
-        resolved.df, resolved.output_uri, mode="overwrite",
-        partition_by=view.partition_by or None,
-        commit_info={"job": "features", "view": name, "run_id": report.run_id,
-                     "fingerprint": fingerprint, "sources": report.sources},
-    )  # fmt: skip
+    try:
+        result = _write(tables, resolved, view, report, fingerprint, overwrite_schema)
+    except InputError as exc:
+        if "does not match the schema" not in str(exc) or overwrite_schema:
+            raise
+        raise InputError(f"{exc}; rerun with --overwrite-schema to replace it") from None
     report.version = result.version
     report.rows = result.rows_added
-    if not result.committed:
-        report.status = "skipped"
-        report.message = (
-            f"view {name} over these source versions is already feature table version "
-            f"{result.version}; nothing written"
-        )
-    else:
-        report.message = (
-            f"wrote {result.rows_added} rows to {resolved.output_uri} (version {result.version})"
-        )
+    report.message = (
+        f"wrote {result.rows_added} rows to {resolved.output_uri} (version {result.version})"
+    )
     log.info("features", extra={"view": name, "status": report.status, "version": report.version})
     return report
+
+
+def _write(
+    tables: DeltaTables,
+    resolved: ResolvedView,
+    view: FeatureView,
+    report: FeaturesReport,
+    fingerprint: str,
+    overwrite_schema: bool,
+) -> WriteResult:
+    return tables.write(
+        resolved.df, resolved.output_uri, mode="overwrite",
+        partition_by=view.partition_by or None, overwrite_schema=overwrite_schema,
+        commit_info={"job": "features", "view": report.view, "run_id": report.run_id,
+                     "fingerprint": fingerprint, "sources": report.sources},
+    )  # fmt: skip
 
 
 def fit_pipeline(spark: SparkSession, settings: Settings, name: str) -> dict[str, Any]:
@@ -105,8 +120,11 @@ def fit_pipeline(spark: SparkSession, settings: Settings, name: str) -> dict[str
     spec = settings.pipelines[name]
     view = settings.views.get(spec.view)
     uri = table_location((view.table if view else None) or spec.view, settings)
-    read = delta_tables(spark, settings).read(uri)
-    fitted = fit_features(read.df, name, spec)
+    tables = delta_tables(spark, settings)
+    read = tables.read(uri)
+    fitted = fit_features(
+        read.df, name, spec, centres=log_centres(tables, read, list(spec.numeric))
+    )
     return {
         "pipeline": name, "table_uri": read.uri, "table_version": read.version,
         "rows": fitted.stats.rows, "labelled_rows": fitted.stats.labelled,
@@ -116,3 +134,13 @@ def fit_pipeline(spark: SparkSession, settings: Settings, name: str) -> dict[str
         "numeric": {c: asdict(n) for c, n in fitted.stats.numeric.items()},
         "categorical_levels": {c: len(v) for c, v in fitted.stats.categorical.items()},
     }  # fmt: skip
+
+
+def log_centres(tables: DeltaTables, read, columns: list[str]) -> dict[str, float]:
+    """Rough column centres from the Delta log's file statistics (embedded backend; the
+    connector does not expose them, and the fit then falls back to var_samp)."""
+    if tables.name != "embedded":
+        return {}
+    from batchml.lib.delta.snapshots import column_centres, open_snapshot
+
+    return column_centres(open_snapshot(read.uri, version=read.version), columns)

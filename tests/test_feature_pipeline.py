@@ -71,6 +71,21 @@ def test_variance_of_a_large_mean_column_stays_accurate(spark, frame) -> None:
     assert stats.variance == pytest.approx(float(variance), rel=1e-5)
 
 
+def test_shifted_sums_with_rough_centres_match_exact_moments(spark, frame) -> None:
+    from fractions import Fraction
+
+    spec = FeaturePipelineSpec.model_validate({**SPEC, "categorical": {}})
+    # centres as the Delta log would give them: mid-ranges, far from the mean on purpose
+    stats = fit_features(frame, "p", spec, centres={"big": 1e9 + 0.01, "a": 40.0}).stats
+    for column in ("big", "a"):
+        values = [Fraction(r[column]) for r in frame.collect()
+                  if r[column] is not None and r[column] == r[column]]  # fmt: skip
+        mean = sum(values) / len(values)
+        variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+        assert stats.numeric[column].mean == pytest.approx(float(mean), rel=1e-15)
+        assert stats.numeric[column].variance == pytest.approx(float(variance), rel=1e-9)
+
+
 def test_median_imputation_indicator_and_persistence(spark, frame, tmp_path: Path) -> None:
     spec = FeaturePipelineSpec.model_validate(
         {**SPEC, "numeric": {"a": {"impute": "median", "indicator": True, "scale": False}}}

@@ -118,9 +118,16 @@ def test_unknown_view_and_conflicting_table(spark, lake: Path, tmp_path: Path) -
         features.run(spark, config, "nope")
     EmbeddedDelta(spark).write(spark.createDataFrame([(1,)], "other int"),
                                str(lake / "trip_features"))  # fmt: skip
-    with pytest.raises(InputError, match="missing columns other"):
+    with pytest.raises(InputError, match=r"missing columns other.*rerun with --overwrite-schema"):
         features.run(spark, config, "trips")
     assert DeltaTable(str(lake / "trip_features")).version() == 0
+    replaced = features.run(spark, config, "trips", overwrite_schema=True)
+    assert (replaced.status, replaced.version) == ("written", 1)
+    assert [
+        f["name"]
+        for f in json.loads(DeltaTable(str(lake / "trip_features")).schema().to_json())["fields"]
+    ] == ["id", "city", "population", "minutes", "is_long"]
+    assert len(oracle_rows(str(lake / "trip_features"))) == 4
 
 
 def test_features_command(spark, cli_globals, lake: Path, tmp_path: Path) -> None:

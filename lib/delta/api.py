@@ -75,6 +75,7 @@ class DeltaTables(Protocol):
         merge_schema: bool = False,
         commit_info: dict[str, Any] | None = None,
         before_commit: Callable[[], None] | None = None,
+        overwrite_schema: bool = False,
     ) -> WriteResult: ...
 
     def history(self, uri: str, limit: int | None = None) -> list[dict[str, Any]]: ...

@@ -145,6 +145,7 @@ class ConnectorDelta:
         merge_schema: bool = False,
         commit_info: dict[str, Any] | None = None,
         before_commit: Callable[[], None] | None = None,
+        overwrite_schema: bool = False,
     ) -> WriteResult:
         """One `df.write.format("delta")`. Delta's connector stages and commits in one
         call, so `before_commit` runs before the write (it cannot see the write's metrics:
@@ -156,6 +157,8 @@ class ConnectorDelta:
         )
         before = self.version(uri)
         writer = df.write.format("delta").mode(save_mode).options(**options)
+        if overwrite_schema:
+            writer = writer.option("overwriteSchema", "true")
         if partition_by and before is None:
             writer = writer.partitionBy(*partition_by)
         try:

@@ -177,6 +177,7 @@ class EmbeddedDelta:
         merge_schema: bool = False,
         commit_info: dict[str, Any] | None = None,
         before_commit: Callable[[], None] | None = None,
+        overwrite_schema: bool = False,
     ) -> WriteResult:
         """Write a DataFrame as one Delta commit (or none at all).
 
@@ -190,6 +191,8 @@ class EmbeddedDelta:
             token: idempotency token; a write whose token is committed is a no-op.
             merge_schema: add the data's extra columns to the table schema.
             commit_info: extra metadata stored in the commit (job name, run id, ...).
+            overwrite_schema: with mode `overwrite`, replace the table's schema (and
+                partitioning, when `partition_by` is given) in the same commit.
             before_commit: called once the data is staged (the Spark job has run, so its
                 observed metrics are known) and before anything is committed; if it
                 raises, the staged files are removed and nothing is committed.
@@ -208,7 +211,9 @@ class EmbeddedDelta:
             delta_log.check_writable(base)
             if _token_committed(base, token):
                 return _noop(root, base.version, token)
-        plan = plan_write(df.schema, root, base, partition_by, merge_schema)
+        if overwrite_schema and mode != "overwrite":
+            raise InputError("overwrite_schema needs mode 'overwrite'")
+        plan = plan_write(df.schema, root, base, partition_by, merge_schema, overwrite_schema)
         if replace_where is not None:
             self._check_predicate(replace_where, plan.schema, plan.partitions, root)
 
@@ -393,6 +398,14 @@ class EmbeddedDelta:
                     if plan.new_fields:
                         add_columns(base, plan.new_fields)
                         plan = plan.without_new_fields()
+                    if plan.replace_schema:  # delta-rs's overwrite: new metadata, all removed
+                        base.table.create_write_transaction(
+                            adds, "overwrite", delta_schema,
+                            partition_by=plan.partitions or None, commit_properties=properties,
+                        )  # fmt: skip
+                        version = delta_log.open_snapshot(root).version
+                        return WriteResult(root, version, True, len(adds), len(affected), rows,
+                                           "committed (schema replaced)", attempt)  # fmt: skip
                     now = int(time.time() * 1000)
                     # delta-rs encodes action paths itself: hand it the plain relative path
                     removes = [

@@ -7,6 +7,7 @@ reader features batchml cannot honour, versions and timestamps that do not exist
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -189,3 +190,27 @@ def history(uri: str, limit: int | None = None) -> list[dict[str, Any]]:
     """Commit infos, newest first, each with its `version`."""
     table = open_snapshot(uri).table
     return table.history(limit)
+
+
+def column_centres(snapshot: Snapshot, columns: list[str]) -> dict[str, float]:
+    """A rough centre of each numeric column, from the log's per-file min/max statistics
+    (no data read): the mean of the files' mid-ranges. Columns without stats are left out."""
+    actions = snapshot.add_actions()
+    names = set(actions.column_names)
+    centres: dict[str, float] = {}
+    for column in columns:
+        if f"min.{column}" not in names or f"max.{column}" not in names:
+            continue
+        lows = actions.column(f"min.{column}").to_pylist()
+        highs = actions.column(f"max.{column}").to_pylist()
+        mids = [
+            (float(lo) + float(hi)) / 2
+            for lo, hi in zip(lows, highs, strict=True)
+            if isinstance(lo, int | float)
+            and isinstance(hi, int | float)
+            and math.isfinite(float(lo))
+            and math.isfinite(float(hi))
+        ]
+        if mids:
+            centres[column] = sum(mids) / len(mids)
+    return centres

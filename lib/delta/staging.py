@@ -34,9 +34,10 @@ class WritePlan:
     schema: T.StructType  # the table schema after this write, every field nullable
     partitions: list[str]
     new_fields: tuple[T.StructField, ...] = ()
+    replace_schema: bool = False  # an overwrite that replaces the schema too
 
     def without_new_fields(self) -> WritePlan:
-        return WritePlan(self.schema, self.partitions)
+        return WritePlan(self.schema, self.partitions, (), self.replace_schema)
 
 
 def plan_write(
@@ -45,12 +46,14 @@ def plan_write(
     base: delta_log.Snapshot | None,
     partition_by: list[str] | None,
     merge_schema: bool,
+    overwrite_schema: bool = False,
 ) -> WritePlan:
     """Validate the data against the table (or a new table's declaration)."""
-    if base is None:
-        partitions = list(partition_by or [])
+    if base is None or overwrite_schema:
+        partitions = list(partition_by if partition_by is not None else
+                          (base.partition_columns if base is not None else []))  # fmt: skip
         check_partition_columns(incoming, partitions, root)
-        return WritePlan(delta_log.nullable(incoming), partitions)
+        return WritePlan(delta_log.nullable(incoming), partitions, (), base is not None)
     table_schema = base.spark_schema()
     partitions = base.partition_columns
     if partition_by is not None and list(partition_by) != partitions:
