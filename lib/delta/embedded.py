@@ -28,7 +28,6 @@ from deltalake.transaction import (
     Transaction,
     create_table_with_add_actions,
 )
-from pyspark.errors import AnalysisException, ParseException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -50,6 +49,12 @@ from batchml.lib.delta.paths import (
     relative_file,
     to_delta_value,
 )
+from batchml.lib.delta.replace import (
+    affected_files,
+    check_predicate,
+    check_rows_match,
+    quoted,
+)
 from batchml.lib.delta.staging import (
     StagedFile,
     WritePlan,
@@ -69,12 +74,6 @@ log = get_logger(__name__)
 
 STAGING_DIR = "_batchml_staging"
 MAX_COMMIT_ATTEMPTS = 8
-_FILE_KEY = "__batchml_file"
-
-
-def quoted(name: str) -> str:
-    """A column name as a Spark SQL identifier."""
-    return "`" + name.replace("`", "``") + "`"
 
 
 class EmbeddedDelta:
@@ -215,7 +214,7 @@ class EmbeddedDelta:
             raise InputError("overwrite_schema needs mode 'overwrite'")
         plan = plan_write(df.schema, root, base, partition_by, merge_schema, overwrite_schema)
         if replace_where is not None:
-            self._check_predicate(replace_where, plan.schema, plan.partitions, root)
+            check_predicate(self.spark, replace_where, plan.schema, plan.partitions, root)
 
         staging = Path(root) / STAGING_DIR / uuid.uuid4().hex
         created_root = not Path(root).exists()
@@ -223,7 +222,7 @@ class EmbeddedDelta:
         try:
             staged = self._stage(df, plan, staging)
             if replace_where is not None:
-                self._check_rows_match(staged, replace_where, plan, root)
+                check_rows_match(self.spark, staged, replace_where, plan, root)
             if before_commit is not None:
                 before_commit()
             started = time.perf_counter()
@@ -284,79 +283,6 @@ class EmbeddedDelta:
         log.debug("staged files", extra={"files": len(staged), **self.last_write_seconds})
         return staged
 
-    def _partition_frame(
-        self, rows: list[tuple[str, dict[str, Any]]], plan: WritePlan
-    ) -> DataFrame:
-        """A tiny DataFrame of (file, typed partition values), one row per file."""
-        string_schema = T.StructType(
-            [T.StructField(_FILE_KEY, T.StringType())]
-            + [T.StructField(c, T.StringType()) for c in plan.partitions]
-        )
-        data = [
-            (name, *[None if values[c] is None else str(values[c]) for c in plan.partitions])
-            for name, values in rows
-        ]
-        frame = self.spark.createDataFrame(data, string_schema)
-        return frame.select(
-            F.col(_FILE_KEY),
-            *[F.col(quoted(c)).cast(plan.schema[c].dataType).alias(c) for c in plan.partitions],
-        )
-
-    def _check_predicate(
-        self, predicate: str, schema: T.StructType, partitions: list[str], root: str
-    ) -> None:
-        """The predicate must parse and use partition columns only."""
-        if not partitions:
-            raise InputError(f"table {root} is not partitioned: mode 'replace' needs partitions")
-        frame = self.spark.createDataFrame(
-            [], T.StructType([T.StructField(c, schema[c].dataType) for c in partitions])
-        )
-        try:
-            frame.filter(F.expr(predicate)).schema  # noqa: B018 - analysis only, no job
-        except (AnalysisException, ParseException) as exc:
-            raise InputError(
-                f"replace predicate {predicate!r} for table {root} must be valid SQL over the "
-                f"partition columns ({', '.join(partitions)}): {first_line(exc)}"
-            ) from None
-
-    def _check_rows_match(
-        self,
-        staged: list[StagedFile],
-        predicate: str,
-        plan: WritePlan,
-        root: str,
-    ) -> None:
-        """Every written partition must satisfy the replace predicate (Delta's rule)."""
-        frame = self._partition_frame([(f.relative, f.partition_values) for f in staged], plan)
-        outside = frame.filter(~F.coalesce(F.expr(predicate), F.lit(False))).limit(1).collect()
-        if outside:
-            values = {c: outside[0][c] for c in plan.partitions}
-            raise InputError(
-                f"data for table {root} has rows outside the replace predicate {predicate!r}, "
-                f"e.g. partition {values}; nothing was written"
-            )
-
-    def _affected(
-        self, snapshot: delta_log.Snapshot, mode: WriteMode, predicate: str | None, plan: WritePlan
-    ) -> list[tuple[str, int]]:
-        """The files a write removes from this snapshot: (action path, size)."""
-        if mode == "append":
-            return []
-        actions = snapshot.add_actions()
-        paths = actions.column("path").to_pylist()
-        sizes = actions.column("size_bytes").to_pylist()
-        if mode == "overwrite" or not paths:
-            return list(zip(paths, sizes, strict=True))
-        rows = [
-            (path, {c: actions.column(f"partition.{c}")[i].as_py() for c in plan.partitions})
-            for i, path in enumerate(paths)
-        ]
-        frame = self._partition_frame(rows, plan)
-        matching = {
-            r[_FILE_KEY] for r in frame.filter(F.expr(predicate)).select(_FILE_KEY).collect()
-        }
-        return [(p, s) for p, s in zip(paths, sizes, strict=True) if p in matching]
-
     def _commit(
         self,
         root: str,
@@ -394,7 +320,7 @@ class EmbeddedDelta:
                     removed = 0
                 else:
                     if affected is None:
-                        affected = self._affected(base, mode, predicate, plan)
+                        affected = affected_files(self.spark, base, mode, predicate, plan)
                     if plan.new_fields:
                         add_columns(base, plan.new_fields)
                         plan = plan.without_new_fields()
@@ -443,7 +369,7 @@ class EmbeddedDelta:
                     delta_log.check_writable(fresh)
                     plan = plan_write(plan.schema, root, fresh, plan.partitions, merge_schema=False)
                 elif mode != "append":
-                    now_affected = self._affected(fresh, mode, predicate, plan)
+                    now_affected = affected_files(self.spark, fresh, mode, predicate, plan)
                     if set(now_affected) != set(affected or []):
                         raise InputError(
                             f"commit to table {root} conflicts with version {fresh.version}, "
