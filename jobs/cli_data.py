@@ -30,7 +30,7 @@ def _render_ingest(data: dict[str, Any]) -> str:
 @reports_errors
 def ingest_command(
     ctx: typer.Context,
-    source: Annotated[str, typer.Argument(help="A source configured under [sources].")],
+    source: Annotated[str, typer.Argument(help="A source from the sources section of the config.")],
     *,
     path: Annotated[
         str | None, typer.Option("--path", help="Read these files instead (file, folder, glob).")
@@ -185,7 +185,8 @@ def features_command(
     ctx: typer.Context,
     *,
     view: Annotated[
-        str | None, typer.Option("--view", help="The view under [views] (optional if one).")
+        str | None,
+        typer.Option("--view", help="A view from the views section (optional if only one)."),
     ] = None,
     explain: Annotated[
         bool,
