@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from batchml.lib.errors import ConfigError
-from batchml.lib.settings import Settings, known_keys
+from batchml.lib.settings import Settings, fields_at, known_keys
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 DEFAULT_ENV = "local"
@@ -232,6 +232,10 @@ def _describe(exc: ValidationError, sources: dict[str, str], secret_keys: set[st
         source = _source_of(dotted, sources)
         if error["type"] == "extra_forbidden":
             hint = difflib.get_close_matches(dotted, keys, n=1, cutoff=0.6)
+            parent, leaf = tuple(dotted.split(".")[:-1]), dotted.rsplit(".", 1)[-1]
+            if not hint and parent:  # inside a named entry such as tables.<name>
+                siblings = difflib.get_close_matches(leaf, fields_at(parent), n=1, cutoff=0.6)
+                hint = [".".join([*parent, siblings[0]])] if siblings else []
             if not hint:
                 leaf = dotted.rsplit(".", 1)[-1]
                 hint = [k for k in keys if k.rsplit(".", 1)[-1] == leaf][:1]

@@ -8,7 +8,7 @@ that names the key. `lib/config.py` loads and merges the layers into these model
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -179,3 +179,25 @@ def known_keys(model: type[BaseModel] = Settings, prefix: str = "") -> list[str]
         else:
             keys.append(dotted)
     return keys
+
+
+def fields_at(path: tuple[str, ...], model: type[BaseModel] = Settings) -> list[str]:
+    """The field names accepted at `path` (the dotted key's parent), walking through
+    dict-of-section fields such as `tables.<name>`; empty when the path is unknown."""
+    current: Any = model
+    parts = list(path)
+    while parts:
+        part = parts.pop(0)
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        current = field.annotation
+        origin = get_origin(current)
+        if origin is dict and parts:
+            parts.pop(0)  # the user's own name, e.g. the table's
+            current = get_args(current)[1]
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,16 @@ def test_invalid_toml_reports_the_line(conf_dir: Path, tmp_path: Path) -> None:
     user.write_text('[spark]\nmaster = "local[1]"\napp_name = \n')
     with pytest.raises(ConfigError, match=r"broken\.toml is not valid TOML: .*line 3"):
         load(conf_dir, conf_file=user)
+
+
+@pytest.mark.parametrize(
+    ("override", "suggestion"),
+    [
+        ("tables.orders.polcy=1", "tables.orders.policy"),
+        ("tables.orders.columns.id.nulable=true", "tables.orders.columns.id.nullable"),
+        ('sources.raw.fromat="csv"', "sources.raw.format"),
+    ],
+)
+def test_unknown_keys_inside_named_entries_get_a_suggestion(override: str, suggestion: str) -> None:
+    with pytest.raises(ConfigError, match=rf"did you mean '{re.escape(suggestion)}'"):
+        load_config(environ={}, overrides=[override])
