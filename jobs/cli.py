@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from batchml.jobs import cli_data, cli_table  # noqa: F401 - they register their commands
+from batchml.jobs import cli_data, cli_models, cli_table  # noqa: F401 - they register commands
 from batchml.jobs.app import (
     JsonOption,
     RunContext,

@@ -53,6 +53,12 @@ class LakehouseSettings(Section):
     root: str = "./lakehouse"
 
 
+class RegistrySettings(Section):
+    """Where the model registry keeps versions, aliases and artifacts."""
+
+    root: str = "_registry"  # relative paths are under lakehouse.root
+
+
 class LoggingSettings(Section):
     """Python logging for every batchml module."""
 
@@ -161,6 +167,7 @@ class Settings(Section):
     spark: SparkSettings = Field(default_factory=SparkSettings)
     delta: DeltaSettings = Field(default_factory=DeltaSettings)
     lakehouse: LakehouseSettings = Field(default_factory=LakehouseSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     tables: dict[str, TableContract] = Field(default_factory=dict)
     sources: dict[str, SourceSettings] = Field(default_factory=dict)

@@ -1,0 +1,220 @@
+"""The model registry, on the lakehouse: model versions with lineage, and aliases.
+
+Layout under the registry root (default `<lakehouse>/_registry`):
+- `artifacts/<name>/<version>-<id>/model`: the fitted `PipelineModel`, saved by MLlib;
+  `manifest.json` beside it;
+- `versions`: a Delta table, one row per model version (name, version, algorithm, the
+  training table and its Delta version, metrics, config hash, the manifest as JSON);
+- `aliases`: a Delta table, one row per (name, alias), partitioned by both, so setting
+  an alias is one atomic replace of its partition.
+
+Registering is one Delta commit of the version row, after the artifact is saved: a
+version that is in the table is complete. Two writers racing for the same version number
+are kept apart by the Delta transaction token `(registry/<name>, version)`: the second
+finds the token taken and moves to the next number.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pyspark.ml import PipelineModel
+from pyspark.sql import SparkSession
+from pyspark.sql import types as T
+
+from batchml.lib.delta import DeltaTables, WriteToken
+from batchml.lib.errors import InputError
+from batchml.lib.logs import get_logger
+
+log = get_logger(__name__)
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
+VERSIONS_SCHEMA = T.StructType(
+    [
+        T.StructField("name", T.StringType()),
+        T.StructField("version", T.IntegerType()),
+        T.StructField("created_at", T.TimestampType()),
+        T.StructField("algorithm", T.StringType()),
+        T.StructField("artifact_uri", T.StringType()),
+        T.StructField("training_table", T.StringType()),
+        T.StructField("training_version", T.LongType()),
+        T.StructField("config_hash", T.StringType()),
+        T.StructField("metrics", T.StringType()),
+        T.StructField("manifest", T.StringType()),
+    ]
+)
+ALIASES_SCHEMA = T.StructType(
+    [
+        T.StructField("name", T.StringType()),
+        T.StructField("alias", T.StringType()),
+        T.StructField("version", T.IntegerType()),
+        T.StructField("set_at", T.TimestampType()),
+    ]
+)
+MAX_RACE_RETRIES = 20
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered model version."""
+
+    name: str
+    version: int
+    created_at: datetime
+    algorithm: str
+    artifact_uri: str
+    training_table: str
+    training_version: int
+    config_hash: str
+    metrics: dict[str, Any]
+    manifest: dict[str, Any]
+    aliases: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "version": self.version,
+            "created_at": self.created_at.isoformat(), "algorithm": self.algorithm,
+            "artifact_uri": self.artifact_uri, "training_table": self.training_table,
+            "training_version": self.training_version, "config_hash": self.config_hash,
+            "metrics": self.metrics, "aliases": list(self.aliases), "manifest": self.manifest,
+        }  # fmt: skip
+
+
+class Registry:
+    """Model versions and aliases under one registry root."""
+
+    def __init__(self, spark: SparkSession, tables: DeltaTables, root: str) -> None:
+        self.spark = spark
+        self.tables = tables
+        self.root = root.rstrip("/")
+        self.versions_uri = f"{self.root}/versions"
+        self.aliases_uri = f"{self.root}/aliases"
+
+    # ------------------------------------------------------------------ write
+    def register(self, name: str, model: PipelineModel, manifest: dict[str, Any]) -> ModelVersion:
+        """Save the model and commit its version row; returns the new version."""
+        _check_name(name, "model name")
+        for required in ("algorithm", "training_table", "training_version"):
+            if required not in manifest:
+                raise InputError(f"model manifest lacks {required!r}")
+        artifact = f"{self.root}/artifacts/{name}/{uuid.uuid4().hex[:12]}"
+        model.write().save(f"{artifact}/model")
+        for _ in range(MAX_RACE_RETRIES):
+            version = self._next_version(name)
+            entry = {**manifest, "name": name, "version": version}
+            Path(artifact).mkdir(parents=True, exist_ok=True)
+            (Path(artifact) / "manifest.json").write_text(json.dumps(entry, indent=2, default=str))
+            row = (
+                name, version, datetime.now(UTC), str(manifest["algorithm"]), artifact,
+                str(manifest["training_table"]), int(manifest["training_version"]),
+                str(manifest.get("config_hash", "")), json.dumps(manifest.get("metrics", {})),
+                json.dumps(entry, default=str),
+            )  # fmt: skip
+            result = self.tables.write(
+                self.spark.createDataFrame([row], VERSIONS_SCHEMA), self.versions_uri,
+                token=WriteToken(f"registry/{name}", version),
+                commit_info={"job": "registry", "model": name, "version": version},
+            )  # fmt: skip
+            if result.committed:
+                log.info("model registered", extra={"model": name, "version": version})
+                return self.get(f"{name}@{version}")
+        raise InputError(f"could not register {name}: version numbers kept being taken")
+
+    def set_alias(self, name: str, version: int, alias: str) -> None:
+        """Point `alias` (e.g. champion) at a version, atomically."""
+        _check_name(alias, "alias")
+        self.get(f"{name}@{version}")  # the version must exist
+        row = (name, alias, version, datetime.now(UTC))
+        self.tables.write(
+            self.spark.createDataFrame([row], ALIASES_SCHEMA), self.aliases_uri,
+            mode="replace" if self.tables.exists(self.aliases_uri) else "append",
+            partition_by=["name", "alias"],
+            replace_where=f"name = {_sql(name)} AND alias = {_sql(alias)}"
+            if self.tables.exists(self.aliases_uri) else None,
+            commit_info={"job": "registry", "model": name, "alias": alias, "version": version},
+        )  # fmt: skip
+        log.info("alias set", extra={"model": name, "alias": alias, "version": version})
+
+    # ------------------------------------------------------------------- read
+    def list(self, name: str | None = None) -> list[ModelVersion]:
+        """Every version (of one model, or of all), oldest first."""
+        if not self.tables.exists(self.versions_uri):
+            return []
+        rows = self.tables.read(self.versions_uri).df.collect()
+        aliases = self._aliases()
+        versions = [
+            _version(row, aliases.get((row["name"], row["version"]), ()))
+            for row in rows
+            if name is None or row["name"] == name
+        ]
+        return sorted(versions, key=lambda v: (v.name, v.version))
+
+    def get(self, ref: str) -> ModelVersion:
+        """`name` (latest), `name@3` or `name@champion`."""
+        name, _, selector = ref.partition("@")
+        versions = self.list(name)
+        if not versions:
+            raise InputError(f"no model {name!r} in the registry at {self.root}")
+        if not selector:
+            return versions[-1]
+        if selector.isdigit():
+            found = [v for v in versions if v.version == int(selector)]
+            if not found:
+                raise InputError(
+                    f"model {name} has no version {selector} (latest is {versions[-1].version})"
+                )
+            return found[0]
+        found = [v for v in versions if selector in v.aliases]
+        if not found:
+            known = sorted({a for v in versions for a in v.aliases}) or ["none"]
+            raise InputError(
+                f"model {name} has no alias {selector!r} (aliases: {', '.join(known)})"
+            )
+        return found[0]
+
+    def load(self, ref: str) -> PipelineModel:
+        """The fitted pipeline of a version."""
+        return PipelineModel.load(f"{self.get(ref).artifact_uri}/model")
+
+    def pinned_table_versions(self) -> dict[str, set[int]]:
+        """Table -> the versions registered models were trained on (vacuum must keep them)."""
+        pinned: dict[str, set[int]] = {}
+        for version in self.list():
+            pinned.setdefault(version.training_table, set()).add(version.training_version)
+        return pinned
+
+    def _next_version(self, name: str) -> int:
+        existing = self.list(name)
+        return existing[-1].version + 1 if existing else 1
+
+    def _aliases(self) -> dict[tuple[str, int], tuple[str, ...]]:
+        if not self.tables.exists(self.aliases_uri):
+            return {}
+        found: dict[tuple[str, int], list[str]] = {}
+        for row in self.tables.read(self.aliases_uri).df.collect():
+            found.setdefault((row["name"], row["version"]), []).append(row["alias"])
+        return {key: tuple(sorted(value)) for key, value in found.items()}
+
+
+def _version(row: Any, aliases: tuple[str, ...]) -> ModelVersion:
+    return ModelVersion(
+        row["name"], row["version"], row["created_at"], row["algorithm"], row["artifact_uri"],
+        row["training_table"], row["training_version"], row["config_hash"],
+        json.loads(row["metrics"] or "{}"), json.loads(row["manifest"] or "{}"), aliases,
+    )  # fmt: skip
+
+
+def _check_name(value: str, what: str) -> None:
+    if not NAME.match(value):
+        raise InputError(
+            f"{what} {value!r} must start with a letter and hold only letters, digits, _ or -"
+        )
+
+
+def _sql(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"

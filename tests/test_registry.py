@@ -1,0 +1,103 @@
+"""The model registry: versions with lineage, aliases, loading, errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from pyspark.ml import PipelineModel
+from pyspark.ml.feature import SQLTransformer
+from pyspark.sql import SparkSession
+from typer.testing import CliRunner
+
+from batchml.jobs.cli import app
+from batchml.lib.delta.embedded import EmbeddedDelta
+from batchml.lib.errors import InputError
+from batchml.lib.registry import Registry
+
+
+def model(factor: int) -> PipelineModel:
+    return PipelineModel(
+        stages=[SQLTransformer(statement=f"SELECT *, id * {factor} AS y FROM __THIS__")]
+    )
+
+
+def manifest(version: int = 3, **extra) -> dict:
+    return {"algorithm": "sql", "training_table": "/lake/features", "training_version": version,
+            "config_hash": "abc", "metrics": {"auc": 0.8}, **extra}  # fmt: skip
+
+
+@pytest.fixture
+def registry(spark: SparkSession, tmp_path: Path) -> Registry:
+    return Registry(spark, EmbeddedDelta(spark), str(tmp_path / "_registry"))
+
+
+def test_versions_are_numbered_and_carry_their_lineage(spark, registry: Registry) -> None:
+    first = registry.register("delays", model(2), manifest(3))
+    second = registry.register("delays", model(5), manifest(4, params={"regParam": 0.1}))
+    other = registry.register("other", model(1), manifest(1))
+    assert (first.version, second.version, other.version) == (1, 2, 1)
+    assert [v.version for v in registry.list("delays")] == [1, 2]
+    assert registry.get("delays").version == 2
+    shown = registry.get("delays@1")
+    assert (shown.training_table, shown.training_version, shown.metrics) == (
+        "/lake/features", 3, {"auc": 0.8},
+    )  # fmt: skip
+    assert registry.get("delays@2").manifest["params"] == {"regParam": 0.1}
+    saved = json.loads((Path(second.artifact_uri) / "manifest.json").read_text())
+    assert (saved["name"], saved["version"]) == ("delays", 2)
+    out = registry.load("delays@2").transform(spark.range(3)).collect()
+    assert [r["y"] for r in out] == [0, 5, 10]
+    assert registry.pinned_table_versions() == {"/lake/features": {1, 3, 4}}
+
+
+def test_aliases_move_atomically(registry: Registry) -> None:
+    registry.register("delays", model(2), manifest())
+    registry.register("delays", model(3), manifest())
+    registry.set_alias("delays", 1, "champion")
+    registry.set_alias("delays", 2, "challenger")
+    assert registry.get("delays@champion").version == 1
+    registry.set_alias("delays", 2, "champion")
+    assert registry.get("delays@champion").version == 2
+    assert registry.get("delays@2").aliases == ("challenger", "champion")
+    assert registry.get("delays@1").aliases == ()
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        (lambda r: r.get("nope"), "no model 'nope' in the registry"),
+        (lambda r: r.get("delays@9"), "model delays has no version 9 (latest is 1)"),
+        (lambda r: r.get("delays@gold"), "model delays has no alias 'gold'"),
+        (lambda r: r.set_alias("delays", 4, "champion"), "has no version 4"),
+        (lambda r: r.set_alias("delays", 1, "bad alias"), "alias 'bad alias' must start"),
+        (lambda r: r.register("9lives", model(1), manifest()), "model name '9lives' must start"),
+        (lambda r: r.register("delays", model(1), {"algorithm": "x"}), "lacks 'training_table'"),
+    ],
+)
+def test_registry_errors_leave_it_unchanged(registry: Registry, action, message) -> None:
+    registry.register("delays", model(2), manifest())
+    with pytest.raises(InputError, match=re.escape(message)):
+        action(registry)
+    assert [v.version for v in registry.list()] == [1]
+
+
+def test_models_commands(spark, cli_globals, tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    Registry(spark, EmbeddedDelta(spark), str(lake / "_registry")).register(
+        "delays", model(2), manifest()
+    )
+    args = [*cli_globals, "--set", f'lakehouse.root="{lake}"', "models"]
+    runner = CliRunner()
+    aliased = runner.invoke(app, [*args, "alias", "delays", "1", "champion"])
+    assert aliased.exit_code == 0, aliased.stderr
+    listed = json.loads(runner.invoke(app, [*args, "list", "--json"]).stdout)
+    assert [(v["name"], v["version"], v["aliases"]) for v in listed["versions"]] == [
+        ("delays", 1, ["champion"])
+    ]
+    shown = runner.invoke(app, [*args, "show", "delays@champion", "--json"])
+    assert json.loads(shown.stdout)["training_version"] == 3
+    missing = runner.invoke(app, [*args, "show", "delays@7"])
+    assert missing.exit_code == 4 and "has no version 7" in missing.stderr
