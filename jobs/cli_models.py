@@ -70,3 +70,24 @@ def models_alias(
     _registry(ctx.find_object(RunContext)).set_alias(name, version, alias)
     emit({"name": name, "version": version, "alias": alias}, as_json,
          lambda d: f"{d['name']}@{d['alias']} -> version {d['version']}")  # fmt: skip
+
+
+@app.command("train")
+@reports_errors
+def train_command(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="A model from the models section of the config.")],
+    *,
+    as_json: JsonOption = False,
+) -> None:
+    """Fit pipeline + estimator on the training split, evaluate, register a new version."""
+    from batchml.jobs import train
+
+    state: RunContext = ctx.find_object(RunContext)
+    config = state.config()
+    report = train.run(state.spark(), config.settings, model, config_hash=config.config_hash())
+    emit(report.to_dict(), as_json, lambda d: "\n".join(
+        [f"{d['model']} version {d['version']} ({d['algorithm']}) trained on "
+         f"{d['training_table']}@{d['training_version']} in {d['seconds']} s",
+         *[f"  {part}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items())
+           for part, m in d["metrics"].items()]]))  # fmt: skip

@@ -161,6 +161,18 @@ class FeaturePipelineSpec(Section):
     output: str = "features"
 
 
+class ModelSpec(Section):
+    """A model to train: a feature pipeline plus one estimator, on a hash split."""
+
+    pipeline: str
+    algorithm: str
+    params: dict[str, int | float | str | bool | list[float]] = Field(default_factory=dict)
+    split: dict[str, float] = Field(
+        default_factory=lambda: {"train": 0.7, "validation": 0.15, "test": 0.15}
+    )
+    seed: int = 42
+
+
 class Settings(Section):
     """The whole resolved configuration of one run."""
 
@@ -173,6 +185,7 @@ class Settings(Section):
     sources: dict[str, SourceSettings] = Field(default_factory=dict)
     views: dict[str, FeatureView] = Field(default_factory=dict)
     pipelines: dict[str, FeaturePipelineSpec] = Field(default_factory=dict)
+    models: dict[str, ModelSpec] = Field(default_factory=dict)
 
 
 def known_keys(model: type[BaseModel] = Settings, prefix: str = "") -> list[str]:
