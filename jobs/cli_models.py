@@ -12,7 +12,7 @@ models_app = typer.Typer(help="Registered model versions and their aliases.", no
 app.add_typer(models_app, name="models")
 
 
-def _registry(state: RunContext):  # -> Registry
+def registry_of(state: RunContext):  # -> Registry
     from batchml.lib.lakehouse import resolve_path
     from batchml.lib.registry import Registry
 
@@ -38,7 +38,7 @@ def models_list(
     as_json: JsonOption = False,
 ) -> None:
     """Every registered version, oldest first."""
-    versions = _registry(ctx.find_object(RunContext)).list(name)
+    versions = registry_of(ctx.find_object(RunContext)).list(name)
     emit({"versions": [v.to_dict() for v in versions]}, as_json, _render_list)
 
 
@@ -51,7 +51,7 @@ def models_show(
     as_json: JsonOption = False,
 ) -> None:
     """One version: lineage, metrics, aliases and its manifest."""
-    version = _registry(ctx.find_object(RunContext)).get(ref)
+    version = registry_of(ctx.find_object(RunContext)).get(ref)
     emit(version.to_dict(), as_json, lambda d: "\n".join(
         f"{key:<18} {value}" for key, value in d.items() if key != "manifest"))  # fmt: skip
 
@@ -67,7 +67,7 @@ def models_alias(
     as_json: JsonOption = False,
 ) -> None:
     """Point an alias at a version (atomically)."""
-    _registry(ctx.find_object(RunContext)).set_alias(name, version, alias)
+    registry_of(ctx.find_object(RunContext)).set_alias(name, version, alias)
     emit({"name": name, "version": version, "alias": alias}, as_json,
          lambda d: f"{d['name']}@{d['alias']} -> version {d['version']}")  # fmt: skip
 

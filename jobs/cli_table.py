@@ -136,15 +136,21 @@ def table_vacuum(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List, do not delete.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Remove files no version within the retention needs, and stale staging folders."""
+    """Remove files no version within the retention needs, and stale staging folders.
+
+    Versions a registered model was trained on are always kept.
+    """
     from batchml.jobs import table
+    from batchml.jobs.cli_models import registry_of
 
     state: RunContext = ctx.find_object(RunContext)
-    result = table.vacuum(
-        state.tables(), state.table_uri(uri), retain_hours=retain_hours, dry_run=dry_run
-    )
+    result, kept = table.vacuum(
+        state.tables(), state.table_uri(uri), retain_hours=retain_hours, dry_run=dry_run,
+        pinned=registry_of(state).pinned_table_versions(),
+    )  # fmt: skip
     data = {"uri": result.uri, "dry_run": result.dry_run, "files": result.files,
-            "staging_dirs": result.staging_dirs}  # fmt: skip
+            "staging_dirs": result.staging_dirs, "kept_versions": kept}  # fmt: skip
     verb = "would remove" if result.dry_run else "removed"
     emit(data, as_json, lambda d: f"{verb} {len(d['files'])} files and "
-         f"{len(d['staging_dirs'])} staging folders from {d['uri']}")  # fmt: skip
+         f"{len(d['staging_dirs'])} staging folders from {d['uri']}; kept versions "
+         f"{d['kept_versions'] or 'none'} for registered models")  # fmt: skip

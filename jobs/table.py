@@ -10,6 +10,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from batchml.lib.delta import DeltaTables, VacuumResult
+from batchml.lib.delta.paths import normalize_uri
 from batchml.lib.errors import InputError
 from batchml.lib.logs import get_logger
 
@@ -94,10 +95,23 @@ def vacuum(
     retain_hours: float = 168,
     dry_run: bool = False,
     keep_versions: list[int] | None = None,
-) -> VacuumResult:
-    """Remove unreferenced files older than the retention, and stale staging folders."""
+    pinned: dict[str, set[int]] | None = None,
+) -> tuple[VacuumResult, list[int]]:
+    """Remove unreferenced files older than the retention, and stale staging folders.
+
+    `pinned` (table -> versions, from the model registry) names versions whose files must
+    survive, so that a registered model can still be retrained from its training data.
+    Returns the result and the versions kept.
+    """
     if retain_hours < 0:
         raise InputError(f"--retain-hours must be 0 or more, not {retain_hours}")
-    return tables.vacuum(
-        uri, retain_hours=retain_hours, dry_run=dry_run, keep_versions=keep_versions
+    keep = set(keep_versions or [])
+    key = normalize_uri(uri)
+    for table, versions in (pinned or {}).items():
+        if normalize_uri(table) == key:
+            keep |= versions
+    kept = sorted(keep)
+    result = tables.vacuum(
+        uri, retain_hours=retain_hours, dry_run=dry_run, keep_versions=kept or None
     )
+    return result, kept

@@ -82,7 +82,8 @@ def test_vacuum_dry_run(cli_globals, flights: Path) -> None:
     result = invoke(cli_globals, "vacuum", str(flights), "--dry-run", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {
-        "uri": str(flights), "dry_run": True, "files": [], "staging_dirs": []
+        "uri": str(flights), "dry_run": True, "files": [], "staging_dirs": [],
+        "kept_versions": [],
     }  # fmt: skip
 
 
@@ -105,3 +106,32 @@ def test_bad_input_is_one_line_with_exit_code(cli_globals, flights, args, code, 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("batchml: error: ")
     assert message in lines[0]
+
+
+def test_vacuum_keeps_the_versions_registered_models_were_trained_on(
+    spark, cli_globals, tmp_path: Path
+) -> None:
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.feature import SQLTransformer
+
+    from batchml.lib.registry import Registry
+
+    lake = tmp_path / "lake"
+    table = lake / "features"
+    tables = EmbeddedDelta(spark)
+    tables.write(spark.range(10).coalesce(1), str(table))  # version 0: trained on
+    tables.write(spark.range(20).coalesce(1), str(table), mode="overwrite")  # version 1
+    tables.write(spark.range(30).coalesce(1), str(table), mode="overwrite")  # version 2
+    model = PipelineModel(stages=[SQLTransformer(statement="SELECT * FROM __THIS__")])
+    Registry(spark, tables, str(lake / "_registry")).register(
+        "m", model, {"algorithm": "sql", "training_table": str(table), "training_version": 0}
+    )
+    args = [*cli_globals, "--set", f'lakehouse.root="{lake}"', "table", "vacuum", str(table),
+            "--retain-hours", "0", "--json"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["kept_versions"] == [0]
+    assert len(report["files"]) == 1  # version 1's file; version 0's survives
+    assert tables.read(str(table), version=0).df.count() == 10
+    assert tables.read(str(table)).df.count() == 30
