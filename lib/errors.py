@@ -8,6 +8,8 @@ Exit codes (documented in README.md):
     4  input error (missing table, column or version, malformed or incompatible data)
     5  contract violation: the batch broke its data contract beyond the table's policy;
        nothing was written
+    6  reproduction mismatch: `batchml train --reproduce` got other metrics than the
+       registered version
    10  success with quarantined rows: the good rows were written, the rest quarantined
 """
 
@@ -19,6 +21,7 @@ EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 3
 EXIT_INPUT = 4
 EXIT_CONTRACT = 5
+EXIT_MISMATCH = 6
 EXIT_QUARANTINED = 10
 
 

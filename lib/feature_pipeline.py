@@ -12,6 +12,8 @@ categorical columns, `FeatureHasher`s, and a `VectorAssembler`. The result is an
 
 from __future__ import annotations
 
+import base64
+import itertools
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -39,6 +41,7 @@ from batchml.lib.settings import FeaturePipelineSpec
 log = get_logger(__name__)
 NUMERIC_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType,
                  T.DoubleType, T.DecimalType)  # fmt: skip
+DECILES = [k / 10 for k in range(1, 10)]
 CATEGORICAL_TYPES = (T.StringType, T.BooleanType, T.ByteType, T.ShortType, T.IntegerType,
                      T.LongType)  # fmt: skip
 
@@ -62,6 +65,8 @@ class FeatureStats:
     labelled: int = 0
     numeric: dict[str, NumericStats] = field(default_factory=dict)
     categorical: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    # column -> (KLL sketch, decile edges, their ranks), when a profile was asked for
+    sketches: dict[str, tuple] = field(default_factory=dict)
 
 
 @dataclass
@@ -141,18 +146,24 @@ def _shifted_moments(
 
 
 def collect_stats(
-    df: DataFrame, spec: FeaturePipelineSpec, centres: dict[str, float] | None = None
+    df: DataFrame,
+    spec: FeaturePipelineSpec,
+    centres: dict[str, float] | None = None,
+    *,
+    profile: bool = False,
 ) -> FeatureStats:
     """Every statistic of the spec: one aggregate, plus one count over stacked categories.
 
     `centres` (rough centres of numeric columns, e.g. from the Delta log's min/max
     statistics) make the variance a pair of plain sums; without one a column falls back
-    to Spark's `var_samp`.
+    to Spark's `var_samp`. With `profile`, the same aggregate also keeps a KLL sketch of
+    every numeric column, and the stats carry the training profile (`profile_of`).
     """
     aggregates = [
         F.count(F.lit(1)).alias("__rows"),
         F.count(F.col(_q(spec.label))).alias("__labelled"),
     ]
+    derived: list[F.Column] = []
     centres = centres or {}
     for i, (column, numeric) in enumerate(spec.numeric.items()):
         value = _clean(column)
@@ -172,18 +183,19 @@ def collect_stats(
                 F.var_samp(value).alias(f"var{i}"),
             ]
         ranks = _ranks(numeric)
-        if ranks:
+        if ranks or profile:
             # quantiles from a KLL sketch: a few KB per column, one pass, mergeable
             cleaned = (f"CASE WHEN isnan(CAST({_q(column)} AS DOUBLE)) THEN NULL "
                        f"ELSE CAST({_q(column)} AS DOUBLE) END")  # fmt: skip
-            wanted = ", ".join(f"{r!r}D" for r in ranks)
-            aggregates.append(
-                F.expr(
-                    f"kll_sketch_get_quantile_double(kll_sketch_agg_double({cleaned}), "
-                    f"array({wanted}))"
-                ).alias(f"q{i}")
-            )
-    row = df.agg(*aggregates).collect()[0]
+            aggregates.append(F.expr(f"kll_sketch_agg_double({cleaned})").alias(f"k{i}"))
+        if ranks:
+            derived.append(F.expr(f"kll_sketch_get_quantile_double(k{i}, {_doubles(ranks)})")
+                           .alias(f"q{i}"))  # fmt: skip
+        if profile:
+            deciles = f"kll_sketch_get_quantile_double(k{i}, {_doubles(DECILES)})"
+            derived.append(F.expr(deciles).alias(f"d{i}"))
+    # the quantiles are read off the sketches on top of the aggregate: still one job
+    row = df.agg(*aggregates).select("*", *derived).collect()[0]
     stats = FeatureStats(int(row["__rows"]), int(row["__labelled"]))
     for i, (column, numeric) in enumerate(spec.numeric.items()):
         quantiles = row[f"q{i}"] if _ranks(numeric) else None
@@ -198,6 +210,10 @@ def collect_stats(
             count, mean, variance,
             found.get(0.5) if numeric.impute == "median" else None, tuple(edges),
         )  # fmt: skip
+        if profile:
+            stats.sketches[column] = (row[f"k{i}"], row[f"d{i}"], None)
+    if profile:
+        _sketch_ranks(df.sparkSession, stats)
     if spec.categorical:
         names = list(spec.categorical)
         pairs = ", ".join(f"'{i}', CAST({_q(c)} AS STRING)" for i, c in enumerate(names))
@@ -212,6 +228,54 @@ def collect_stats(
             levels = [(r["__level"], int(r["count"])) for r in counts if r["__column"] == str(i)]
             stats.categorical[column] = sorted(levels, key=lambda lc: (-lc[1], lc[0]))
     return stats
+
+
+def _sketch_ranks(spark, stats: FeatureStats) -> None:
+    """The rank of every decile edge in its sketch, read off the collected sketches in one
+    small local query (Spark wants the ranked values as constants; no data is read)."""
+    columns = [c for c, (sketch, deciles, _) in stats.sketches.items() if sketch and deciles]
+    if not columns:
+        return
+    schema = T.StructType([T.StructField(f"k{i}", T.BinaryType()) for i in range(len(columns))])
+    local = spark.createDataFrame([tuple(stats.sketches[c][0] for c in columns)], schema)
+    row = local.select(*[
+        F.expr(f"kll_sketch_get_rank_double(k{i}, {_doubles(stats.sketches[c][1])})").alias(c)
+        for i, c in enumerate(columns)
+    ]).collect()[0]  # fmt: skip
+    for column in columns:
+        sketch, deciles, _ = stats.sketches[column]
+        stats.sketches[column] = (sketch, deciles, list(row[column]))
+
+
+def profile_of(stats: FeatureStats) -> dict[str, dict]:
+    """The training profile of every feature, for drift monitoring without re-reading
+    the training data: numeric — count, nulls (missing or NaN), mean, standard deviation,
+    decile edges, rows in each of the ten bins the edges cut (estimated from the KLL
+    sketch, whose rank error is about 1.3%) and the sketch itself (base64); categorical —
+    rows per level and the null count."""
+    numeric: dict[str, dict] = {}
+    for column, (sketch, deciles, ranks) in stats.sketches.items():
+        numbers = stats.numeric[column]
+        cumulative = [0.0, *(ranks or []), 1.0] if numbers.count else []
+        bins = [round((b - a) * numbers.count) for a, b in itertools.pairwise(cumulative)]
+        numeric[column] = {
+            "count": numbers.count,
+            "nulls": stats.rows - numbers.count,
+            "mean": numbers.mean,
+            "stddev": math.sqrt(numbers.variance) if numbers.variance is not None else None,
+            "deciles": list(deciles or []),
+            "decile_counts": bins,
+            "kll_sketch": base64.b64encode(bytes(sketch)).decode("ascii") if sketch else None,
+        }
+    categorical = {
+        column: {"levels": dict(levels), "nulls": stats.rows - sum(n for _, n in levels)}
+        for column, levels in stats.categorical.items()
+    }
+    return {"rows": stats.rows, "numeric": numeric, "categorical": categorical}
+
+
+def _doubles(values: list[float]) -> str:
+    return "array(" + ", ".join(f"{v!r}D" for v in values) + ")"
 
 
 def _ranks(numeric) -> list[float]:
@@ -336,18 +400,23 @@ def fit_features(
     name: str,
     spec: FeaturePipelineSpec,
     centres: dict[str, float] | None = None,
+    *,
+    profile: bool = False,
 ) -> FittedFeatures:
-    """Check the spec, gather the statistics in one pass, build the fitted pipeline."""
+    """Check the spec, gather the statistics in one pass, build the fitted pipeline
+    (with `profile`, the statistics also hold the training profile: `profile_of`)."""
     check_spec(name, spec, df.schema)
     spark = df.sparkSession
     group = f"batchml-features-{uuid.uuid4().hex[:8]}"
     context = spark.sparkContext
+    outer = (context.getLocalProperty("spark.jobGroup.id"),
+             context.getLocalProperty("spark.job.description"))  # fmt: skip
     context.setJobGroup(group, f"fit feature pipeline {name}")
     try:
-        stats = collect_stats(df, spec, centres)
+        stats = collect_stats(df, spec, centres, profile=profile)
         model = build_model(df, spec, stats)
     finally:
-        context.setJobGroup(None, None)  # type: ignore[arg-type]
+        context.setJobGroup(*outer)  # type: ignore[arg-type]
     jobs = len(context.statusTracker().getJobIdsForGroup(group))
     log.info("feature pipeline fitted", extra={"pipeline": name, "rows": stats.rows,
                                                 "spark_jobs": jobs})  # fmt: skip

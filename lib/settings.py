@@ -64,6 +64,8 @@ class LoggingSettings(Section):
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
+    # seconds between progress lines of long Spark work when stderr is not a terminal
+    progress_interval: Annotated[float, Field(gt=0)] = 30.0
 
 
 Scalar = int | float | str
@@ -161,16 +163,50 @@ class FeaturePipelineSpec(Section):
     output: str = "features"
 
 
+ParamValue = int | float | str | bool | list[float]
+
+
+class ParamRange(Section):
+    """A continuous (or integer) range a random search draws a param from."""
+
+    min: float
+    max: float
+    log: bool = False  # draw uniformly on a log scale (min must be > 0)
+    integer: bool = False  # round the draw to an integer
+
+
+class TuningSpec(Section):
+    """Hyperparameter search over `space`, scored on cross-validation folds of the
+    training split (`cross_validation`, MLlib's CrossValidator with a hash `foldCol`) or on
+    the validation split (`holdout`: every candidate fitted on the training split)."""
+
+    strategy: Literal["cross_validation", "holdout"] = "cross_validation"
+    method: Literal["grid", "random"] = "grid"
+    space: dict[str, list[ParamValue] | ParamRange]
+    folds: Annotated[int, Field(ge=2)] = 3
+    samples: Annotated[int, Field(ge=1)] = 10  # candidates drawn by a random search
+    metric: str | None = None  # default: areaUnderROC, f1 (multiclass), rmse (regression)
+    parallelism: Annotated[int, Field(ge=1)] = 1
+
+
 class ModelSpec(Section):
     """A model to train: a feature pipeline plus one estimator, on a hash split."""
 
     pipeline: str
     algorithm: str
-    params: dict[str, int | float | str | bool | list[float]] = Field(default_factory=dict)
+    params: dict[str, ParamValue] = Field(default_factory=dict)
     split: dict[str, float] = Field(
         default_factory=lambda: {"train": 0.7, "validation": 0.15, "test": 0.15}
     )
     seed: int = 42
+    # "balanced" weighs each class by rows / (classes * rows of the class); a table maps
+    # label values (as strings) to weights; classes left out weigh 1
+    class_weight: Literal["balanced"] | dict[str, float] | None = None
+    # stop adding trees when the validation split stops improving (gbt_*, xgboost_*)
+    early_stopping: bool = False
+    # persist the assembled training data for the estimator: None = for iterative ones
+    persist: bool | None = None
+    tuning: TuningSpec | None = None
 
 
 class Settings(Section):

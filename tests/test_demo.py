@@ -42,6 +42,15 @@ def test_demo_lands_and_ingests_then_reruns_as_a_noop(spark, cli_globals, tmp_pa
     assert cancelled and all(r["is_delayed"] == 1 for r in cancelled)
     assert {r["is_delayed"] for r in labels} == {0, 1}
     assert sum(r["temp"] is not None for r in labels) > 0.99 * len(labels)
+    # both demo models trained on the feature table; boosted trees beat the linear model
+    models = {m["model"]: m for m in report["models"]}
+    assert {m: models[m]["status"] for m in models} == {
+        "flight_delay_lr": "trained",
+        "flight_delay_xgb": "trained",
+    }
+    lr_auc = models["flight_delay_lr"]["metrics"]["test"]["areaUnderROC"]
+    xgb_auc = models["flight_delay_xgb"]["metrics"]["test"]["areaUnderROC"]
+    assert lr_auc > 0.7 and xgb_auc > lr_auc + 0.02, (lr_auc, xgb_auc)
 
     fitted = runner.invoke(app, [*cli_globals, "--set", f'lakehouse.root="{lake}"', "features",
                                  "--fit", "flight_delay", "--json"])  # fmt: skip
@@ -60,3 +69,4 @@ def test_demo_lands_and_ingests_then_reruns_as_a_noop(spark, cli_globals, tmp_pa
     assert DeltaTable(str(lake / "weather_quarantine")).version() == 0
     assert again["features"]["status"] == "skipped"
     assert DeltaTable(str(lake / "flight_features")).version() == 0
+    assert [(m["status"], m["version"]) for m in again["models"]] == [("skipped", 1)] * 2

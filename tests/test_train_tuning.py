@@ -1,0 +1,354 @@
+"""Training beyond one plain fit: xgboost.spark, early stopping, class weights, tuning,
+the training profile, --reproduce, progress, and the bad inputs of each."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from typer.testing import CliRunner
+
+from batchml.jobs import train
+from batchml.jobs.cli import app
+from batchml.lib.config import load_config
+from batchml.lib.delta.embedded import EmbeddedDelta
+from batchml.lib.errors import EXIT_INPUT, EXIT_MISMATCH, ConfigError, InputError
+from batchml.lib.progress import Snapshot, progress
+from batchml.lib.registry import Registry
+from batchml.lib.splits import with_split
+from batchml.lib.synthetic import agrawal
+
+PIPELINE = """
+[pipelines.people]
+view = "people"
+label = "label"
+key = "id"
+
+[pipelines.people.numeric]
+salary = {}
+commission = {}
+loan = {}
+age = {}
+
+[pipelines.people.categorical]
+elevel = {}
+"""
+
+
+@pytest.fixture(scope="module")
+def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    lake = tmp_path_factory.mktemp("tuning") / "lake"
+    # function 7 is linear in salary, commission and loan; about a third are group A
+    EmbeddedDelta(spark).write(agrawal(spark, 5000, function=7, seed=21), str(lake / "people"))
+    return lake
+
+
+def configure(tmp_path: Path, lake: Path, model: str):
+    conf = tmp_path / "train.toml"
+    conf.write_text(PIPELINE + '\n[models.m]\npipeline = "people"\n' + model)
+    return load_config(conf_file=conf, overrides=[f'lakehouse.root="{lake}"'], environ={}).settings
+
+
+def registry(spark, lake: Path) -> Registry:
+    return Registry(spark, EmbeddedDelta(spark), str(lake / "_registry"))
+
+
+def test_xgboost_with_early_stopping_and_balanced_weights(spark, lake, tmp_path) -> None:
+    config = configure(
+        tmp_path,
+        lake,
+        """
+algorithm = "xgboost_classifier"
+params = { n_estimators = 300, max_depth = 3, learning_rate = 0.3, eval_metric = "logloss" }
+early_stopping = true
+class_weight = "balanced"
+""",
+    )
+    report = train.run(spark, config, "m")
+    assert report.metrics["test"]["areaUnderROC"] > 0.95
+    stopped = report.early_stopping
+    assert stopped["rounds_trained"] < 300  # it stopped
+    assert stopped["rounds_trained"] == stopped["best_iteration"] + 1 + 10  # 10 patient rounds
+    model = registry(spark, lake).load(f"m@{report.version}")
+    booster = model.stages[-1]
+    assert booster.getOrDefault("num_workers") == spark.sparkContext.defaultParallelism
+    assert booster.getOrDefault("weightCol") == train.WEIGHT
+    scored = model.transform(EmbeddedDelta(spark).read(str(lake / "people")).df.limit(20))
+    assert scored.filter(F.col("prediction").isin(0.0, 1.0)).count() == 20
+
+
+def test_gbt_early_stopping_keeps_fewer_trees(spark, lake, tmp_path) -> None:
+    config = configure(
+        tmp_path,
+        lake,
+        """
+algorithm = "gbt_regressor"
+params = { maxIter = 60, maxDepth = 4, stepSize = 0.5, validationTol = 0.01 }
+early_stopping = true
+""",
+    )
+    report = train.run(spark, config, "m")
+    assert 1 <= report.early_stopping["trees"] < 60
+    assert set(report.metrics["test"]) == {"rmse", "mae", "r2"}
+
+
+def test_class_weights_shift_predictions_to_the_rare_class(spark, lake, tmp_path) -> None:
+    # with a quarter of the labels flipped the classes overlap, so weights move the boundary
+    EmbeddedDelta(spark).write(agrawal(spark, 4000, function=7, noise=0.25, seed=5),
+                               str(lake / "noisy"))  # fmt: skip
+    plain = configure(tmp_path, lake, 'algorithm = "logistic_regression"\n')
+    heavy = configure(tmp_path, lake, 'algorithm = "logistic_regression"\n'
+                                      'class_weight = { "1" = 5.0 }\n')  # fmt: skip
+    positives = []
+    for config in (plain, heavy):
+        view = config.pipelines["people"].model_copy(update={"view": "noisy"})
+        config = config.model_copy(update={"pipelines": {"people": view}})
+        fitted = train.fit(spark, config, train.plan_from_settings(config, "m", None)).fitted
+        scored = fitted.transform(EmbeddedDelta(spark).read(str(lake / "noisy")).df)
+        positives.append(scored.filter(F.col("prediction") == 1.0).count())
+    assert positives[1] > positives[0] * 1.5, positives
+
+
+def test_cross_validated_grid_search_records_every_candidate(spark, lake, tmp_path) -> None:
+    config = configure(
+        tmp_path,
+        lake,
+        """
+algorithm = "logistic_regression"
+params = { maxIter = 30 }
+[models.m.tuning]
+space = { regParam = [0.0, 0.5, 5.0], elasticNetParam = [0.0, 1.0] }
+folds = 3
+parallelism = 2
+""",
+    )
+    report = train.run(spark, config, "m")
+    tuning = report.tuning
+    assert len(tuning["candidates"]) == 6
+    assert {tuple(sorted(c["params"].items())) for c in tuning["candidates"]} == {
+        (("elasticNetParam", e), ("regParam", r)) for r in (0.0, 0.5, 5.0) for e in (0.0, 1.0)
+    }
+    best = max(tuning["candidates"], key=lambda c: c["score"])
+    assert tuning["best_params"] == best["params"]
+    assert tuning["best_score"] == best["score"]
+    assert best["params"]["regParam"] == 0.0  # a separable linear rule: no penalty wins
+    assert all(c["std"] is not None for c in tuning["candidates"])
+    assert report.params["regParam"] == 0.0
+    manifest = registry(spark, lake).get(f"m@{report.version}").manifest
+    assert manifest["tuning"]["candidates"] == tuning["candidates"]
+
+
+def test_random_holdout_search_is_seeded(spark, lake, tmp_path) -> None:
+    model = """
+algorithm = "random_forest_classifier"
+params = { numTrees = 5 }
+[models.m.tuning]
+strategy = "holdout"
+method = "random"
+samples = 3
+metric = "areaUnderPR"
+space = { maxDepth = { min = 2, max = 6, integer = true }, subsamplingRate = { min = 0.5, max = 1.0 } }
+"""  # noqa: E501
+    config = configure(tmp_path, lake, model)
+    first = train.fit(spark, config, train.plan_from_settings(config, "m", None)).tuning
+    second = train.fit(spark, config, train.plan_from_settings(config, "m", None)).tuning
+    assert [c["params"] for c in first["candidates"]] == [c["params"] for c in second["candidates"]]
+    for a, b in zip(first["candidates"], second["candidates"], strict=True):
+        assert a["score"] == pytest.approx(b["score"], abs=1e-9), (a, b)
+    assert len(first["candidates"]) == 3 and first["metric"] == "areaUnderPR"
+    for candidate in first["candidates"]:
+        assert isinstance(candidate["params"]["maxDepth"], int)
+        assert 2 <= candidate["params"]["maxDepth"] <= 6
+        assert 0.5 <= candidate["params"]["subsamplingRate"] <= 1.0
+
+
+def test_training_profile_matches_the_training_split(spark, lake, tmp_path) -> None:
+    config = configure(tmp_path, lake, 'algorithm = "logistic_regression"\n')
+    report = train.run(spark, config, "m")
+    profile = registry(spark, lake).get(f"m@{report.version}").manifest["training_profile"]
+    people = EmbeddedDelta(spark).read(str(lake / "people")).df
+    training = with_split(people, "id", {"train": 0.7, "validation": 0.15, "test": 0.15},
+                          seed=42).filter("split = 'train'")  # fmt: skip
+    assert profile["rows"] == training.count() == report.rows["train"]
+    loan = profile["numeric"]["loan"]
+    exact = training.agg(F.count("loan"), F.avg("loan"), F.stddev("loan")).collect()[0]
+    assert loan["count"] == exact[0] and loan["nulls"] == 0
+    assert loan["mean"] == pytest.approx(exact[1], rel=1e-12)
+    assert loan["stddev"] == pytest.approx(exact[2], rel=1e-9)
+    assert len(loan["deciles"]) == 9 and loan["deciles"] == sorted(loan["deciles"])
+    assert sum(loan["decile_counts"]) == loan["count"]
+    rows = training.count()
+    for k, edge in enumerate(loan["deciles"], start=1):  # KLL rank error is about 1.3%
+        below = training.filter(F.col("loan") <= edge).count()
+        assert below / rows == pytest.approx(k / 10, abs=0.03)
+    for bin_count in loan["decile_counts"]:
+        assert bin_count == pytest.approx(rows / 10, abs=rows * 0.03)
+    assert loan["kll_sketch"] and len(loan["kll_sketch"]) < 20_000
+    levels = {str(r[0]): r[1] for r in training.groupBy("elevel").count().collect()}
+    assert profile["categorical"]["elevel"]["levels"] == levels
+
+
+def test_reproduce_retrains_from_the_manifest(spark, cli_globals, lake, tmp_path) -> None:
+    configure(tmp_path, lake, 'algorithm = "logistic_regression"\nparams = { maxIter = 20 }\n')
+    base = [*cli_globals, "--conf", str(tmp_path / "train.toml"),
+            "--set", f'lakehouse.root="{lake}"']  # fmt: skip
+    trained = CliRunner().invoke(app, [*base, "train", "m", "--json"])
+    assert trained.exit_code == 0, trained.stderr
+    version = json.loads(trained.stdout)["version"]
+    # the config changed since: --reproduce must follow the manifest, not the config
+    other = tmp_path / "other.toml"
+    other.write_text(PIPELINE + '\n[models.m]\npipeline = "people"\nalgorithm = "gbt_regressor"\n')
+    before = len(registry(spark, lake).list())
+    result = CliRunner().invoke(app, [*cli_globals, "--conf", str(other), "--set",
+                                      f'lakehouse.root="{lake}"', "train", "--reproduce",
+                                      f"m@{version}", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["match"] is True and data["differences"] == {}
+    assert data["reproduced"]["test"]["areaUnderROC"] == pytest.approx(
+        data["registered"]["test"]["areaUnderROC"], abs=1e-9)  # fmt: skip
+    assert len(registry(spark, lake).list()) == before  # reproducing registers nothing
+    missing = CliRunner().invoke(app, [*base, "train", "--reproduce", "m@999"])
+    assert missing.exit_code == EXIT_INPUT
+    assert "has no version 999" in missing.stderr
+
+
+def test_metric_comparison_flags_differences() -> None:
+    same = train.compare_metrics({"test": {"auc": 0.8}}, {"test": {"auc": 0.8 + 1e-12}})
+    assert same == {}
+    differs = train.compare_metrics({"test": {"auc": 0.8, "pr": 0.5}}, {"test": {"auc": 0.81}})
+    assert differs["test.auc"] == pytest.approx(0.01)
+    assert differs["test.pr"] == float("inf")
+    assert EXIT_MISMATCH == 6
+
+
+@pytest.mark.parametrize(
+    ("model", "error", "message"),
+    [
+        (
+            'algorithm = "logistic_regression"\n[models.m.tuning]\nspace = { regParm = [0.1] }\n',
+            InputError,
+            "tuning.space: logistic_regression has no param 'regParm'",
+        ),
+        (
+            'algorithm = "logistic_regression"\n[models.m.tuning]\nspace = { maxIter = ["x"] }\n',
+            InputError,
+            "param maxIter = 'x'",
+        ),
+        (
+            'algorithm = "logistic_regression"\n[models.m.tuning]\nmethod = "grid"\n'
+            "space = { regParam = { min = 0.0, max = 1.0 } }\n",
+            ConfigError,
+            "a grid needs lists",
+        ),
+        (
+            'algorithm = "logistic_regression"\nearly_stopping = true\n',
+            ConfigError,
+            "logistic_regression cannot stop early",
+        ),
+        (
+            'algorithm = "gbt_regressor"\nclass_weight = "balanced"\n',
+            ConfigError,
+            "class_weight needs a classifier",
+        ),
+        (
+            'algorithm = "xgboost_classifier"\nparams = { num_workers = 64 }\n',
+            InputError,
+            "num_workers = 64 is more than the",
+        ),
+        (
+            'algorithm = "xgboost_classifier"\nparams = { max_depth = "deep" }\n',
+            InputError,
+            "param max_depth = 'deep' has the wrong type",
+        ),
+        (
+            'algorithm = "xgboost_classifier"\nparams = { n_estimatorz = 5 }\n',
+            InputError,
+            "did you mean 'n_estimators'",
+        ),
+        (
+            'algorithm = "logistic_regression"\nsplit = { train = 0.8, validation = 0.0, '
+            "test = 0.2 }\n",
+            ConfigError,
+            "split leaves validation empty",
+        ),
+        (
+            'algorithm = "logistic_regression"\nclass_weight = { "7" = 2.0 }\n',
+            InputError,
+            "class_weight names label values the training split does not have: 7",
+        ),
+        (
+            'algorithm = "logistic_regression"\n[models.m.tuning]\nmetric = "auc"\n'
+            "space = { regParam = [0.1] }\n",
+            InputError,
+            "unknown classification metric 'auc'",
+        ),
+    ],
+)
+def test_bad_training_specs_leave_the_registry_unchanged(spark, lake, tmp_path, model, error,
+                                                         message) -> None:  # fmt: skip
+    before = len(registry(spark, lake).list())
+    with pytest.raises(error, match=message):
+        train.run(spark, configure(tmp_path, lake, model), "m")
+    assert len(registry(spark, lake).list()) == before
+
+
+def test_bad_tables_leave_the_registry_unchanged(spark, lake, tmp_path) -> None:
+    config = configure(tmp_path, lake, 'algorithm = "logistic_regression"\n')
+    before = len(registry(spark, lake).list())
+    with pytest.raises(InputError, match="version 7"):
+        train.run(spark, config, "m", table_version=7)
+    empty = lake / "empty_people"
+    people = EmbeddedDelta(spark).read(str(lake / "people")).df
+    EmbeddedDelta(spark).write(people.limit(0), str(empty))
+    view = config.pipelines["people"].model_copy(update={"view": "empty_people"})
+    with pytest.raises(InputError, match=r"training split of .*empty_people@0 has no labelled"):
+        train.run(spark, config.model_copy(update={"pipelines": {"people": view}}), "m")
+    missing = config.pipelines["people"].model_copy(
+        update={"numeric": {**config.pipelines["people"].numeric, "bonus": {}}})  # fmt: skip
+    with pytest.raises(InputError, match="numeric column bonus is not in view people"):
+        train.run(spark, config.model_copy(update={"pipelines": {"people": missing}}), "m")
+    no_label = config.pipelines["people"].model_copy(update={"label": "outcome"})
+    with pytest.raises(InputError, match="column outcome is not in"):
+        train.run(spark, config.model_copy(update={"pipelines": {"people": no_label}}), "m")
+    one_class = lake / "one_class"
+    EmbeddedDelta(spark).write(people.withColumn("label", F.lit(1)), str(one_class))
+    single = config.pipelines["people"].model_copy(update={"view": "one_class"})
+    with pytest.raises(InputError, match="label label has a single class"):
+        train.run(spark, config.model_copy(update={"pipelines": {"people": single}}), "m")
+    assert len(registry(spark, lake).list()) == before
+
+
+def test_progress_logs_lines_when_not_a_terminal(spark, caplog) -> None:
+    # a few seconds of hashing: Spark's status store shows a job with a short delay
+    slow = spark.range(0, 12_000_000, 1, 2).select(
+        F.max(F.sha2(F.col("id").cast("string"), 512)))  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="batchml.lib.progress"), \
+            progress(spark, "slow work", interval=0.3, terminal=False):  # fmt: skip
+        slow.collect()
+    lines = [r.getMessage() for r in caplog.records if r.name == "batchml.lib.progress"]
+    assert any(re.search(r"slow work: stage \d+ \(collect\), tasks \d/2", x) for x in lines), lines
+    assert lines[-1].startswith("slow work: finished, ")
+
+
+def test_progress_draws_a_bar_on_a_terminal(spark) -> None:
+    stream = io.StringIO()
+    with progress(spark, "bar", stream=stream, terminal=True):
+        spark.range(0, 3_000_000, 1, 2).select(
+            F.max(F.sha2(F.col("id").cast("string"), 256))
+        ).collect()
+    drawn = stream.getvalue()
+    assert "\r\033[Kbar [" in drawn and drawn.endswith("\r\033[K")  # drawn, then cleared
+    half = Snapshot(jobs_done=3, jobs_running=1, stage="stage 7 (fit)", tasks_done=5,
+                    tasks_total=10, seconds=75)  # fmt: skip
+    assert (
+        half.bar("train m")
+        == "train m [############------------] 5/10 stage 7 (fit) · jobs 3 · 1:15"
+    )
+    assert half.line("train m") == "train m: stage 7 (fit), tasks 5/10, 3 Spark jobs done, 1:15"
