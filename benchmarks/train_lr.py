@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import platform
 import resource
@@ -54,21 +55,34 @@ SPLIT = {"train": 0.8, "test": 0.2}
 SEED = 7
 
 
+def _uniform(seed: int) -> F.Column:
+    """A uniform number in (0, 1) from a hash of the row id: deterministic, so using it
+    twice in one query gives the same value (two `rand(seed)` calls need not)."""
+    hashed = F.pmod(F.xxhash64(F.lit(seed), F.col("id")), F.lit(1 << 30)).cast("double")
+    return (hashed + F.lit(0.5)) / F.lit(float(1 << 30))
+
+
+def _normal(seed: int) -> F.Column:
+    return F.sqrt(F.lit(-2.0) * F.log(_uniform(seed))) * F.cos(F.lit(2 * math.pi) * _uniform(
+        seed + 7919))  # fmt: skip
+
+
 def make_table(spark: SparkSession, uri: str, rows: int) -> None:
     df = spark.range(rows, numPartitions=max(2, rows // 500_000))
     columns = [F.col("id")]
     logit = F.lit(-0.5)
     for i, name in enumerate(NUMERIC):
-        value = F.randn(100 + i) * (i + 1) + i * 10.0
-        columns.append(F.when(F.rand(200 + i) < 0.05, None).otherwise(value).alias(name))
+        standard = _normal(100 + i)
+        value = standard * (i + 1) + i * 10.0
+        columns.append(F.when(_uniform(200 + i) < 0.05, None).otherwise(value).alias(name))
         weight = ((i % 7) - 3) * 0.15  # some features matter, some do not
-        logit = logit + F.coalesce((value - i * 10.0) / (i + 1), F.lit(0.0)) * weight
+        logit = logit + standard * weight
     for j, (name, levels) in enumerate(CATEGORICAL.items()):
-        level = F.floor(F.pow(F.rand(300 + j), 3) * levels).cast("int")  # level 0 commonest
+        level = F.floor(F.pow(_uniform(300 + j), 3) * levels).cast("int")  # level 0 commonest
         columns.append(F.concat(F.lit(f"{name}_"), level.cast("string")).alias(name))
         logit = logit + F.sin(level.cast("double") * (j + 1.3)) * 0.6
     probability = F.lit(1.0) / (F.lit(1.0) + F.exp(-logit))
-    columns.append((F.rand(400) < probability).cast("int").alias("label"))
+    columns.append((_uniform(400) < probability).cast("int").alias("label"))
     table = with_split(df.select(*columns), "id", SPLIT, seed=SEED, column="split")
     EmbeddedDelta(spark).write(table, uri, mode="overwrite")
 

@@ -336,15 +336,9 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
         if part == "train":
             continue
         scored = fitted.transform(labelled.filter(F.col(SPLIT) == part))
-        scored = scored.select(label, *[c for c in ("rawPrediction", "probability", "prediction")
-                                        if c in scored.columns]).persist()  # fmt: skip
-        try:
-            rows[part] = scored.count()
-            if rows[part] == 0:
-                raise InputError(f"the {part} split of {read.uri}@{read.version} is empty")
-            metrics[part] = holdout_metrics(scored, task, label, binary=classes == 2)
-        finally:
-            scored.unpersist()
+        rows[part], metrics[part] = holdout_metrics(scored, task, label, binary=classes == 2)
+        if rows[part] == 0:
+            raise InputError(f"the {part} split of {read.uri}@{read.version} is empty")
     params = {
         p.name: _plain(v)
         for p, v in best.extractParamMap().items()

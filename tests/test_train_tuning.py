@@ -79,6 +79,9 @@ class_weight = "balanced"
     booster = model.stages[-1]
     assert booster.getOrDefault("num_workers") == spark.sparkContext.defaultParallelism
     assert booster.getOrDefault("weightCol") == train.WEIGHT
+    manifest = registry(spark, lake).get(f"m@{report.version}").manifest
+    assert manifest["persisted_training_data"] is False  # xgboost reads its input once
+    assert manifest["versions"]["xgboost-cpu"] and manifest["code"]["package"]
     scored = model.transform(EmbeddedDelta(spark).read(str(lake / "people")).df.limit(20))
     assert scored.filter(F.col("prediction").isin(0.0, 1.0)).count() == 20
 
@@ -142,6 +145,27 @@ parallelism = 2
     assert report.params["regParam"] == 0.0
     manifest = registry(spark, lake).get(f"m@{report.version}").manifest
     assert manifest["tuning"]["candidates"] == tuning["candidates"]
+    assert manifest["persisted_training_data"] is True
+
+
+def test_multinomial_logistic_regression(spark, lake, tmp_path) -> None:
+    people = EmbeddedDelta(spark).read(str(lake / "people")).df
+    # three salary bands as the label: learnable from salary, a feature
+    bands = people.withColumn("label", F.when(F.col("salary") < 60000, 0)
+                              .when(F.col("salary") < 110000, 1).otherwise(2))  # fmt: skip
+    EmbeddedDelta(spark).write(bands, str(lake / "bands"))
+    config = configure(
+        tmp_path,
+        lake,
+        'algorithm = "logistic_regression"\nparams = { maxIter = 200, family = "multinomial" }\n',
+    )
+    view = config.pipelines["people"].model_copy(update={"view": "bands"})
+    config = config.model_copy(update={"pipelines": {"people": view}})
+    report = train.run(spark, config, "m")
+    assert set(report.metrics["test"]) == {"accuracy"}  # no binary AUCs for three classes
+    assert report.metrics["test"]["accuracy"] > 0.9
+    coefficients = registry(spark, lake).load(f"m@{report.version}").stages[-1]
+    assert coefficients.numClasses == 3
 
 
 def test_random_holdout_search_is_seeded(spark, lake, tmp_path) -> None:
@@ -352,3 +376,38 @@ def test_progress_draws_a_bar_on_a_terminal(spark) -> None:
         == "train m [############------------] 5/10 stage 7 (fit) · jobs 3 · 1:15"
     )
     assert half.line("train m") == "train m: stage 7 (fit), tasks 5/10, 3 Spark jobs done, 1:15"
+
+
+def test_one_pass_holdout_metrics_agree_with_mllib_evaluators(spark) -> None:
+    from pyspark.ml.evaluation import (
+        BinaryClassificationEvaluator,
+        MulticlassClassificationEvaluator,
+        RegressionEvaluator,
+    )
+    from pyspark.ml.functions import array_to_vector
+
+    from batchml.lib.training import holdout_metrics
+
+    p = F.rand(3)
+    scored = spark.range(20000, numPartitions=3).select(
+        (F.rand(4) < p).cast("int").alias("label"), (p > 0.4).cast("double").alias("prediction"),
+        array_to_vector(F.array(1 - p, p)).alias("probability"),
+    ).cache()  # fmt: skip
+    rows, metrics = holdout_metrics(scored, "classification", "label")
+    assert rows == 20000
+    for name in ("areaUnderROC", "areaUnderPR"):  # MLlib exact (numBins 0) vs 10,000 bins
+        exact = BinaryClassificationEvaluator(
+            labelCol="label", rawPredictionCol="probability", metricName=name, numBins=0
+        ).evaluate(scored)
+        assert metrics[name] == pytest.approx(exact, abs=2e-4), name
+    accuracy = MulticlassClassificationEvaluator(labelCol="label", metricName="accuracy")
+    assert metrics["accuracy"] == pytest.approx(accuracy.evaluate(scored), abs=1e-12)
+    numbers = spark.range(5000).select(
+        (F.col("id") % 97).cast("double").alias("label"),
+        ((F.col("id") % 97) + F.randn(5) * 3).alias("prediction"),
+    )
+    rows, metrics = holdout_metrics(numbers, "regression", "label")
+    assert rows == 5000
+    for name in ("rmse", "mae", "r2"):
+        exact = RegressionEvaluator(labelCol="label", metricName=name).evaluate(numbers)
+        assert metrics[name] == pytest.approx(exact, rel=1e-9), name
