@@ -8,8 +8,8 @@ settings everywhere: --trees trees of depth --depth, learning rate 0.1, --bins b
   (xgb)      batchml.jobs.train.fit with xgboost_classifier (xgboost.spark, hist,
              num_workers = 2 task slots); also with --xgb-extra-trees rounds when its AUC
              is below GBT's, to compare at equal AUC
-  (hgb)      deltalake -> pandas, HistGradientBoostingClassifier (categories as native
-             categorical features), in a child process
+  (hgb)      deltalake -> pandas, HistGradientBoostingClassifier (categories as ordinal
+             codes: its native categories need at most --bins levels), in a child process
   (native)   deltalake -> pandas, xgboost.XGBClassifier (hist, 2 threads, categories
              one-hot), in a child process
 Times include reading the table, fitting (features included) and scoring the holdout.
@@ -72,7 +72,7 @@ def local_child(kind: str, uri: str, trees: int, depth: int, bins: int, out) -> 
 
         model = HistGradientBoostingClassifier(
             max_iter=trees, max_depth=depth, learning_rate=0.1, max_bins=bins,
-            early_stopping=False, categorical_features=list(CATEGORICAL),
+            early_stopping=False,  # native categories need cardinality <= bins: ordinal codes
         )  # fmt: skip
         model.fit(matrix(training), training["label"])
         scores = model.predict_proba(matrix(holdout))[:, 1]

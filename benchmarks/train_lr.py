@@ -95,9 +95,10 @@ def spec_for(uri: str) -> FeaturePipelineSpec:
     })  # fmt: skip
 
 
-def run_ours(spark, settings, uri: str, max_iter: int) -> dict:
+def run_ours(spark, settings, uri: str, max_iter: int, persist: bool | None = None) -> dict:
     model = ModelSpec(pipeline="bench", algorithm="logistic_regression", split=SPLIT, seed=SEED,
-                      params={"maxIter": max_iter, "regParam": 0.0, "tol": 1e-6})  # fmt: skip
+                      params={"maxIter": max_iter, "regParam": 0.0, "tol": 1e-6},
+                      persist=persist)  # fmt: skip
     plan = train.TrainPlan("bench_lr", model, "bench", spec_for(uri), uri, None)
     started = time.perf_counter()
     trained = train.fit(spark, settings, plan)
@@ -188,6 +189,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--driver-memory", default="6g")
     parser.add_argument("--skip", nargs="*", default=[], choices=["ours", "naive", "sklearn"])
+    parser.add_argument(
+        "--persist-off",
+        action="store_true",
+        help="also run ours without persisting the assembled training data",
+    )
     parser.add_argument("--sklearn-memory-cap", default=None, help="e.g. 8g (RLIMIT_AS)")
     args = parser.parse_args()
     work = (args.workdir or Path(tempfile.mkdtemp(prefix="batchml-lr-bench-"))).resolve()
@@ -206,12 +212,14 @@ def main() -> None:
         result: dict[str, object] = {}
         if "ours" not in args.skip:
             result["ours"] = run_ours(spark, cfg.settings, uri, args.max_iter)
+        if args.persist_off:
+            result["ours_no_persist"] = run_ours(spark, cfg.settings, uri, args.max_iter, False)
         if "naive" not in args.skip:
             result["naive"] = run_naive(spark, uri, args.max_iter)
         if "sklearn" not in args.skip:
             result["sklearn"] = run_sklearn(uri, args.max_iter, cap)
         ours = result.get("ours", {}).get("seconds")
-        for other in ("naive", "sklearn"):
+        for other in ("naive", "sklearn", "ours_no_persist"):
             theirs = result.get(other, {}).get("seconds")
             if ours and theirs:
                 result[f"{other} / ours"] = round(theirs / ours, 2)

@@ -312,7 +312,11 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
         fit_df = with_fold(fit_df, pipeline.key, spec.tuning.folds, seed=spec.seed, column=FOLD)
         columns.append(F.col(FOLD))
     assembled = features.model.transform(fit_df).select(*columns)
-    persist = spec.persist if spec.persist is not None else spec.algorithm in ITERATIVE
+    persist = spec.persist
+    if persist is None:
+        persist = spec.algorithm in ITERATIVE and _fits_in_storage(
+            spark, features.stats.rows, len(features.model.stages[-1].getInputCols())
+        )
     if persist:
         assembled = assembled.persist(StorageLevel.MEMORY_AND_DISK)  # serialized in PySpark
     tuning = stopping = None
@@ -342,11 +346,30 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     params = {
         p.name: _plain(v)
         for p, v in best.extractParamMap().items()
-        if p.name in spec.params or (tuning and p.name in tuning["best_params"])
+        if p.name in spec.params
+        or (tuning and p.name in tuning["best_params"])
+        or p.name in ("num_workers", "early_stopping_rounds")
     }
     return Trained(fitted, read.uri, read.version, task, params, rows, metrics,
                    time.perf_counter() - started, profile_of(features.stats),
                    features.spark_jobs, persist, tuning, stopping)  # fmt: skip
+
+
+def _fits_in_storage(spark: SparkSession, rows: int, inputs: int) -> bool:
+    """Whether the assembled training data (about 12 bytes per assembler input and row,
+    plus row overhead) fits in the cluster's storage memory. Caching more than that
+    did not spill gracefully in a trial: the columnar cache ran the heap out of memory."""
+    status = spark.sparkContext._jsc.sc().getExecutorMemoryStatus()
+    storage, entries = 0, status.values().iterator()
+    while entries.hasNext():
+        storage += entries.next()._1()
+    estimate = rows * (12 * inputs + 64)
+    if estimate > storage:
+        log.info(
+            "not persisting the training data: estimated larger than storage memory",
+            extra={"estimate_mb": estimate >> 20, "storage_mb": storage >> 20},
+        )
+    return estimate <= storage
 
 
 def _candidates(plan: TrainPlan, model, slots: int) -> list[dict[str, Any]]:

@@ -411,3 +411,8 @@ def test_one_pass_holdout_metrics_agree_with_mllib_evaluators(spark) -> None:
     for name in ("rmse", "mae", "r2"):
         exact = RegressionEvaluator(labelCol="label", metricName=name).evaluate(numbers)
         assert metrics[name] == pytest.approx(exact, rel=1e-9), name
+
+
+def test_training_data_is_persisted_only_when_it_fits_in_storage_memory(spark) -> None:
+    assert train._fits_in_storage(spark, 10_000, 23)
+    assert not train._fits_in_storage(spark, 10_000_000_000, 23)  # 3.4 TB estimated
