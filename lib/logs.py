@@ -48,9 +48,22 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time of the record, so a thread that
+    logs after stderr was swapped (a test runner, a redirect) never hits a closed file."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it
+        pass
+
+
 def configure_logging(level: str = "INFO", fmt: str = "text", verbose: bool = False) -> None:
     """Route the `batchml` loggers to stderr in one format; quiet py4j unless verbose."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(JsonLineFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger("batchml")
     root.handlers[:] = [handler]

@@ -7,6 +7,8 @@ import io
 import json
 import logging
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from batchml.jobs.cli import app
 from batchml.lib.config import load_config
 from batchml.lib.delta.embedded import EmbeddedDelta
 from batchml.lib.errors import EXIT_INPUT, EXIT_MISMATCH, ConfigError, InputError
-from batchml.lib.progress import Snapshot, progress
+from batchml.lib.progress import Snapshot, progress, snapshot
 from batchml.lib.registry import Registry
 from batchml.lib.splits import with_split
 from batchml.lib.synthetic import agrawal
@@ -350,15 +352,46 @@ def test_bad_tables_leave_the_registry_unchanged(spark, lake, tmp_path) -> None:
 
 
 def test_progress_logs_lines_when_not_a_terminal(spark, caplog) -> None:
-    # a few seconds of hashing: Spark's status store shows a job with a short delay
-    slow = spark.range(0, 12_000_000, 1, 2).select(
+    slow = spark.range(0, 6_000_000, 1, 2).select(
         F.max(F.sha2(F.col("id").cast("string"), 512)))  # fmt: skip
     with caplog.at_level(logging.INFO, logger="batchml.lib.progress"), \
-            progress(spark, "slow work", interval=0.3, terminal=False):  # fmt: skip
+            progress(spark, "slow work", interval=0.2, terminal=False):  # fmt: skip
         slow.collect()
     lines = [r.getMessage() for r in caplog.records if r.name == "batchml.lib.progress"]
-    assert any(re.search(r"slow work: stage \d+ \(collect\), tasks \d/2", x) for x in lines), lines
-    assert lines[-1].startswith("slow work: finished, ")
+    assert len(lines) >= 3 and all(line.startswith("slow work: ") for line in lines), lines
+    assert re.fullmatch(r"slow work: finished, [12] Spark jobs, 0:\d\d", lines[-1]), lines
+
+
+def test_snapshot_shows_the_running_stage_of_its_job_group(spark) -> None:
+    # Spark's status store learns of a job a moment after it starts: poll until it does,
+    # then cancel the (long) job
+    group, started = "snapshot-test", time.monotonic()
+    context = spark.sparkContext
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        context.setJobGroup(group, "long hashing", interruptOnCancel=True)
+        try:
+            spark.range(0, 60_000_000, 1, 2).select(
+                F.max(F.sha2(F.col("id").cast("string"), 512))).collect()  # fmt: skip
+        except Exception as exc:  # cancelled below
+            failures.append(exc)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    seen = None
+    while time.monotonic() - started < 120 and worker.is_alive():
+        state = snapshot(spark, group, started)
+        if state.stage is not None:
+            seen = state
+            break
+        time.sleep(0.2)
+    context.cancelJobGroup(group)
+    worker.join(timeout=60)
+    assert seen is not None, "the stage never showed"
+    assert re.fullmatch(r"stage \d+ \(collect\)", seen.stage)
+    assert seen.tasks_total == 2 and seen.tasks_done == 0 and seen.jobs_running == 1
+    assert failures  # the job was cancelled, not finished
 
 
 def test_progress_draws_a_bar_on_a_terminal(spark) -> None:
