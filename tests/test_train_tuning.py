@@ -449,3 +449,26 @@ def test_one_pass_holdout_metrics_agree_with_mllib_evaluators(spark) -> None:
 def test_training_data_is_persisted_only_when_it_fits_in_storage_memory(spark) -> None:
     assert train._fits_in_storage(spark, 10_000, 23)
     assert not train._fits_in_storage(spark, 10_000_000_000, 23)  # 3.4 TB estimated
+
+
+def test_reproduce_still_works_after_vacuum_removed_newer_versions(spark, cli_globals, lake,
+                                                                   tmp_path) -> None:  # fmt: skip
+    people = EmbeddedDelta(spark).read(str(lake / "people")).df
+    table = lake / "people_v"
+    EmbeddedDelta(spark).write(people, str(table))  # version 0: the model trains on it
+    configure(tmp_path, lake, 'algorithm = "logistic_regression"\nparams = { maxIter = 15 }\n')
+    conf = tmp_path / "train.toml"
+    conf.write_text(conf.read_text().replace('view = "people"', 'view = "people_v"'))
+    base = [*cli_globals, "--conf", str(conf), "--set", f'lakehouse.root="{lake}"']
+    trained = CliRunner().invoke(app, [*base, "train", "m", "--json"])
+    assert trained.exit_code == 0, trained.stderr
+    version = json.loads(trained.stdout)["version"]
+    for _ in range(2):  # newer versions replace every file of version 0
+        EmbeddedDelta(spark).write(people.limit(100), str(table), mode="overwrite")
+    vacuumed = CliRunner().invoke(app, [*base, "table", "vacuum", str(table), "--retain-hours",
+                                        "0", "--json"])  # fmt: skip
+    assert vacuumed.exit_code == 0, vacuumed.stderr
+    assert json.loads(vacuumed.stdout)["kept_versions"] == [0]
+    again = CliRunner().invoke(app, [*base, "train", "--reproduce", f"m@{version}", "--json"])
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["match"] is True
