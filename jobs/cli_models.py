@@ -52,8 +52,67 @@ def models_show(
 ) -> None:
     """One version: lineage, metrics, aliases and its manifest."""
     version = registry_of(ctx.find_object(RunContext)).get(ref)
-    emit(version.to_dict(), as_json, lambda d: "\n".join(
-        f"{key:<18} {value}" for key, value in d.items() if key != "manifest"))  # fmt: skip
+    emit(version.to_dict(), as_json, render_version)
+
+
+def render_version(d: dict[str, Any]) -> str:
+    """One registered version for a person: lineage, params, metrics, profile, code."""
+    m = d["manifest"]
+    rows = m.get("rows", {})
+    lines = [
+        f"{d['name']} version {d['version']} ({d['algorithm']}), registered "
+        f"{d['created_at'][:19]}, aliases: {', '.join(d['aliases']) or 'none'}",
+        f"  trained on      {d['training_table']} @ version {d['training_version']}",
+    ]
+    if rows:
+        lines.append(
+            "  rows            "
+            + ", ".join(f"{k} {v:,}" for k, v in rows.items())
+            + (f"; {m['training_seconds']} s" if "training_seconds" in m else "")
+        )
+    if m.get("params"):
+        lines.append("  params          " + ", ".join(f"{k}={v}" for k, v in m["params"].items()))
+    split = m.get("split")
+    if split:
+        shares = " / ".join(f"{k} {v:g}" for k, v in split["fractions"].items())
+        lines.append(f"  split           {shares} by hash of {split['key']}, seed {split['seed']}")
+    if m.get("early_stopping"):
+        lines.append(
+            "  early stopping  " + ", ".join(f"{k} {v}" for k, v in m["early_stopping"].items())
+        )
+    if m.get("tuning"):
+        t = m["tuning"]
+        lines.append(
+            f"  tuning          {t['strategy']} {t['method']}: best {t['metric']} "
+            f"{t['best_score']:.4f} of {len(t['candidates'])} with {t['best_params']}"
+        )
+    metrics = d["metrics"]
+    if metrics and not all(isinstance(v, dict) for v in metrics.values()):
+        metrics = {"all": metrics}  # registered by other code: one flat set of metrics
+    for i, (part, scores) in enumerate(metrics.items()):
+        shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                          for k, v in scores.items())  # fmt: skip
+        lines.append(f"  {'metrics' if i == 0 else '':<16}{part}: {shown}")
+    profile = m.get("training_profile")
+    if profile:
+        lines.append(
+            f"  profile         {len(profile['numeric'])} numeric, "
+            f"{len(profile['categorical'])} categorical features (--json for all)"
+        )
+    code = m.get("code", {})
+    if code:
+        commit = code.get("git_commit")
+        lines.append(
+            f"  code            batchml {code.get('package')}"
+            + (
+                f", git {commit[:12]}{' (dirty)' if code.get('git_dirty') else ''}"
+                if commit
+                else ""
+            )
+        )
+    lines.append(f"  config hash     {d['config_hash']}")
+    lines.append(f"  artifact        {d['artifact_uri']}")
+    return "\n".join(lines)
 
 
 @models_app.command("alias")

@@ -99,5 +99,8 @@ def test_models_commands(spark, cli_globals, tmp_path: Path) -> None:
     ]
     shown = runner.invoke(app, [*args, "show", "delays@champion", "--json"])
     assert json.loads(shown.stdout)["training_version"] == 3
+    text = runner.invoke(app, [*args, "show", "delays@champion"])
+    assert text.exit_code == 0, text.stderr
+    assert text.stdout.startswith("delays version 1 (") and "aliases: champion" in text.stdout
     missing = runner.invoke(app, [*args, "show", "delays@7"])
     assert missing.exit_code == 4 and "has no version 7" in missing.stderr

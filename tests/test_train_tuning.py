@@ -227,6 +227,12 @@ def test_reproduce_retrains_from_the_manifest(spark, cli_globals, lake, tmp_path
     trained = CliRunner().invoke(app, [*base, "train", "m", "--json"])
     assert trained.exit_code == 0, trained.stderr
     version = json.loads(trained.stdout)["version"]
+    shown = CliRunner().invoke(app, [*base, "models", "show", f"m@{version}"])
+    assert shown.exit_code == 0, shown.stderr
+    assert "split           train 0.7 / validation 0.15 / test 0.15 by hash of id, seed 42" \
+        in shown.stdout  # fmt: skip
+    assert "params          maxIter=20" in shown.stdout
+    assert "profile         4 numeric, 1 categorical features" in shown.stdout
     # the config changed since: --reproduce must follow the manifest, not the config
     other = tmp_path / "other.toml"
     other.write_text(PIPELINE + '\n[models.m]\npipeline = "people"\nalgorithm = "gbt_regressor"\n')
