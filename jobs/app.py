@@ -26,6 +26,7 @@ from batchml.lib.errors import (
 )
 from batchml.lib.logs import configure_logging, get_logger
 from batchml.lib.runtime import package_version
+from batchml.lib.signals import EXIT_SIGINT, EXIT_SIGTERM, Terminated
 
 log = get_logger("batchml.cli")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -126,8 +127,14 @@ def reports_errors(command: F) -> F:
             return command(*args, **kwargs)
         except BatchmlError as exc:
             raise fail(str(exc), exc.exit_code) from None
-        except typer.Exit:
-            raise
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # Typer's own: usage errors print its usual message and exit 2
+        except KeyboardInterrupt:
+            raise fail("interrupted (Ctrl-C); nothing half-written was kept", EXIT_SIGINT) from None
+        except Terminated:
+            raise fail(
+                "terminated (SIGTERM); nothing half-written was kept", EXIT_SIGTERM
+            ) from None
         except Exception as exc:
             if state.verbose:
                 traceback.print_exc()

@@ -20,6 +20,7 @@ from batchml.jobs.app import (
 )
 from batchml.lib.config import ResolvedConfig
 from batchml.lib.errors import EXIT_ENVIRONMENT
+from batchml.lib.signals import EXIT_SIGINT, EXIT_SIGTERM, Terminated, install_termination_handler
 
 __all__ = ["app", "main"]
 
@@ -77,9 +78,13 @@ def _render_doctor(data: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    """Console-script entrypoint."""
+    """Console-script entrypoint: SIGTERM stops a job cleanly (exit 143), like Ctrl-C (130)."""
+    install_termination_handler()
     try:
         app()
     except KeyboardInterrupt:
-        typer.echo("batchml: interrupted", err=True)
-        sys.exit(130)
+        typer.echo("batchml: error: interrupted (Ctrl-C)", err=True)
+        sys.exit(EXIT_SIGINT)
+    except Terminated:
+        typer.echo("batchml: error: terminated (SIGTERM)", err=True)
+        sys.exit(EXIT_SIGTERM)

@@ -13,7 +13,9 @@ from batchml.lib.errors import EXIT_QUARANTINED
 def _render_ingest(data: dict[str, Any]) -> str:
     lines = [
         f"ingest {data['source']} -> {data['table']}: {data['status']}",
-        f"  batch {data['batch_id']}  run {data['run_id']}  files {data['files']}",
+        f"  batch {data['batch_id'] or '-'}  run {data['run_id']}  files {data['files']} new, "
+        f"{data['files_already_ingested']} already ingested"
+        + (f", {data['files_changed']} changed" if data["files_changed"] else ""),
         f"  rows read {data['rows_read']}, written {data['rows_written']}, "
         f"quarantined {data['rows_quarantined']}",
         f"  table {data['table_uri']} version {data['table_version']}",
@@ -21,6 +23,8 @@ def _render_ingest(data: dict[str, Any]) -> str:
     if data["quarantined_by_rule"]:
         lines.append(f"  quarantine {data['quarantine_uri']} version {data['quarantine_version']}")
         lines += [f"    {rule}: {count}" for rule, count in data["quarantined_by_rule"].items()]
+    if data["recovered_batches"]:
+        lines.append(f"  completed interrupted batches: {', '.join(data['recovered_batches'])}")
     if data["message"]:
         lines.append(f"  {data['message']}")
     return "\n".join(lines)
@@ -46,15 +50,22 @@ def ingest_command(
         str | None,
         typer.Option("--replace-where", help="With --mode replace: the partitions replaced."),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Ingest the files --path names again, even if ingested."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Ingest raw files into a Delta table under its data contract."""
+    """Ingest the new raw files of a source into its Delta table, under its data contract.
+
+    Files already ingested (same path, size and modification time) are skipped.
+    """
     from batchml.jobs import ingest
 
     if mode is not None and mode not in ("append", "overwrite", "replace"):
         raise typer.BadParameter("use append, overwrite or replace", param_hint="--mode")
     state: RunContext = ctx.find_object(RunContext)
-    request = ingest.IngestRequest(source, path, batch_id, mode, replace_where)
+    request = ingest.IngestRequest(source, path, batch_id, mode, replace_where, force)
     try:
         report = ingest.run(state.spark(), state.config().settings, request)
     except ingest.ContractViolation as exc:

@@ -131,14 +131,22 @@ def table_vacuum(
     uri: TableArg,
     *,
     retain_hours: Annotated[
-        float, typer.Option("--retain-hours", help="Keep unreferenced files younger than this.")
+        float,
+        typer.Option(
+            "--retain-hours",
+            help="Keep unreferenced files younger than this (hours, fractions allowed).",
+        ),
     ] = 168,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List, do not delete.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Allow a retention below 168 hours.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Remove files no version within the retention needs, and stale staging folders.
 
-    Versions a registered model was trained on are always kept.
+    Versions a registered model was trained on, and files of writers still running,
+    are always kept.
     """
     from batchml.jobs import table
     from batchml.jobs.cli_models import registry_of
@@ -146,7 +154,7 @@ def table_vacuum(
     state: RunContext = ctx.find_object(RunContext)
     result, kept = table.vacuum(
         state.tables(), state.table_uri(uri), retain_hours=retain_hours, dry_run=dry_run,
-        pinned=registry_of(state).pinned_table_versions(),
+        pinned=registry_of(state).pinned_table_versions(), force=force,
     )  # fmt: skip
     data = {"uri": result.uri, "dry_run": result.dry_run, "files": result.files,
             "staging_dirs": result.staging_dirs, "kept_versions": kept}  # fmt: skip

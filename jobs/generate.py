@@ -9,7 +9,7 @@ from pyspark.sql import SparkSession
 
 from batchml.lib import synthetic
 from batchml.lib.delta import delta_tables
-from batchml.lib.errors import InputError
+from batchml.lib.errors import ConfigError
 from batchml.lib.lakehouse import resolve_path
 from batchml.lib.logs import get_logger
 from batchml.lib.settings import Settings
@@ -35,9 +35,9 @@ class GenerateRequest:
 def run(spark: SparkSession, settings: Settings, request: GenerateRequest) -> dict[str, Any]:
     """Generate the dataset and write it as one Delta commit."""
     if request.dataset not in DATASETS:
-        raise InputError(f"unknown dataset {request.dataset!r} (use {', '.join(DATASETS)})")
+        raise ConfigError(f"unknown dataset {request.dataset!r} (use {', '.join(DATASETS)})")
     if request.mode not in ("overwrite", "append"):
-        raise InputError(f"--mode must be overwrite or append, not {request.mode!r}")
+        raise ConfigError(f"--mode must be overwrite or append, not {request.mode!r}")
     if request.dataset == "agrawal":
         df = synthetic.agrawal(
             spark, request.rows, function=request.function, noise=request.noise or 0.0,

@@ -3,15 +3,16 @@
 Rows that break the contract (or cannot be parsed at all) go to the table's quarantine
 table with the rules they broke; the table's policy decides whether the batch is then
 written (`quarantine`), written only under a bad-row fraction (`threshold`), or not
-written at all (`fail`). A batch already ingested (same files, or same batch id) commits
-nothing.
+written at all (`fail`). Each file is ingested once: the source's ingest ledger
+(`lib/ledger.py`) records the files already in the table, and a run reads only the new
+ones; a batch already committed (same files, or same batch id) commits nothing.
 """
 
 from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from pyspark.sql import DataFrame, Observation, SparkSession
@@ -34,12 +35,25 @@ from batchml.lib.delta import DeltaTables, WriteToken, delta_tables
 from batchml.lib.delta.schemas import compare_schemas
 from batchml.lib.errors import EXIT_CONTRACT, BatchmlError, ConfigError, InputError
 from batchml.lib.lakehouse import resolve_path, table_uris
+from batchml.lib.ledger import (
+    ABANDONED,
+    INGESTED,
+    PENDING,
+    FilePlan,
+    IngestLedger,
+    LedgerState,
+    file_sha256,
+    plan_files,
+)
 from batchml.lib.logs import get_logger
 from batchml.lib.settings import Settings, SourceSettings, TableContract
 from batchml.lib.sources import (
+    SourceBatch,
+    SourceFile,
+    batch_of,
     check_csv_headers,
     check_formats,
-    find_batch,
+    list_files,
     read_raw,
     reader_options,
 )
@@ -57,6 +71,7 @@ class IngestRequest:
     batch_id: str | None = None
     mode: str | None = None
     replace_where: str | None = None
+    force: bool = False  # ingest the files of `path` again, even if already ingested
 
 
 @dataclass
@@ -77,6 +92,10 @@ class IngestReport:
     quarantined_by_rule: dict[str, int] = field(default_factory=dict)
     table_version: int | None = None
     quarantine_version: int | None = None
+    files_already_ingested: int = 0  # listed files the ledger holds unchanged: skipped
+    files_changed: int = 0  # listed files ingested before that changed since
+    recovered_batches: list[str] = field(default_factory=list)  # interrupted, completed now
+    ledger_uri: str = ""
     message: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,12 +126,30 @@ def configured_source(settings: Settings, name: str) -> tuple[SourceSettings, Ta
     return source, settings.tables[source.table]
 
 
+@dataclass
+class _Job:
+    """What one run works with, shared by the new batch and any batch it completes."""
+
+    spark: SparkSession
+    request: IngestRequest
+    source: SourceSettings
+    contract: TableContract
+    checked: CheckedContract
+    tables: DeltaTables
+    table_uri: str
+    quarantine_uri: str
+    ledger: IngestLedger
+    mode: str
+    replace_where: str | None
+
+
 def run(spark: SparkSession, settings: Settings, request: IngestRequest) -> IngestReport:
-    """Ingest one batch of a configured source.
+    """Ingest the files of a configured source that are not in its table yet.
 
     Raises:
         ConfigError: unknown source or table, or a mode without its predicate.
-        InputError: missing or malformed files, a bad contract, an incompatible table.
+        InputError: missing or malformed files, a bad contract, an incompatible table,
+            an ingested file that changed (with `on_changed_file = "error"`).
         ContractViolation: the table's policy rejected the batch (nothing written).
     """
     source, contract = configured_source(settings, request.source)
@@ -122,22 +159,119 @@ def run(spark: SparkSession, settings: Settings, request: IngestRequest) -> Inge
         raise ConfigError(f"source {request.source}: mode 'replace' needs replace_where")
     if mode != "replace":
         replace_where = None
+    if request.force and not request.path:
+        raise ConfigError("--force ingests again the files --path names; give --path")
     checked = check_contract(spark, source.table, contract)
     output = output_schema(spark, checked)
     tables = delta_tables(spark, settings)
     table_uri, quarantine_uri = table_uris(source.table, contract, settings)
-    batch = find_batch(resolve_path(request.path or source.path, settings),
-                       batch_id=request.batch_id)  # fmt: skip
-    report = IngestReport(
-        request.source, source.table, table_uri, quarantine_uri, batch.batch_id,
-        uuid.uuid4().hex[:16], files=len(batch.files),
+    ledger_uri = resolve_path(source.ledger or f"_ingest/{request.source}", settings)
+    job = _Job(
+        spark, request, source, contract, checked, tables, table_uri, quarantine_uri,
+        IngestLedger(spark, tables, ledger_uri, request.source), mode, replace_where,
     )  # fmt: skip
-    token = WriteToken(f"batchml.ingest/{request.source}/{batch.batch_id}", 1)
-    state = _batch_state(tables, table_uri, quarantine_uri, token, report)
-    if state == "skipped":
-        return report
-    resuming = state == "resume"
+    run_id = uuid.uuid4().hex[:16]
+    state = job.ledger.load()
+    known_batches = dict(state.ingested_by)  # before completing interrupted batches
     _check_target(tables, table_uri, output, contract)
+    recovered = _complete_interrupted(job, state, run_id)
+    if recovered:
+        state = job.ledger.load()
+
+    listed = list_files(resolve_path(request.path or source.path, settings))
+    plan = plan_files(listed, state, content_hash=source.content_hash)
+    files = _batch_files(job, plan, listed)
+    if source.content_hash:
+        files = [replace(f, sha256=file_sha256(f.path)) for f in files]
+    salt = ""
+    if request.force:  # a new batch, unless this forced run was interrupted and is rerun
+        salt = "force:" + ",".join(str(known_batches.get(f.path)) for f in files)
+    batch = batch_of(files, batch_id=request.batch_id, salt=salt)
+    report = IngestReport(
+        request.source, source.table, table_uri, quarantine_uri, batch.batch_id, run_id,
+        files=len(files), files_already_ingested=0 if request.force else len(plan.unchanged),
+        files_changed=len(plan.changed), recovered_batches=recovered, ledger_uri=ledger_uri,
+    )  # fmt: skip
+    if not files:
+        report.status = "skipped"
+        report.batch_id = ""
+        report.table_version = tables.version(table_uri)
+        report.message = (
+            f"no new files for source {request.source}: {len(plan.unchanged)} files already "
+            f"ingested" + (f", {len(plan.changed)} changed and skipped" if plan.changed else "")
+            + "; nothing written"
+        )  # fmt: skip
+        skipped = {"source": request.source, "files_already_ingested": len(plan.unchanged)}
+        log.info("ingest skipped", extra=skipped)
+        job.ledger.compact(state)
+        return report
+    _write_batch(job, batch, report)
+    job.ledger.compact(state)
+    return report
+
+
+def _batch_files(job: _Job, plan: FilePlan, listed: list[SourceFile]) -> list[SourceFile]:
+    """The files this run ingests: new ones, and changed ones as the source says."""
+    if job.request.force:
+        return listed
+    if plan.changed and job.source.on_changed_file == "error":
+        first = plan.changed[0]
+        more = f" (and {len(plan.changed) - 1} more)" if len(plan.changed) > 1 else ""
+        raise InputError(
+            f"file {first.path}{more} was ingested before and has changed since (size or "
+            f"modification time); nothing written. Set sources.{job.request.source}."
+            'on_changed_file = "skip" or "reingest", or ingest it again with --force --path'
+        )
+    if plan.changed and job.source.on_changed_file == "skip":
+        log.info("changed files skipped", extra={"files": [f.path for f in plan.changed[:5]]})
+        return plan.new
+    return sorted([*plan.new, *plan.changed], key=lambda f: f.path)
+
+
+def _complete_interrupted(job: _Job, state: LedgerState, run_id: str) -> list[str]:
+    """Finish or abandon the batches earlier runs left pending; returns the finished ones.
+
+    A pending batch whose token is in the table was committed: its quarantine (if any)
+    and its ledger rows are completed now. One whose token is not in was never
+    committed: it is marked abandoned and its files count as new again.
+    """
+    finished = []
+    for pending in state.pending:
+        if pending.writer_alive():
+            raise InputError(
+                f"source {job.request.source}: another ingest (pid {pending.pid} on "
+                f"{pending.host}) is writing batch {pending.batch_id}; nothing written"
+            )
+        token = _token(job.request.source, pending.batch_id)
+        if not job.tables.has_token(job.table_uri, token):
+            log.info("interrupted batch abandoned (never committed)",
+                     extra={"batch_id": pending.batch_id})  # fmt: skip
+            job.ledger.record(pending.files, state=ABANDONED, batch_id=pending.batch_id,
+                              run_id=run_id)  # fmt: skip
+            continue
+        interrupted = {"batch_id": pending.batch_id, "files": len(pending.files)}
+        log.info("completing an interrupted batch", extra=interrupted)
+        batch = SourceBatch(pending.files, pending.batch_id, False)
+        report = IngestReport(
+            job.request.source, job.source.table, job.table_uri, job.quarantine_uri,
+            pending.batch_id, run_id, files=len(pending.files),
+        )  # fmt: skip
+        _write_batch(job, batch, report)
+        finished.append(pending.batch_id)
+    return finished
+
+
+def _write_batch(job: _Job, batch: SourceBatch, report: IngestReport) -> None:
+    """Check, write and quarantine one batch, then record its files in the ledger."""
+    request, source, checked, tables = job.request, job.source, job.checked, job.tables
+    token = _token(request.source, batch.batch_id)
+    state = _batch_state(tables, job.table_uri, job.quarantine_uri, token, report)
+    if state == "skipped":
+        if not batch.explicit_id:  # the token names exactly these files: they are in
+            job.ledger.record(batch.files, state=INGESTED, batch_id=batch.batch_id,
+                              run_id=report.run_id, token=token)  # fmt: skip
+        return
+    resuming = state == "resume"
     check_formats(batch, source.format)
     if source.format == "csv":
         check_csv_headers(batch, checked, source.options)
@@ -146,13 +280,13 @@ def run(spark: SparkSession, settings: Settings, request: IngestRequest) -> Inge
     log.info("ingest started", extra=started)
 
     options = reader_options(source.options)
-    raw_df = with_key_count(read_raw(spark, batch, source.format, options, checked), checked)
+    raw_df = with_key_count(read_raw(job.spark, batch, source.format, options, checked), checked)
     commit = {"job": "ingest", "run_id": report.run_id, "source": request.source,
               "batch_id": batch.batch_id, "files": len(batch.files)}  # fmt: skip
     # The files are parsed once for the table: the counts the policy needs are observed
     # during that write and checked before its commit. Only a batch with bad rows is
     # read a second time, to write its quarantine rows.
-    counted = Observation(f"ingest-{report.run_id}")
+    counted = Observation(f"ingest-{report.run_id}-{batch.batch_id}")
     flagged_df = with_good_flag(raw_df, checked)
     observed_df = flagged_df.observe(counted, *_batch_metrics(flagged_df))
     files = max(1, math.ceil(sum(f.size for f in batch.files) / TARGET_FILE_BYTES))
@@ -163,9 +297,12 @@ def run(spark: SparkSession, settings: Settings, request: IngestRequest) -> Inge
         _check_counts(counted.get if counts is None else counts, report, source.format,
                       batch.paths)  # fmt: skip
         table_commit["rows_quarantined"] = report.rows_quarantined
-        if _rejected(contract, report):
+        if _rejected(job.contract, report):
             report.quarantined_by_rule = _rule_counts(raw_df, checked, source.format, options)
-            _reject(contract, report)
+            _reject(job.contract, report)
+        if not resuming:  # the batch will be committed: say so in the ledger first
+            job.ledger.record(batch.files, state=PENDING, batch_id=batch.batch_id,
+                              run_id=report.run_id)  # fmt: skip
 
     counts = None
     # Count first where the write cannot be stopped before its commit (the connector), or
@@ -174,34 +311,41 @@ def run(spark: SparkSession, settings: Settings, request: IngestRequest) -> Inge
         counts = flagged_df.agg(*_batch_metrics(flagged_df)).collect()[0].asDict()
         check_batch()
     written = tables.write(
-        good_rows(observed_df, checked).coalesce(files), table_uri,
-        mode=mode,  # type: ignore[arg-type]
-        partition_by=contract.partition_by or None, replace_where=replace_where,
+        good_rows(observed_df, checked).coalesce(files), job.table_uri,
+        mode=job.mode,  # type: ignore[arg-type]
+        partition_by=job.contract.partition_by or None, replace_where=job.replace_where,
         token=token, commit_info=table_commit,
         before_commit=check_batch if counts is None else None,
     )  # fmt: skip
     report.table_version = written.version
     report.rows_written = written.rows_added
     if report.rows_quarantined:
-        by_rule = Observation(f"quarantine-{report.run_id}")
+        by_rule = Observation(f"quarantine-{report.run_id}-{batch.batch_id}")
         names = rule_names(checked, has_raw=RAW_RECORD in raw_df.columns)
         quarantine_df = _quarantine_rows(raw_df, checked, report, source.format, options)
         quarantined = tables.write(
             quarantine_df.observe(by_rule, *[
                 F.sum(F.array_contains(FAILED_RULES, name).cast("int")).alias(name)
                 for name in names]).coalesce(1),
-            quarantine_uri, token=token, commit_info=commit,
+            job.quarantine_uri, token=token, commit_info=commit,
         )  # fmt: skip
         report.quarantined_by_rule = {k: int(v) for k, v in by_rule.get.items() if v}
         report.quarantine_version = quarantined.version
         report.status = "written_with_quarantine"
+    job.ledger.record(batch.files, state=INGESTED, batch_id=batch.batch_id,
+                      run_id=report.run_id, token=token)  # fmt: skip
     report.message = (
         f"wrote {report.rows_written} rows to {source.table} (version {report.table_version})"
         + (f", quarantined {report.rows_quarantined}" if report.rows_quarantined else "")
-    )
+        + (f"; {report.files_already_ingested} files already ingested"
+           if report.files_already_ingested else "")
+    )  # fmt: skip
     log.info("ingest finished", extra={k: v for k, v in report.to_dict().items()
                                         if k != "message"})  # fmt: skip
-    return report
+
+
+def _token(source: str, batch_id: str) -> WriteToken:
+    return WriteToken(f"batchml.ingest/{source}/{batch_id}", 1)
 
 
 def _batch_state(

@@ -11,11 +11,12 @@ from pyspark.sql import SparkSession
 
 from batchml.lib.delta import DeltaTables, VacuumResult
 from batchml.lib.delta.paths import normalize_uri
-from batchml.lib.errors import InputError
+from batchml.lib.errors import ConfigError, InputError
 from batchml.lib.logs import get_logger
 
 log = get_logger(__name__)
 EXPORT_FORMATS = ("parquet", "csv")
+MIN_RETAIN_HOURS = 168  # Delta's default retention; less needs --force
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def export(
 ) -> dict[str, Any]:
     """Write one snapshot's rows as a plain Parquet or CSV folder (Spark writes in parallel)."""
     if file_format not in EXPORT_FORMATS:
-        raise InputError(f"unknown export format {file_format!r} (use parquet or csv)")
+        raise ConfigError(f"unknown export format {file_format!r} (use parquet or csv)")
     if to.exists():
         raise InputError(f"export target {to} already exists; choose a new folder")
     read = tables.read(uri, version=version, timestamp=timestamp)
@@ -96,15 +97,27 @@ def vacuum(
     dry_run: bool = False,
     keep_versions: list[int] | None = None,
     pinned: dict[str, set[int]] | None = None,
+    force: bool = False,
 ) -> tuple[VacuumResult, list[int]]:
     """Remove unreferenced files older than the retention, and stale staging folders.
 
     `pinned` (table -> versions, from the model registry) names versions whose files must
     survive, so that a registered model can still be retrained from its training data.
+    A retention under `MIN_RETAIN_HOURS` needs `force`: a reader or a time-travel query
+    still on an older version would find its files gone (Delta's retentionDurationCheck).
     Returns the result and the versions kept.
+
+    Raises:
+        ConfigError: a negative retention, or one under the floor without `force`.
     """
     if retain_hours < 0:
-        raise InputError(f"--retain-hours must be 0 or more, not {retain_hours}")
+        raise ConfigError(f"--retain-hours must be 0 or more, not {retain_hours:g}")
+    if retain_hours < MIN_RETAIN_HOURS and not force:
+        raise ConfigError(
+            f"--retain-hours {retain_hours:g} is under {MIN_RETAIN_HOURS} hours: readers of "
+            "older versions (a running job, a time-travel query) could lose their files; "
+            "add --force if none can be running"
+        )
     keep = set(keep_versions or [])
     key = normalize_uri(uri)
     for table, versions in (pinned or {}).items():

@@ -29,12 +29,12 @@ from typing import Any
 from pyspark import StorageLevel
 from pyspark.ml import PipelineModel
 from pyspark.ml.tuning import CrossValidator
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from batchml.jobs.features import log_centres
 from batchml.lib.delta import delta_tables
-from batchml.lib.errors import ConfigError, InputError
+from batchml.lib.errors import EXIT_INPUT, BatchmlError, ConfigError, InputError, first_line
 from batchml.lib.feature_pipeline import fit_features, profile_of
 from batchml.lib.lakehouse import resolve_path, table_location
 from batchml.lib.logs import get_logger
@@ -76,6 +76,7 @@ class TrainPlan:
     pipeline: FeaturePipelineSpec
     table_uri: str
     table_version: int | None = None
+    partitions: int | None = None  # recorded by an earlier training (reproduce)
 
 
 @dataclass
@@ -95,6 +96,7 @@ class Trained:
     persisted: bool
     tuning: dict[str, Any] | None = None
     early_stopping: dict[str, Any] | None = None
+    partitions: int = 1  # the training data was cut into this many (by key hash)
 
 
 @dataclass
@@ -154,10 +156,18 @@ def plan_from_manifest(manifest: dict[str, Any]) -> TrainPlan:
     if "model_spec" not in manifest:
         raise InputError(f"{manifest.get('name')}@{manifest.get('version')} was registered "
                          "without its model spec and cannot be reproduced")  # fmt: skip
+    spec = ModelSpec.model_validate(manifest["model_spec"])
+    recorded_workers = (manifest.get("params") or {}).get("num_workers")
+    if is_xgboost(spec.algorithm) and recorded_workers is not None:
+        # the workers' shares of the data shape the trees: rebuild exactly those
+        spec = spec.model_copy(
+            update={"params": {**spec.params, "num_workers": int(recorded_workers)}}
+        )
     return TrainPlan(
-        manifest["name"], ModelSpec.model_validate(manifest["model_spec"]),
+        manifest["name"], spec,
         manifest["feature_pipeline"], FeaturePipelineSpec.model_validate(manifest["feature_spec"]),
         manifest["training_table"], int(manifest["training_version"]),
+        manifest.get("training_partitions"),
     )  # fmt: skip
 
 
@@ -226,6 +236,7 @@ def run(
         "training_seconds": round(trained.seconds, 3),
         "spark_jobs_feature_fit": trained.spark_jobs_feature_fit,
         "persisted_training_data": trained.persisted,
+        "training_partitions": trained.partitions,
         "tuning": trained.tuning, "early_stopping": trained.early_stopping,
         "code": code_version(), "versions": library_versions(spark),
         "training_profile": trained.profile,
@@ -273,7 +284,8 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     spec, pipeline = plan.spec, plan.pipeline
     label, slots = pipeline.label, spark.sparkContext.defaultParallelism
     model = estimator(spec.algorithm, dict(spec.params), label=label, features=pipeline.output,
-                      seed=spec.seed, task_slots=slots)  # fmt: skip
+                      seed=spec.seed, task_slots=slots,
+                      reproducing=plan.partitions is not None)  # fmt: skip
     candidates = _candidates(plan, model, slots)
     tables = delta_tables(spark, settings)
     read = tables.read(plan.table_uri, version=plan.table_version)
@@ -311,6 +323,15 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     if spec.tuning is not None and spec.tuning.strategy == "cross_validation":
         fit_df = with_fold(fit_df, pipeline.key, spec.tuning.folds, seed=spec.seed, column=FOLD)
         columns.append(F.col(FOLD))
+    partitions = _training_partitions(plan, model, slots)
+    if is_xgboost(spec.algorithm):
+        partitions = _workers_with_data(fit_df, pipeline.key, partitions, plan,
+                                        validation=spec.early_stopping)  # fmt: skip
+        model.set(model.getParam("num_workers"), partitions)
+    # The estimator sees the same partitions, in the same order, whatever the layout of
+    # the table and the master: MLlib's forests sample per partition, xgboost builds its
+    # histograms per worker, and sums depend on their order.
+    fit_df = fit_df.repartition(partitions, F.col(pipeline.key)).sortWithinPartitions(pipeline.key)
     assembled = features.model.transform(fit_df).select(*columns)
     persist = spec.persist
     if persist is None:
@@ -328,6 +349,10 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
                                      task, classes)  # fmt: skip
             else:
                 best = model.fit(assembled)
+    except BatchmlError:
+        raise
+    except Exception as exc:  # inside Spark, Py4J, an executor or the estimator's library
+        raise EstimatorFailed(plan.model, spec.algorithm, exc) from exc
     finally:
         if persist:
             assembled.unpersist()
@@ -352,7 +377,68 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     }
     return Trained(fitted, read.uri, read.version, task, params, rows, metrics,
                    time.perf_counter() - started, profile_of(features.stats),
-                   features.spark_jobs, persist, tuning, stopping)  # fmt: skip
+                   features.spark_jobs, persist, tuning, stopping, partitions)  # fmt: skip
+
+
+def _training_partitions(plan: TrainPlan, model, slots: int) -> int:
+    """How many partitions the training data is cut into: recorded (reproduce), from the
+    spec, xgboost's num_workers, else the session's task slots."""
+    if plan.partitions is not None:
+        return int(plan.partitions)
+    if plan.spec.partitions is not None:
+        return plan.spec.partitions
+    if is_xgboost(plan.spec.algorithm):
+        return int(model.getOrDefault(model.getParam("num_workers")))
+    return max(1, slots)
+
+
+def _workers_with_data(
+    fit_df: DataFrame, key: str, workers: int, plan: TrainPlan, *, validation: bool
+) -> int:
+    """The most xgboost workers (at most `workers`) whose hash partitions of the data
+    each hold training rows (and validation rows, when stopping early): a worker with
+    no rows fails the whole barrier stage ("Empty dataset at worker")."""
+    split = F.col(SPLIT)
+    for count in range(workers, 0, -1):
+        slot = F.expr(f"pmod(hash(`{key}`), {count})")
+        rows = (
+            fit_df.groupBy(slot.alias("worker"))
+            .agg(F.sum((split == "train").cast("int")).alias("train"),
+                 F.sum((split == "validation").cast("int")).alias("validation"))
+            .collect()
+        )  # fmt: skip
+        filled = [r for r in rows if r["train"] and (r["validation"] or not validation)]
+        if len(filled) == count:
+            if count < workers:
+                if plan.partitions is not None:
+                    raise InputError(f"{plan.model}: the recorded num_workers = {workers} "
+                                     "leaves a worker without rows")  # fmt: skip
+                log.info("fewer xgboost workers: some would get no rows",
+                         extra={"model": plan.model, "asked": workers, "used": count})  # fmt: skip
+            return count
+    raise InputError(f"{plan.model}: the training data has no rows to train on")
+
+
+class EstimatorFailed(BatchmlError):
+    """Fitting failed inside Spark or the estimator's library (exit 4: the data or the
+    params it was given); the executor traceback is logged at DEBUG (`--verbose`)."""
+
+    exit_code = EXIT_INPUT
+
+    def __init__(self, model: str, algorithm: str, exc: BaseException) -> None:
+        log.debug("estimator failure", exc_info=exc)
+        super().__init__(f"training {model} ({algorithm}) failed: {_root_cause(exc)}")
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The most telling line of a failure that crossed Spark, Py4J and Python workers."""
+    text = str(exc)
+    for marker in ("XGBoostError:", "ValueError:", "RuntimeError:", "IllegalArgumentException:",
+                   "SparkException:", "Exception:"):  # fmt: skip
+        for line in text.splitlines():
+            if marker in line:
+                return line.strip()[:300]
+    return f"{type(exc).__name__}: {first_line(exc)[:300]}"
 
 
 def _fits_in_storage(spark: SparkSession, rows: int, inputs: int) -> bool:

@@ -38,7 +38,7 @@ class Snapshot:
 
     def line(self, label: str) -> str:
         elapsed = _clock(self.seconds)
-        if self.stage is None:
+        if self.stage is None or not self.tasks_total:
             return f"{label}: {self.jobs_done} Spark jobs done, {elapsed}"
         return (f"{label}: {self.stage}, tasks {self.tasks_done}/{self.tasks_total}, "
                 f"{self.jobs_done} Spark jobs done, {elapsed}")  # fmt: skip
@@ -109,9 +109,12 @@ def progress(
                 stream.write("\r\033[K" + state.bar(label))
                 stream.flush()
             else:
-                log.info(state.line(label), extra={"jobs_done": state.jobs_done,
-                                                    "tasks_done": state.tasks_done,
-                                                    "tasks_total": state.tasks_total})  # fmt: skip
+                tasks = (
+                    {"tasks_done": state.tasks_done, "tasks_total": state.tasks_total}
+                    if state.tasks_total
+                    else {}
+                )  # no stage running: no task counts
+                log.info(state.line(label), extra={"jobs_done": state.jobs_done, **tasks})
 
     thread = threading.Thread(target=watch, name=f"progress-{group}", daemon=True)
     thread.start()

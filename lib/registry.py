@@ -17,7 +17,10 @@ finds the token taken and moves to the next number.
 from __future__ import annotations
 
 import json
+import random
 import re
+import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +31,7 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
-from batchml.lib.delta import DeltaTables, WriteToken
+from batchml.lib.delta import CommitConflict, DeltaTables, WriteToken
 from batchml.lib.errors import InputError
 from batchml.lib.logs import get_logger
 
@@ -103,42 +106,67 @@ class Registry:
             if required not in manifest:
                 raise InputError(f"model manifest lacks {required!r}")
         artifact = f"{self.root}/artifacts/{name}/{uuid.uuid4().hex[:12]}"
-        model.write().save(f"{artifact}/model")
-        for _ in range(MAX_RACE_RETRIES):
-            version = self._next_version(name)
-            entry = {**manifest, "name": name, "version": version}
-            Path(artifact).mkdir(parents=True, exist_ok=True)
-            (Path(artifact) / "manifest.json").write_text(json.dumps(entry, indent=2, default=str))
-            row = (
-                name, version, datetime.now(UTC), str(manifest["algorithm"]), artifact,
-                str(manifest["training_table"]), int(manifest["training_version"]),
-                str(manifest.get("config_hash", "")), json.dumps(manifest.get("metrics", {})),
-                json.dumps(entry, default=str),
-            )  # fmt: skip
-            result = self.tables.write(
-                self.spark.createDataFrame([row], VERSIONS_SCHEMA), self.versions_uri,
-                token=WriteToken(f"registry/{name}", version),
-                commit_info={"job": "registry", "model": name, "version": version},
-            )  # fmt: skip
-            if result.committed:
-                log.info("model registered", extra={"model": name, "version": version})
-                return self.get(f"{name}@{version}")
-        raise InputError(f"could not register {name}: version numbers kept being taken")
+        try:
+            model.write().save(f"{artifact}/model")
+            for _ in range(MAX_RACE_RETRIES):
+                version = self._next_version(name)
+                entry = {**manifest, "name": name, "version": version}
+                Path(artifact).mkdir(parents=True, exist_ok=True)
+                (Path(artifact) / "manifest.json").write_text(
+                    json.dumps(entry, indent=2, default=str)
+                )
+                row = (
+                    name, version, datetime.now(UTC), str(manifest["algorithm"]), artifact,
+                    str(manifest["training_table"]), int(manifest["training_version"]),
+                    str(manifest.get("config_hash", "")),
+                    json.dumps(manifest.get("metrics", {})), json.dumps(entry, default=str),
+                )  # fmt: skip
+                result = self.tables.write(
+                    self.spark.createDataFrame([row], VERSIONS_SCHEMA), self.versions_uri,
+                    token=WriteToken(f"registry/{name}", version),
+                    commit_info={"job": "registry", "model": name, "version": version},
+                )  # fmt: skip
+                if result.committed:
+                    log.info("model registered", extra={"model": name, "version": version})
+                    return self.get(f"{name}@{version}")
+            raise InputError(f"could not register {name}: version numbers kept being taken")
+        except BaseException:
+            # No version row points at this artifact: remove it (a lost race, a failure)
+            if not self._referenced(artifact):
+                shutil.rmtree(artifact, ignore_errors=True)
+            raise
 
     def set_alias(self, name: str, version: int, alias: str) -> None:
-        """Point `alias` (e.g. champion) at a version, atomically."""
+        """Point `alias` (e.g. champion) at a version, atomically.
+
+        One replace of the (name, alias) partition: under any interleaving of writers the
+        alias has one row. A writer whose replace lost to a concurrent one retries on the
+        new snapshot (the last to commit wins).
+        """
         _check_name(alias, "alias")
         self.get(f"{name}@{version}")  # the version must exist
-        row = (name, alias, version, datetime.now(UTC))
-        self.tables.write(
-            self.spark.createDataFrame([row], ALIASES_SCHEMA), self.aliases_uri,
-            mode="replace" if self.tables.exists(self.aliases_uri) else "append",
-            partition_by=["name", "alias"],
-            replace_where=f"name = {_sql(name)} AND alias = {_sql(alias)}"
-            if self.tables.exists(self.aliases_uri) else None,
-            commit_info={"job": "registry", "model": name, "alias": alias, "version": version},
-        )  # fmt: skip
+        for attempt in range(1, MAX_RACE_RETRIES + 1):
+            row = (name, alias, version, datetime.now(UTC))
+            try:
+                self.tables.write(
+                    self.spark.createDataFrame([row], ALIASES_SCHEMA), self.aliases_uri,
+                    mode="replace", partition_by=["name", "alias"],
+                    replace_where=f"name = {_sql(name)} AND alias = {_sql(alias)}",
+                    commit_info={"job": "registry", "model": name, "alias": alias,
+                                 "version": version},
+                )  # fmt: skip
+                break
+            except CommitConflict:
+                if attempt == MAX_RACE_RETRIES:
+                    raise
+                time.sleep(random.uniform(0.05, 0.2))
         log.info("alias set", extra={"model": name, "alias": alias, "version": version})
+
+    def _referenced(self, artifact: str) -> bool:
+        try:
+            return any(v.artifact_uri == artifact for v in self.list())
+        except Exception:
+            return True
 
     # ------------------------------------------------------------------- read
     def list(self, name: str | None = None) -> list[ModelVersion]:
@@ -195,8 +223,13 @@ class Registry:
     def _aliases(self) -> dict[tuple[str, int], tuple[str, ...]]:
         if not self.tables.exists(self.aliases_uri):
             return {}
-        found: dict[tuple[str, int], list[str]] = {}
+        latest: dict[tuple[str, str], Any] = {}  # one row per alias; the newest, if ever more
         for row in self.tables.read(self.aliases_uri).df.collect():
+            key = (row["name"], row["alias"])
+            if key not in latest or row["set_at"] > latest[key]["set_at"]:
+                latest[key] = row
+        found: dict[tuple[str, int], list[str]] = {}
+        for row in latest.values():
             found.setdefault((row["name"], row["version"]), []).append(row["alias"])
         return {key: tuple(sorted(value)) for key, value in found.items()}
 

@@ -108,6 +108,10 @@ class SourceSettings(Section):
     options: dict[str, str | int | float | bool] = Field(default_factory=dict)
     mode: Literal["append", "overwrite", "replace"] = "append"
     replace_where: str | None = None
+    # a file already ingested whose size or modification time changed since
+    on_changed_file: Literal["error", "skip", "reingest"] = "error"
+    content_hash: bool = False  # also record SHA-256; same bytes with a new mtime = unchanged
+    ledger: str | None = None  # the ingest ledger table; default _ingest/<source>
 
 
 class FeatureView(Section):
@@ -207,6 +211,9 @@ class ModelSpec(Section):
     # persist the assembled training data for the estimator: None = for iterative ones
     persist: bool | None = None
     tuning: TuningSpec | None = None
+    # partitions the training data is cut into (by a hash of the key) before fitting;
+    # None = the task slots (xgboost: num_workers). Recorded in the manifest.
+    partitions: int | None = Field(default=None, ge=1)
 
 
 class Settings(Section):

@@ -6,12 +6,14 @@ Nothing else in lib/ builds a session: jobs receive it as an argument.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from batchml.lib.errors import EnvironmentProblem, first_line
+from batchml.lib.jvm_output import relay
 from batchml.lib.logs import get_logger
 from batchml.lib.runtime import java_info
 from batchml.lib.settings import Settings
@@ -85,10 +87,12 @@ def build_session(settings: Settings, *, verbose: bool = False) -> SparkSession:
     if settings.spark.master.startswith("local"):
         # Local mode talks to itself only; this also stops Spark's hostname warning.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    conf = session_conf(settings, verbose=verbose)
     builder = SparkSession.builder
-    for key, value in session_conf(settings, verbose=verbose).items():
+    for key, value in conf.items():
         builder = builder.config(key, value)
     try:
+        _launch_jvm(conf, verbose=verbose)
         spark = builder.getOrCreate()
     except Exception as exc:  # the JVM failing to start surfaces as many exception types
         raise EnvironmentProblem(f"Spark did not start: {first_line(exc)}") from exc
@@ -101,6 +105,24 @@ def build_session(settings: Settings, *, verbose: bool = False) -> SparkSession:
         ) from exc
     log.debug("spark session ready", extra={"master": spark.sparkContext.master})
     return spark
+
+
+def _launch_jvm(conf: dict[str, str], *, verbose: bool) -> None:
+    """Start the JVM the way PySpark would, but with its stderr through `jvm_output.relay`
+    (library chatter to the debug log). Under spark-submit the JVM is already running
+    (PYSPARK_GATEWAY_PORT), and a session joining a running JVM changes nothing."""
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if SparkContext._gateway is not None or "PYSPARK_GATEWAY_PORT" in os.environ:
+        return
+    spark_conf = SparkConf()
+    for key, value in conf.items():
+        spark_conf.set(key, value)
+    gateway = launch_gateway(spark_conf, popen_kwargs={"stderr": subprocess.PIPE})
+    SparkContext._gateway = gateway
+    SparkContext._jvm = gateway.jvm
+    relay(gateway.proc.stderr, verbose=verbose)
 
 
 def connector_loadable(spark: SparkSession) -> bool:

@@ -19,7 +19,7 @@ import math
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from batchml.lib.errors import InputError
+from batchml.lib.errors import ConfigError
 
 AGRAWAL_FUNCTIONS = tuple(range(1, 11))
 ROWS_PER_PARTITION = 1_000_000
@@ -54,7 +54,7 @@ def agrawal(
     """
     _check(rows, noise)
     if function not in AGRAWAL_FUNCTIONS:
-        raise InputError(f"Agrawal function must be 1..10, not {function}")
+        raise ConfigError(f"Agrawal function must be 1..10, not {function}")
     base = spark.range(rows, numPartitions=partitions or default_partitions(rows))
     salary = _uniform(seed + 1, 20_000, 150_000)
     people = base.select(
@@ -157,7 +157,7 @@ def friedman1(
     """Friedman #1 rows: id, x1..x10 uniform on [0, 1), and `label` (the target y)."""
     _check(rows, 0.0)
     if noise < 0:
-        raise InputError(f"Friedman noise (a standard deviation) must be >= 0, not {noise}")
+        raise ConfigError(f"Friedman noise (a standard deviation) must be >= 0, not {noise}")
     base = spark.range(rows, numPartitions=partitions or default_partitions(rows))
     features = base.select("id", *[F.rand(seed + i).alias(f"x{i}") for i in range(1, 11)])
     x = [None, *[F.col(f"x{i}") for i in range(1, 11)]]
@@ -173,6 +173,6 @@ def friedman1(
 
 def _check(rows: int, noise: float) -> None:
     if rows < 1:
-        raise InputError(f"--rows must be at least 1, not {rows}")
+        raise ConfigError(f"--rows must be at least 1, not {rows}")
     if not 0.0 <= noise <= 0.5:
-        raise InputError(f"label noise must be within [0, 0.5], not {noise}")
+        raise ConfigError(f"label noise must be within [0, 0.5], not {noise}")

@@ -75,6 +75,7 @@ def estimator(
     features: str,
     seed: int,
     task_slots: int = 1,
+    reproducing: bool = False,
 ) -> Estimator:
     """The named estimator with `params` set and checked.
 
@@ -101,6 +102,12 @@ def estimator(
         set_param(model, algorithm, key, value)
     if is_xgboost(algorithm):
         workers = model.getOrDefault(model.getParam("num_workers"))
+        if workers > task_slots and reproducing:
+            raise InputError(
+                f"{algorithm}: cannot reproduce here: the version was trained with "
+                f"num_workers = {workers}, which needs {workers} task slots, and this Spark "
+                f"session has {task_slots}; rerun on a master with at least {workers}"
+            )
         if workers > task_slots:
             raise InputError(
                 f"{algorithm}: num_workers = {workers} is more than the {task_slots} task "

@@ -260,7 +260,11 @@ def test_overwrite_and_replace(spark: SparkSession, tables: EmbeddedDelta, tmp_p
     assert tables.read(uri, version=1).df.count() == 3
     history = tables.history(uri)
     assert history[0]["batchml"]["operation"] == "overwrite"
-    assert history[1]["batchml"] == {"operation": "replace", "predicate": "month = '2013-01'"}
+    assert history[1]["batchml"] == {
+        "operation": "replace", "predicate": "month = '2013-01'",
+        "commit_id": history[1]["batchml"]["commit_id"],  # a fresh id per commit
+    }  # fmt: skip
+    assert len({c["batchml"]["commit_id"] for c in history}) == len(history)
 
 
 def test_replace_refuses_rows_outside_the_predicate_and_non_partition_columns(

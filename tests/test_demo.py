@@ -70,3 +70,15 @@ def test_demo_lands_and_ingests_then_reruns_as_a_noop(spark, cli_globals, tmp_pa
     assert again["features"]["status"] == "skipped"
     assert DeltaTable(str(lake / "flight_features")).version() == 0
     assert [(m["status"], m["version"]) for m in again["models"]] == [("skipped", 1)] * 2
+
+    # the scheduled command after the demo: every landed file is already in the table
+    scheduled = runner.invoke(app, [*cli_globals, "--set", f'lakehouse.root="{lake}"', "ingest",
+                                    "flights"])  # fmt: skip
+    assert scheduled.exit_code == 0, scheduled.stderr
+    assert "no new files for source flights: 2 files already ingested; nothing written" in (
+        scheduled.stdout
+    )
+    assert DeltaTable(str(lake / "flights")).version() == 1
+    assert DeltaTable(str(lake / "flights")).to_pyarrow_table(columns=["month"]).num_rows == (
+        27004 + 24951
+    )

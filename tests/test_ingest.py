@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -47,7 +52,10 @@ GOOD = ["1,1,UA,10.5,2013-01-01T05:00:00Z", "2,1,AA,45,2013-01-01T06:00:00Z",
         "3,1,DL,NA,NA"]  # fmt: skip
 
 
-def settings_for(tmp_path: Path, policy: str = "quarantine", fmt: str = "csv", ext: str = "csv"):
+def settings_for(
+    tmp_path: Path, policy: str = "quarantine", fmt: str = "csv", ext: str = "csv",
+    *more: str,
+):  # fmt: skip
     conf = tmp_path / "orders.toml"
     conf.write_text(CONTRACT.format(policy=policy, fmt=fmt, ext=ext))
     return load_config(
@@ -56,6 +64,7 @@ def settings_for(tmp_path: Path, policy: str = "quarantine", fmt: str = "csv", e
             f'lakehouse.root="{tmp_path / "lake"}"',
             'spark.master="local[2]"',
             "spark.shuffle_partitions=2",
+            *more,
         ],
         environ={},
     ).settings
@@ -106,40 +115,161 @@ def test_good_and_bad_rows_are_split_with_reasons(spark: SparkSession, tmp_path:
     assert len(oracle_rows(report.table_uri)) == 2
 
 
-def test_same_files_again_commit_nothing(spark: SparkSession, tmp_path: Path) -> None:
+def test_each_file_is_ingested_once_as_the_folder_grows(
+    spark: SparkSession, tmp_path: Path
+) -> None:
     settings = settings_for(tmp_path)
     land(tmp_path, "jan.csv", GOOD)
     first = run(spark, settings)
     again = run(spark, settings)
-    assert (first.status, again.status) == ("written", "skipped")
-    assert again.batch_id == first.batch_id
-    assert "already in orders" in again.message
+    assert (first.status, first.files, first.rows_written) == ("written", 1, 3)
+    assert (again.status, again.files, again.files_already_ingested) == ("skipped", 0, 1)
+    assert again.message == (
+        "no new files for source orders: 1 files already ingested; nothing written"
+    )
     assert DeltaTable(first.table_uri).version() == 0
 
     land(tmp_path, "feb.csv", ["10,2,UA,1,NA"])
-    both = run(spark, settings)  # the glob now matches two files: a new batch
-    assert (both.status, both.table_version, both.rows_written) == ("written", 1, 4)
-    named = run(spark, settings, path=str(tmp_path / "lake/raw/orders/feb.csv"), batch_id="b-7")
+    both = run(spark, settings)  # the glob now matches two files: only feb.csv is new
+    assert (both.status, both.table_version, both.rows_written) == ("written", 1, 1)
+    assert (both.files, both.files_already_ingested) == (1, 1)
+    assert sorted(r["id"] for r in oracle_rows(first.table_uri)) == [1, 2, 3, 10]
+
+    land(tmp_path, "mar.csv", ["11,3,UA,1,NA"])
+    named = run(spark, settings, path=str(tmp_path / "lake/raw/orders/mar.csv"), batch_id="b-7")
+    assert (named.status, named.batch_id, named.rows_written) == ("written", "b-7", 1)
     named_again = run(spark, settings, batch_id="b-7")
-    assert (named.status, named_again.status) == ("written", "skipped")
+    assert named_again.status == "skipped"
+    forced = run(spark, settings, path=str(tmp_path / "lake/raw/orders/mar.csv"), force=True)
+    assert (forced.status, forced.rows_written, forced.table_version) == ("written", 1, 3)
+    ids = sorted(r["id"] for r in oracle_rows(first.table_uri))
+    assert ids == [1, 2, 3, 10, 11, 11]  # --force ingests again on purpose
+    ledger = oracle_rows(first.ledger_uri)
+    assert {(Path(r["path"]).name, r["state"]) for r in ledger} == {
+        (name, state) for name in ("jan.csv", "feb.csv", "mar.csv")
+        for state in ("pending", "ingested")
+    }  # fmt: skip
 
 
-def test_rerun_after_a_crash_between_table_and_quarantine_completes_it(
+def test_force_needs_path(spark: SparkSession, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--force ingests again the files --path names"):
+        run(spark, settings_for(tmp_path), force=True)
+
+
+def test_a_changed_file_is_an_error_or_as_configured(spark: SparkSession, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    jan = land(tmp_path, "jan.csv", GOOD)
+    run(spark, settings)
+    land(tmp_path, "jan.csv", [*GOOD, "4,1,UA,1,NA"])  # rewritten: another size
+    land(tmp_path, "feb.csv", ["10,2,UA,1,NA"])
+    with pytest.raises(InputError, match=rf"file {jan} was ingested before and has changed"):
+        run(spark, settings)
+    assert DeltaTable(str(tmp_path / "lake/orders")).version() == 0
+
+    skipped = run(spark, settings_for(tmp_path, "quarantine", "csv", "csv",
+                                      'sources.orders.on_changed_file="skip"'))  # fmt: skip
+    assert (skipped.files, skipped.files_changed, skipped.rows_written) == (1, 1, 1)
+    again = run(spark, settings_for(tmp_path, "quarantine", "csv", "csv",
+                                    'sources.orders.on_changed_file="reingest"'))  # fmt: skip
+    assert (again.files, again.rows_written) == (1, 4)  # the new content of jan.csv
+    assert sorted(r["id"] for r in oracle_rows(again.table_uri)) == [1, 1, 2, 2, 3, 3, 4, 10]
+
+
+def test_content_hash_recognises_a_file_copied_again(spark: SparkSession, tmp_path: Path) -> None:
+    settings = settings_for(
+        tmp_path, "quarantine", "csv", "csv", "sources.orders.content_hash=true"
+    )
+    jan = land(tmp_path, "jan.csv", GOOD)
+    first = run(spark, settings)
+    os.utime(jan, ns=(jan.stat().st_atime_ns, jan.stat().st_mtime_ns + 10**9))  # touched
+    again = run(spark, settings)
+    assert (again.status, again.files_already_ingested) == ("skipped", 1)
+    sha = {r["sha256"] for r in oracle_rows(first.ledger_uri)}
+    assert sha == {hashlib.sha256(jan.read_bytes()).hexdigest()}
+
+
+def test_a_batch_whose_table_commit_failed_is_ingested_by_the_next_run(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for(tmp_path)
+    land(tmp_path, "jan.csv", GOOD)
+
+    commit = EmbeddedDelta._commit
+
+    def broken_commit(self, root, *args, **kwargs):
+        if root.endswith("/lake/orders"):  # the ledger's own commits go through
+            raise OSError("disk gone")
+        return commit(self, root, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(EmbeddedDelta, "_commit", broken_commit)
+        with pytest.raises(OSError, match="disk gone"):
+            run(spark, settings)
+    assert not DeltaTable.is_deltatable(str(tmp_path / "lake/orders"))
+    land(tmp_path, "feb.csv", ["10,2,UA,1,NA"])
+    report = run(spark, settings)
+    assert (report.files, report.rows_written, report.recovered_batches) == (2, 4, [])
+    assert sorted(r["id"] for r in oracle_rows(report.table_uri)) == [1, 2, 3, 10]
+    states = sorted((Path(r["path"]).name, r["state"]) for r in oracle_rows(report.ledger_uri))
+    assert states == [
+        ("feb.csv", "ingested"), ("feb.csv", "pending"), ("jan.csv", "abandoned"),
+        ("jan.csv", "ingested"), ("jan.csv", "pending"), ("jan.csv", "pending"),
+    ]  # fmt: skip
+
+
+def test_a_run_killed_between_table_and_ledger_commits_is_completed_not_repeated(
     spark: SparkSession, tmp_path: Path
 ) -> None:
     settings = settings_for(tmp_path)
+    conf = tmp_path / "orders.toml"
+    land(tmp_path, "jan.csv", GOOD)
+    run(spark, settings)
+    land(tmp_path, "feb.csv", ["10,2,UA,1,NA", "11,2,ua,1,NA"])  # one row to quarantine
+    worker = Path(__file__).with_name("ingest_worker.py")
+    killed = subprocess.run(
+        [sys.executable, str(worker), str(conf), str(tmp_path / "lake"), "orders",
+         "after-table-commit"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    table = str(tmp_path / "lake/orders")
+    assert sorted(r["id"] for r in oracle_rows(table)) == [1, 2, 3, 10]  # committed...
+    land(tmp_path, "mar.csv", ["12,3,UA,1,NA"])  # ...and a new file lands before the rerun
+
+    rerun = run(spark, settings)
+    assert len(rerun.recovered_batches) == 1
+    assert (rerun.files, rerun.files_already_ingested, rerun.rows_written) == (1, 2, 1)
+    assert sorted(r["id"] for r in oracle_rows(table)) == [1, 2, 3, 10, 12]
+    assert [r["raw_record"] for r in oracle_rows(rerun.quarantine_uri)] == [
+        '{"id":11,"month":2,"carrier":"ua","delay":1.0}'
+    ]
+    assert run(spark, settings).status == "skipped"
+
+
+def test_rerun_after_a_crash_between_table_and_quarantine_completes_it(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for(tmp_path)
     land(tmp_path, "jan.csv", [*GOOD, "9,1,ua,1,NA"])
-    first = run(spark, settings)
-    quarantine = Path(first.quarantine_uri)
-    for child in sorted(quarantine.rglob("*"), reverse=True):  # as if never written
-        child.unlink() if child.is_file() else child.rmdir()
-    quarantine.rmdir()
+    write = EmbeddedDelta.write
+
+    def dies_before_quarantine(self, df, uri, **kwargs):
+        if uri.endswith("_quarantine"):
+            raise KeyboardInterrupt  # as if the process stopped between the two commits
+        return write(self, df, uri, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(EmbeddedDelta, "write", dies_before_quarantine)
+        with pytest.raises(KeyboardInterrupt):
+            run(spark, settings)
+    table = str(tmp_path / "lake/orders")
+    assert DeltaTable(table).version() == 0 and not Path(f"{table}_quarantine").exists()
 
     resumed = run(spark, settings)
-    assert resumed.status == "written_with_quarantine"
-    assert resumed.rows_written == 0  # the table already had this batch
-    assert DeltaTable(first.table_uri).version() == 0
-    assert EmbeddedDelta(spark).read(first.quarantine_uri).df.count() == 1
+    assert len(resumed.recovered_batches) == 1 and resumed.status == "skipped"
+    assert DeltaTable(table).version() == 0  # the table already had this batch
+    assert sorted(r["id"] for r in oracle_rows(table)) == [1, 2, 3]
+    assert len(oracle_rows(f"{table}_quarantine")) == 1
     assert run(spark, settings).status == "skipped"
 
 

@@ -10,7 +10,7 @@ from pyspark.sql import SparkSession
 from typer.testing import CliRunner
 
 from batchml.jobs.cli import app
-from batchml.lib.errors import InputError
+from batchml.lib.errors import ConfigError
 from batchml.lib.synthetic import agrawal, friedman1
 
 
@@ -94,11 +94,11 @@ def test_friedman_target_is_the_formula(spark: SparkSession) -> None:
 
 
 def test_bad_generator_arguments(spark: SparkSession) -> None:
-    with pytest.raises(InputError, match=r"Agrawal function must be 1\.\.10"):
+    with pytest.raises(ConfigError, match=r"Agrawal function must be 1\.\.10"):
         agrawal(spark, 10, function=11)
-    with pytest.raises(InputError, match="label noise must be within"):
+    with pytest.raises(ConfigError, match="label noise must be within"):
         agrawal(spark, 10, noise=0.7)
-    with pytest.raises(InputError, match="--rows must be at least 1"):
+    with pytest.raises(ConfigError, match="--rows must be at least 1"):
         friedman1(spark, 0)
 
 
@@ -118,4 +118,4 @@ def test_generate_command_writes_a_table(spark, cli_globals, tmp_path) -> None:
     assert bad.exit_code == 2
     unknown = runner.invoke(app, [*cli_globals, "generate", "iris", "--rows", "10", "--to",
                                   str(target)])  # fmt: skip
-    assert unknown.exit_code == 4 and "unknown dataset 'iris'" in unknown.stderr
+    assert unknown.exit_code == 2 and "unknown dataset 'iris'" in unknown.stderr

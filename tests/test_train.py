@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,3 +120,83 @@ def test_train_command(spark, cli_globals, lake, tmp_path) -> None:
                                       "--json"])  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["metrics"]["test"]["areaUnderROC"] > 0.98
+
+
+def test_reproduce_on_another_master_gives_the_same_metrics(spark, lake, tmp_path) -> None:
+    # the table in several files, so that the two sessions read it in other partitions
+    people = EmbeddedDelta(spark).read(str(lake / "people")).df
+    EmbeddedDelta(spark).write(people.repartition(5), str(lake / "people_files"))
+    conf = tmp_path / "models.toml"
+    conf.write_text(CONF.format(algorithm="logistic_regression", params="{ maxIter = 20 }")
+                    .replace('view = "people"', 'view = "people_files"') + """
+[models.people_gbt]
+pipeline = "people"
+algorithm = "gbt_classifier"
+params = { maxIter = 5, maxDepth = 3 }
+
+[models.people_rf]
+pipeline = "people"
+algorithm = "random_forest_classifier"
+params = { numTrees = 5, maxDepth = 4, subsamplingRate = 0.7 }
+
+[models.people_xgb]
+pipeline = "people"
+algorithm = "xgboost_classifier"
+params = { n_estimators = 5, max_depth = 3 }
+""")  # fmt: skip
+    config = load_config(conf_file=conf, overrides=[f'lakehouse.root="{lake}"'],
+                         environ={}).settings  # fmt: skip
+    refs = []
+    for name in ("people_lr", "people_gbt", "people_rf", "people_xgb"):
+        report = train.run(spark, config, name)
+        refs.append(f"{name}@{report.version}")
+    manifest = Registry(spark, EmbeddedDelta(spark), str(lake / "_registry")).get(refs[2]).manifest
+    assert manifest["training_partitions"] == 2
+    worker = Path(__file__).with_name("reproduce_worker.py")
+    done = subprocess.run([sys.executable, str(worker), str(conf), str(lake), *refs],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = {r["ref"]: r for r in map(json.loads, done.stdout.splitlines())}
+    for ref in refs[:3]:
+        assert results[ref].get("match") is True, results[ref]
+    assert results[refs[3]]["exit_code"] == 4
+    assert (
+        "cannot reproduce here: the version was trained with num_workers = 2"
+        in (results[refs[3]]["error"])
+    )
+
+
+@pytest.mark.parametrize("rows", [2000, 5])
+def test_boosters_train_on_a_one_file_table_of_any_size(spark, tmp_path, rows) -> None:
+    lake = tmp_path / "lake"
+    EmbeddedDelta(spark).write(agrawal(spark, rows, function=7, seed=3).coalesce(1),
+                               str(lake / "people"))  # fmt: skip
+    # One file, one row group, cut into two read splits (as a big file is on a cluster):
+    # Spark reads two partitions, one of them empty.
+    size = sum(f.stat().st_size for f in (lake / "people").glob("*.parquet"))
+    conf = tmp_path / "xgb.toml"
+    conf.write_text(CONF.format(algorithm="xgboost_classifier",
+                                params="{ max_bin = 64, n_estimators = 20 }")
+                    + "early_stopping = true\n")  # fmt: skip
+    config = load_config(conf_file=conf, overrides=[f'lakehouse.root="{lake}"'],
+                         environ={}).settings  # fmt: skip
+    saved = {k: spark.conf.get(k) for k in SPLIT_CONF}
+    spark.conf.set("spark.sql.files.maxPartitionBytes", str(int(size * 0.75)))
+    spark.conf.set("spark.sql.files.openCostInBytes", "1024")
+    try:
+        read = EmbeddedDelta(spark).read(str(lake / "people")).df
+        assert read.rdd.getNumPartitions() == 2
+        if rows == 5:  # too few rows to train: a one-line error naming the cause
+            with pytest.raises(InputError) as caught:
+                train.run(spark, config, "people_lr")
+            assert "\n" not in str(caught.value)
+            return
+        report = train.run(spark, config, "people_lr")
+    finally:
+        for key, value in saved.items():
+            spark.conf.set(key, value)
+    assert report.metrics["test"]["areaUnderROC"] > 0.9
+    assert report.params["num_workers"] == 2
+
+
+SPLIT_CONF = ("spark.sql.files.maxPartitionBytes", "spark.sql.files.openCostInBytes")

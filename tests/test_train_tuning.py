@@ -472,7 +472,7 @@ def test_reproduce_still_works_after_vacuum_removed_newer_versions(spark, cli_gl
     for _ in range(2):  # newer versions replace every file of version 0
         EmbeddedDelta(spark).write(people.limit(100), str(table), mode="overwrite")
     vacuumed = CliRunner().invoke(app, [*base, "table", "vacuum", str(table), "--retain-hours",
-                                        "0", "--json"])  # fmt: skip
+                                        "0", "--force", "--json"])  # fmt: skip
     assert vacuumed.exit_code == 0, vacuumed.stderr
     assert json.loads(vacuumed.stdout)["kept_versions"] == [0]
     again = CliRunner().invoke(app, [*base, "train", "--reproduce", f"m@{version}", "--json"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pyspark.sql import SparkSession
 
 from batchml.lib.delta.api import (
+    CommitConflict,
     DeltaTables,
     TableRead,
     VacuumResult,
@@ -23,6 +24,7 @@ from batchml.lib.settings import Settings
 
 __all__ = [
     "BackendChoice",
+    "CommitConflict",
     "DeltaTables",
     "TableRead",
     "VacuumResult",

@@ -9,8 +9,15 @@ from typing import Any, Literal, Protocol
 
 from pyspark.sql import DataFrame
 
+from batchml.lib.errors import InputError
+
 WriteMode = Literal["append", "overwrite", "replace"]
 WRITE_MODES: tuple[str, ...] = ("append", "overwrite", "replace")
+
+
+class CommitConflict(InputError):
+    """A concurrent commit changed what this write replaces; nothing was committed.
+    Rerunning the write (on the new snapshot) is safe."""
 
 
 @dataclass(frozen=True)

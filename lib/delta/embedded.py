@@ -8,6 +8,8 @@ footer statistics) in one delta-rs transaction. No row passes through the driver
 
 from __future__ import annotations
 
+import math
+import os
 import random
 import shutil
 import time
@@ -35,6 +37,7 @@ from pyspark.sql import types as T
 from batchml.lib.delta import snapshots as delta_log
 from batchml.lib.delta.api import (
     WRITE_MODES,
+    CommitConflict,
     TableRead,
     VacuumResult,
     WriteMode,
@@ -56,6 +59,7 @@ from batchml.lib.delta.replace import (
     quoted,
 )
 from batchml.lib.delta.staging import (
+    CLAIM_SUFFIX,
     StagedFile,
     WritePlan,
     add_columns,
@@ -63,8 +67,11 @@ from batchml.lib.delta.staging import (
     hive_layout_matches,
     move_into_place,
     plan_write,
+    remove_empty_dirs,
     remove_files,
     remove_if_empty,
+    write_claim,
+    writer_claims,
 )
 from batchml.lib.delta.stats import footer_stats
 from batchml.lib.errors import InputError, first_line
@@ -115,6 +122,7 @@ class EmbeddedDelta:
         partitions = snapshot.partition_columns
         actions = snapshot.add_actions()
         files = [relative_file(p) for p in actions.column("path").to_pylist()]
+        _check_files_present(root, snapshot.version, files)
         log.debug(
             "delta read", extra={"table": root, "version": snapshot.version, "files": len(files)}
         )
@@ -217,8 +225,13 @@ class EmbeddedDelta:
             check_predicate(self.spark, replace_where, plan.schema, plan.partitions, root)
 
         staging = Path(root) / STAGING_DIR / uuid.uuid4().hex
-        created_root = not Path(root).exists()
+        # Something unique in our commit's info: the version we made is found by it, not by
+        # reading "latest" (a concurrent writer may have committed since), and a failure
+        # after the commit can tell whether the log holds our commit.
+        commit_id = uuid.uuid4().hex
         moved: list[str] = []
+        committing = False
+        claim = write_claim(staging)  # tells vacuum this writer is alive, and its files
         try:
             staged = self._stage(df, plan, staging)
             if replace_where is not None:
@@ -226,20 +239,27 @@ class EmbeddedDelta:
             if before_commit is not None:
                 before_commit()
             started = time.perf_counter()
+            write_claim(staging, [f.relative for f in staged])
             moved = move_into_place(staging, root, staged)
-            result = self._commit(
-                root, base, plan, staged, mode, replace_where, token, commit_info or {}
-            )
+            committing = True
+            info = {**(commit_info or {}), "commit_id": commit_id}  # as before_commit left it
+            result = self._commit(root, base, plan, staged, mode, replace_where, token, info)
             self.last_write_seconds["commit"] = time.perf_counter() - started
             return result
         except BaseException:
-            remove_files(root, moved)
-            if created_root and not delta_log.table_exists(root):
-                shutil.rmtree(root, ignore_errors=True)
+            # Our files may be removed only while no log entry references them: before
+            # the commit, or when the log shows that ours never landed. When that cannot
+            # be told (the log unreadable), they stay: unreferenced files harm no reader
+            # and `table vacuum` removes them.
+            if moved and (not committing or _commit_absent(root, commit_id)):
+                remove_files(root, moved)
+                remove_empty_dirs(root, moved)
             raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            claim.unlink(missing_ok=True)
             remove_if_empty(Path(root) / STAGING_DIR)
+            remove_if_empty(Path(root))
 
     def _current(self, root: str) -> delta_log.Snapshot | None:
         """The snapshot a write starts from (None for a new table)."""
@@ -329,7 +349,7 @@ class EmbeddedDelta:
                             adds, "overwrite", delta_schema,
                             partition_by=plan.partitions or None, commit_properties=properties,
                         )  # fmt: skip
-                        version = delta_log.open_snapshot(root).version
+                        version = _our_version(root, commit_info["commit_id"])
                         return WriteResult(root, version, True, len(adds), len(affected), rows,
                                            "committed (schema replaced)", attempt)  # fmt: skip
                     now = int(time.time() * 1000)
@@ -342,7 +362,7 @@ class EmbeddedDelta:
                         partition_by=plan.partitions or None, commit_properties=properties,
                     )  # fmt: skip
                     removed = len(removes)
-                version = delta_log.open_snapshot(root).version
+                version = _our_version(root, commit_info["commit_id"])
                 log.info(
                     "delta commit",
                     extra={"table": root, "version": version, "operation": mode,
@@ -357,7 +377,7 @@ class EmbeddedDelta:
                 if base is None and not delta_log.table_exists(root):
                     raise InputError(f"creating table {root} failed: {first_line(exc)}") from None
                 if attempt == MAX_COMMIT_ATTEMPTS:
-                    raise InputError(
+                    raise CommitConflict(
                         f"commit to table {root} kept conflicting with concurrent writers "
                         f"({attempt} attempts); nothing was committed"
                     ) from None
@@ -371,7 +391,7 @@ class EmbeddedDelta:
                 elif mode != "append":
                     now_affected = affected_files(self.spark, fresh, mode, predicate, plan)
                     if set(now_affected) != set(affected or []):
-                        raise InputError(
+                        raise CommitConflict(
                             f"commit to table {root} conflicts with version {fresh.version}, "
                             f"which changed the files this {mode} replaces; nothing was "
                             "committed (rerun the job)"
@@ -393,27 +413,34 @@ class EmbeddedDelta:
         dry_run: bool = False,
         keep_versions: list[int] | None = None,
     ) -> VacuumResult:
-        """Remove unreferenced files older than `retain_hours` and stale staging folders."""
+        """Remove unreferenced files older than `retain_hours` and stale staging folders.
+
+        Never removes what a live writer staged or moved into place and has not committed
+        yet (its claim in the staging folder lists those files). delta-rs counts whole
+        hours, so its cut-off is `retain_hours` rounded up: never more removed than asked.
+        """
         root = _root(uri)
         snapshot = delta_log.open_snapshot(root)
-        files = snapshot.table.vacuum(
-            retention_hours=int(retain_hours),
-            dry_run=dry_run,
+        live, stale = writer_claims(Path(root) / STAGING_DIR, retain_hours)
+        protected = {relative for claim in live for relative in claim.files}
+        candidates = snapshot.table.vacuum(
+            retention_hours=math.ceil(retain_hours),
+            dry_run=True,
             enforce_retention_duration=False,
             keep_versions=keep_versions or None,
         )
-        stale = []
-        staging_root = Path(root) / STAGING_DIR
-        cutoff = time.time() - retain_hours * 3600
-        if staging_root.is_dir():
-            for folder in sorted(staging_root.iterdir()):
-                if folder.stat().st_mtime <= cutoff:
-                    stale.append(str(folder))
-                    if not dry_run:
-                        shutil.rmtree(folder, ignore_errors=True)
-            if not dry_run:
-                remove_if_empty(staging_root)
-        return VacuumResult(root, dry_run, sorted(files), stale)
+        files = sorted(f for f in candidates if relative_file(f) not in protected)
+        if not dry_run:
+            for relative in files:
+                (Path(root) / relative_file(relative)).unlink(missing_ok=True)
+            for folder in stale:
+                shutil.rmtree(folder, ignore_errors=True)
+                Path(f"{folder}{CLAIM_SUFFIX}").unlink(missing_ok=True)
+            remove_if_empty(Path(root) / STAGING_DIR)
+        if live:
+            kept = {"table": root, "writers": len(live), "files": len(protected)}
+            log.info("vacuum kept the files of running writers", extra=kept)
+        return VacuumResult(root, dry_run, files, sorted(str(f) for f in stale))
 
 
 # ----------------------------------------------------------------- small helpers
@@ -430,6 +457,17 @@ def _spark_path(root: str, relative: str) -> str:
     return hadoop_path(f"{root}/{relative}")
 
 
+def _check_files_present(root: str, version: int, files: list[str]) -> None:
+    """A version whose data files were deleted (by hand, or another tool's vacuum) is an
+    input error now, not a Spark failure halfway through a job."""
+    for relative in files:
+        if not os.path.exists(os.path.join(root, relative)):
+            raise InputError(
+                f"table {root} version {version}: data file {relative} is missing (deleted "
+                "or vacuumed); read another version or restore the file"
+            )
+
+
 def _token_committed(snapshot: delta_log.Snapshot, token: WriteToken | None) -> bool:
     if token is None:
         return False
@@ -444,6 +482,36 @@ def _noop(root: str, version: int, token: WriteToken | None) -> WriteResult:
     )  # fmt: skip
     log.info("delta write skipped", extra={"table": root, "version": version, "reason": message})
     return WriteResult(root, version, False, message=message)
+
+
+def _our_version(root: str, commit_id: str) -> int:
+    """The version of the commit that carries `commit_id` (just committed by us)."""
+    found = find_commit(root, commit_id)
+    if found is None:
+        raise InputError(f"table {root}: the commit just made is not in its log")
+    return found
+
+
+def find_commit(root: str, commit_id: str) -> int | None:
+    """The version whose batchml commit info holds `commit_id`, looking at the newest
+    commits first (ours is among the last few unless many writers committed since)."""
+    limit = 16
+    while True:
+        commits = delta_log.history(root, limit)
+        for commit in commits:
+            if (commit.get("batchml") or {}).get("commit_id") == commit_id:
+                return int(commit["version"])
+        if len(commits) < limit:
+            return None
+        limit *= 8
+
+
+def _commit_absent(root: str, commit_id: str) -> bool:
+    """True only when the table's log was read and holds no commit with `commit_id`."""
+    try:
+        return not delta_log.table_exists(root) or find_commit(root, commit_id) is None
+    except BaseException:
+        return False
 
 
 def _is_conflict(exc: Exception) -> bool:

@@ -49,9 +49,15 @@ def hive_escape(value: str) -> str:
     )
 
 
+_ESCAPED = re.compile(r"%([0-9A-Fa-f]{2})")
+
+
 def hive_unescape(name: str) -> str:
-    """Undo Hive escaping: every `%XX` is one escaped character."""
-    return unquote(name, errors="strict")
+    """A directory name's partition value as Spark's partition discovery reads it: every
+    `%XX` is one character (code point XX), not a byte of UTF-8. So `%C3%BC` (how other
+    writers percent-encode `ü`) reads as `Ã¼`; callers compare with the log's value and
+    use the log's where the two differ."""
+    return _ESCAPED.sub(lambda match: chr(int(match.group(1), 16)), name)
 
 
 def relative_file(action: str) -> str:

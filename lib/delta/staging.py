@@ -6,7 +6,10 @@ Plain functions over schemas, snapshots and local files; `embedded.py` runs them
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,6 +118,81 @@ def move_into_place(staging: Path, root: str, staged: list[StagedFile]) -> list[
 def remove_files(root: str, relatives: list[str]) -> None:
     for relative in relatives:
         (Path(root) / relative).unlink(missing_ok=True)
+
+
+CLAIM_SUFFIX = ".writer.json"
+
+
+@dataclass(frozen=True)
+class WriterClaim:
+    """A writer's note beside its staging folder: who it is, and the files it moved (or is
+    about to move) into the table and has not committed yet."""
+
+    folder: Path
+    host: str
+    pid: int
+    started: float
+    files: tuple[str, ...]
+
+    def alive(self, retain_hours: float) -> bool:
+        """Its process still runs (checked on this host; elsewhere: it is recent)."""
+        if self.host != socket.gethostname():
+            return time.time() - self.started < retain_hours * 3600
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def write_claim(staging: Path, files: list[str] | None = None) -> Path:
+    """Write (or update) the claim of the writer staging into `staging`."""
+    claim = Path(f"{staging}{CLAIM_SUFFIX}")
+    claim.parent.mkdir(parents=True, exist_ok=True)
+    body = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
+            "files": files or []}  # fmt: skip
+    partial = claim.with_suffix(".tmp")
+    partial.write_text(json.dumps(body))
+    os.replace(partial, claim)
+    return claim
+
+
+def writer_claims(staging_root: Path, retain_hours: float) -> tuple[list[WriterClaim], list[Path]]:
+    """(claims of live writers, staging folders no live writer owns and older than the
+    retention). A folder without a claim belongs to a writer that died before claiming."""
+    if not staging_root.is_dir():
+        return [], []
+    live: list[WriterClaim] = []
+    owned: set[str] = set()
+    for path in staging_root.glob(f"*{CLAIM_SUFFIX}"):
+        try:
+            body = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        claim = WriterClaim(Path(str(path)[: -len(CLAIM_SUFFIX)]), body["host"], body["pid"],
+                            body["started"], tuple(body.get("files", [])))  # fmt: skip
+        if claim.alive(retain_hours):
+            live.append(claim)
+            owned.add(claim.folder.name)
+    cutoff = time.time() - retain_hours * 3600
+    stale = [
+        folder for folder in sorted(staging_root.iterdir())
+        if folder.is_dir() and folder.name not in owned and folder.stat().st_mtime <= cutoff
+    ]  # fmt: skip
+    return live, stale
+
+
+def remove_empty_dirs(root: str, relatives: list[str]) -> None:
+    """Remove the partition directories our removed files leave empty (never the root)."""
+    folders = {Path(root, relative).parent for relative in relatives}
+    for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+        while folder != Path(root) and Path(root) in folder.parents:
+            if any(folder.iterdir()) if folder.is_dir() else False:
+                break
+            remove_if_empty(folder)
+            folder = folder.parent
 
 
 def remove_if_empty(folder: Path) -> None:

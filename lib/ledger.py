@@ -1,0 +1,234 @@
+"""The ingest ledger: which raw files of a source are already in its table.
+
+One small Delta table per source (default `<lakehouse>/_ingest/<source>`), one row per
+file and state change:
+
+- `pending`: written just before the table commit of a batch (after the batch passed
+  its contract), with the host and process id of the writer;
+- `ingested`: written after the table (and quarantine) commits, carrying the batch's
+  Delta transaction token, so it is written once even when a run is retried;
+- `abandoned`: a pending batch whose table commit never happened (its writer died or
+  failed before committing); its files count as not ingested.
+
+A file counts as ingested when it has an `ingested` row; its identity is its path, size
+and modification time (and a SHA-256 of its bytes when the source asks for one). A run
+killed between the table commit and the `ingested` row leaves a `pending` batch whose
+token is in the table: the next run finds it and completes it (quarantine, then the
+ledger), so no file is lost or read twice, however many new files landed meanwhile.
+The record lives in table rows, not in commit info, so log cleanup cannot erase it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pyarrow as pa
+from pyspark.sql import SparkSession
+from pyspark.sql import types as T
+
+from batchml.lib.delta import DeltaTables, WriteToken
+from batchml.lib.logs import get_logger
+from batchml.lib.sources import SourceFile
+
+log = get_logger(__name__)
+
+LEDGER_SCHEMA = T.StructType(
+    [
+        T.StructField("path", T.StringType()),
+        T.StructField("size", T.LongType()),
+        T.StructField("mtime_ns", T.LongType()),
+        T.StructField("sha256", T.StringType()),
+        T.StructField("state", T.StringType()),
+        T.StructField("batch_id", T.StringType()),
+        T.StructField("run_id", T.StringType()),
+        T.StructField("host", T.StringType()),
+        T.StructField("pid", T.LongType()),
+        T.StructField("recorded_at", T.TimestampType()),
+    ]
+)
+PENDING, INGESTED, ABANDONED = "pending", "ingested", "abandoned"
+COMPACT_AFTER_FILES = 32  # rewrite the ledger as one file once it has this many
+
+
+@dataclass(frozen=True)
+class PendingBatch:
+    """A batch whose writer recorded its files and had not (yet) finished."""
+
+    batch_id: str
+    files: tuple[SourceFile, ...]
+    host: str
+    pid: int
+    recorded_at: datetime
+
+    def writer_alive(self) -> bool:
+        """Whether the process that wrote it still runs (only knowable on its host)."""
+        if self.host != socket.gethostname() or self.pid == os.getpid():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+@dataclass
+class LedgerState:
+    """What the ledger says: the ingested version of each path, and pending batches."""
+
+    ingested: dict[str, SourceFile] = field(default_factory=dict)
+    ingested_by: dict[str, str] = field(default_factory=dict)  # path -> its latest batch id
+    batches: set[str] = field(default_factory=set)  # batch ids with ingested rows
+    pending: list[PendingBatch] = field(default_factory=list)
+    files: int = 0  # data files of the ledger table (compaction trigger)
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """The listed files sorted by what the ledger says of them."""
+
+    new: list[SourceFile]
+    unchanged: list[SourceFile]
+    changed: list[SourceFile]  # ingested before, with another size or modification time
+
+
+def plan_files(listed: Iterable[SourceFile], state: LedgerState, *, content_hash: bool) -> FilePlan:
+    """Split the listed files into new, already ingested, and changed since ingested.
+
+    With `content_hash`, a file whose size or time changed but whose bytes hash to the
+    recorded SHA-256 counts as unchanged (e.g. copied again with a new mtime).
+    """
+    new, unchanged, changed = [], [], []
+    for listed_file in listed:
+        known = state.ingested.get(listed_file.path)
+        if known is None:
+            new.append(listed_file)
+        elif (known.size, known.mtime_ns) == (listed_file.size, listed_file.mtime_ns) or (
+            content_hash and known.sha256 and known.sha256 == file_sha256(listed_file.path)
+        ):
+            unchanged.append(listed_file)
+        else:
+            changed.append(listed_file)
+    return FilePlan(new, unchanged, changed)
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class IngestLedger:
+    """The ledger table of one source."""
+
+    def __init__(self, spark: SparkSession, tables: DeltaTables, uri: str, source: str) -> None:
+        self.spark = spark
+        self.tables = tables
+        self.uri = uri
+        self.source = source
+
+    def load(self) -> LedgerState:
+        """Read the ledger (file metadata only, one row per file and state change)."""
+        state = LedgerState()
+        if not self.tables.exists(self.uri):
+            return state
+        read = self.tables.read(self.uri)
+        # Arrow to the driver: rows of file metadata (a few hundred bytes per raw file),
+        # which the planning step needs as a lookup table by path.
+        rows = read.df.orderBy("recorded_at").toArrow().to_pylist()
+        state.files = _data_files(read.df)
+        closed: set[str] = set()
+        pending: dict[str, list[dict]] = {}
+        for row in rows:
+            if row["state"] == INGESTED:
+                state.ingested[row["path"]] = _source_file(row)
+                state.ingested_by[row["path"]] = row["batch_id"]
+                state.batches.add(row["batch_id"])
+                closed.add(row["batch_id"])
+            elif row["state"] == ABANDONED:
+                closed.add(row["batch_id"])
+            else:
+                pending.setdefault(row["batch_id"], []).append(row)
+        for batch_id, batch_rows in pending.items():
+            if batch_id in closed:
+                continue
+            first = batch_rows[0]
+            state.pending.append(
+                PendingBatch(
+                    batch_id, tuple(_source_file(r) for r in batch_rows), first["host"] or "",
+                    int(first["pid"] or 0), first["recorded_at"],
+                )
+            )  # fmt: skip
+        return state
+
+    def record(
+        self,
+        files: Iterable[SourceFile],
+        *,
+        state: str,
+        batch_id: str,
+        run_id: str,
+        token: WriteToken | None = None,
+    ) -> None:
+        """Append one row per file in `state`, as one commit (a no-op if `token` is in)."""
+        now = datetime.now(UTC)
+        host, pid = socket.gethostname(), os.getpid()
+        rows = [
+            (f.path, f.size, f.mtime_ns, f.sha256, state, batch_id, run_id, host, pid, now)
+            for f in files
+        ]
+        columns = list(zip(*rows, strict=True)) if rows else [[] for _ in LEDGER_SCHEMA]
+        arrow = pa.table(
+            {name: list(values) for name, values in zip(LEDGER_SCHEMA.names, columns, strict=True)},
+            schema=_ARROW_SCHEMA,
+        )
+        self.tables.write(
+            self.spark.createDataFrame(arrow).coalesce(1),
+            self.uri,
+            token=token,
+            commit_info={"job": "ingest", "source": self.source, "state": state,
+                         "batch_id": batch_id, "run_id": run_id, "files": len(rows)},
+        )  # fmt: skip
+
+    def compact(self, state: LedgerState) -> None:
+        """Rewrite the ledger as one file once runs have left many small ones.
+
+        Best effort: a concurrent writer makes the overwrite conflict; it is then left
+        for a later run. The rows (and the transaction tokens in the log) stay the same.
+        """
+        if state.files + 2 < COMPACT_AFTER_FILES:
+            return
+        try:
+            current = self.tables.read(self.uri)
+            self.tables.write(
+                current.df.coalesce(1), self.uri, mode="overwrite",
+                commit_info={"job": "ingest", "source": self.source, "state": "compact"},
+            )  # fmt: skip
+        except Exception as exc:
+            log.info("ingest ledger compaction skipped", extra={"reason": str(exc)[:200]})
+
+
+_ARROW_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
+        ("sha256", pa.string()), ("state", pa.string()), ("batch_id", pa.string()),
+        ("run_id", pa.string()), ("host", pa.string()), ("pid", pa.int64()),
+        ("recorded_at", pa.timestamp("us", tz="UTC")),
+    ]
+)  # fmt: skip
+
+
+def _source_file(row: dict) -> SourceFile:
+    return SourceFile(row["path"], int(row["size"]), int(row["mtime_ns"]), row["sha256"])
+
+
+def _data_files(df) -> int:
+    return len(df.inputFiles())
