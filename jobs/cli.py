@@ -88,3 +88,7 @@ def main() -> None:
     except Terminated:
         typer.echo("batchml: error: terminated (SIGTERM)", err=True)
         sys.exit(EXIT_SIGTERM)
+
+
+if __name__ == "__main__":
+    main()

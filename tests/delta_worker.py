@@ -1,20 +1,57 @@
 """A separate writer process for concurrency and crash tests (run as a script, never forked).
 
     python tests/delta_worker.py append|replace|slow URI TAG COUNT LAKEHOUSE
-Prints one JSON line per write.
+    python tests/delta_worker.py pause-staging|pause-moved|pause-committed URI TAG 1 LAKEHOUSE
+Prints one JSON line per write. A `pause-*` writer prints `AT <point>` and sleeps there:
+while Spark writes the staged files, after moving them into the table (before the
+commit), or right after delta-rs accepted the commit. It stops on SIGTERM the way the
+`batchml` command does (exit 143).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 
 from batchml.lib.config import load_config
+from batchml.lib.delta import embedded
 from batchml.lib.delta.embedded import EmbeddedDelta
+from batchml.lib.signals import EXIT_SIGTERM, Terminated, install_termination_handler
 from batchml.lib.spark import build_session
 
 
+def pause_at(point: str) -> None:
+    """Patch the writer so that it announces `point` and waits there."""
+
+    def announce() -> None:
+        print(f"AT {point}", flush=True)
+        time.sleep(120)
+
+    if point == "moved":
+        move = embedded.move_into_place
+
+        def moved_then_wait(staging, root, staged, moved):
+            move(staging, root, staged, moved)
+            announce()
+
+        embedded.move_into_place = moved_then_wait
+    elif point == "committed":
+        find = embedded.find_commit
+
+        def committed_then_wait(root, commit_id):
+            if not calls:  # only the first look-up, right after the commit
+                calls.append(commit_id)
+                announce()
+            return find(root, commit_id)
+
+        calls: list[str] = []
+
+        embedded.find_commit = committed_then_wait
+
+
 def main(action: str, uri: str, tag: str, count: int, lakehouse: str) -> None:
+    install_termination_handler()
     cfg = load_config(
         overrides=[
             'spark.master="local[1]"',
@@ -25,8 +62,12 @@ def main(action: str, uri: str, tag: str, count: int, lakehouse: str) -> None:
     )
     spark = build_session(cfg.settings)
     tables = EmbeddedDelta(spark)
+    if action.startswith("pause-"):
+        pause_at(action.removeprefix("pause-"))
     for round_ in range(count):
-        if action == "slow":
+        if action in ("slow", "pause-staging"):
+            if action == "pause-staging":
+                print("AT staging", flush=True)
             df = spark.range(0, 30_000_000, numPartitions=6).selectExpr(
                 f"'{tag}' AS tag", "id AS n", "sha2(CAST(id AS STRING), 512) AS h"
             )
@@ -51,4 +92,7 @@ def main(action: str, uri: str, tag: str, count: int, lakehouse: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+    try:
+        main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+    except Terminated:
+        sys.exit(EXIT_SIGTERM)

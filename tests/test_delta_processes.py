@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from deltalake import DeltaTable
 from oracles import oracle_rows
 from pyspark.sql import SparkSession
@@ -85,3 +86,71 @@ def test_writer_killed_mid_write_leaves_the_table_as_it_was(
     assert len(cleaned.staging_dirs) == 1
     assert not staging.exists()
     assert tables.read(str(uri)).df.count() == 1
+
+
+def wait_for(worker: subprocess.Popen, text: str, timeout: float = 180) -> None:
+    """Read the worker's stdout until a line holds `text`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = worker.stdout.readline()
+        if text in line:
+            return
+        if not line and worker.poll() is not None:
+            raise AssertionError(f"worker ended early: {worker.stderr.read()[-2000:]}")
+    raise AssertionError(f"worker never printed {text!r}")
+
+
+def referenced(uri: Path) -> set[str]:
+    return {Path(p).relative_to(uri).as_posix() for p in DeltaTable(str(uri)).file_uris()}
+
+
+def data_files(uri: Path) -> set[str]:
+    return {p.relative_to(uri).as_posix() for p in uri.rglob("*.parquet")
+            if STAGING_DIR not in p.parts}  # fmt: skip
+
+
+@pytest.mark.parametrize(("point", "version_after"), [("staging", 0), ("moved", 0),
+                                                      ("committed", 1)])  # fmt: skip
+def test_sigterm_inside_a_write_leaves_a_whole_table(
+    spark: SparkSession, tmp_path: Path, point: str, version_after: int
+) -> None:
+    uri = tmp_path / "stopped"
+    seed(spark, uri)
+    worker = start(f"pause-{point}", uri, "x", 1, tmp_path / "lh")
+    wait_for(worker, f"AT {point}")
+    if point == "staging":  # let Spark start writing its files
+        deadline = time.monotonic() + 120
+        while not any((uri / STAGING_DIR).glob("*/*")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=120)
+
+    assert worker.returncode == 143, worker.stderr.read()[-2000:]
+    assert DeltaTable(str(uri)).version() == version_after
+    for version in range(version_after + 1):  # every version whole, by another reader
+        assert len(oracle_rows(str(uri), version)) == [1, 6][version]
+    assert not (uri / STAGING_DIR).exists()  # staging cleaned up
+    assert data_files(uri) == referenced(uri)  # nothing half-written left in the table
+
+
+def test_vacuum_keeps_what_a_running_writer_moved_but_has_not_committed(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    uri = tmp_path / "busy"
+    seed(spark, uri)
+    worker = start("pause-moved", uri, "x", 1, tmp_path / "lh")
+    try:
+        wait_for(worker, "AT moved")
+        pending = data_files(uri) - referenced(uri)
+        assert pending  # moved into the table, not yet committed
+        result = EmbeddedDelta(spark).vacuum(str(uri), retain_hours=0)
+        assert not set(result.files) & pending and result.staging_dirs == []
+        assert pending <= data_files(uri) and any((uri / STAGING_DIR).iterdir())
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=120)
+    # the writer is gone now: what it left is vacuum's to remove
+    assert data_files(uri) == referenced(uri)
+    EmbeddedDelta(spark).vacuum(str(uri), retain_hours=0)
+    assert not (uri / STAGING_DIR).exists()

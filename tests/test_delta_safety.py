@@ -120,13 +120,12 @@ def test_two_writers_creating_one_table_both_land(
     move = embedded.move_into_place
     raced = []
 
-    def the_other_writer_creates_it_first(staging, root, staged):
-        moved = move(staging, root, staged)
+    def the_other_writer_creates_it_first(staging, root, staged, moved):
+        move(staging, root, staged, moved)
         if not raced:
             raced.append(True)
             write_deltalake(root, pa.table({"id": pa.array([7], pa.int64()),
                                             "part": ["1"]}), partition_by=["part"])  # fmt: skip
-        return moved
 
     monkeypatch.setattr(embedded, "move_into_place", the_other_writer_creates_it_first)
     result = tables.write(rows(spark, 0, 4), uri, partition_by=["part"])

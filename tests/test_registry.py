@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from deltalake import DeltaTable
+from oracles import oracle_rows
 from pyspark.ml import PipelineModel
 from pyspark.ml.feature import SQLTransformer
 from pyspark.sql import SparkSession
@@ -104,3 +108,56 @@ def test_models_commands(spark, cli_globals, tmp_path: Path) -> None:
     assert text.stdout.startswith("delays version 1 (") and "aliases: champion" in text.stdout
     missing = runner.invoke(app, [*args, "show", "delays@7"])
     assert missing.exit_code == 4 and "has no version 7" in missing.stderr
+
+
+def test_an_alias_points_at_one_version_whatever_the_interleaving(
+    spark, registry: Registry, tmp_path: Path
+) -> None:
+    for factor in (1, 2, 3):
+        registry.register("race", model(factor), manifest())
+    worker = Path(__file__).with_name("registry_worker.py")
+    writers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(worker),
+                registry.root,
+                str(tmp_path / f"lh{v}"),
+                "race",
+                str(v),
+                "champion",
+                "3",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        for v in (1, 2, 3)
+    ]
+    for writer in writers:
+        out, err = writer.communicate(timeout=300)
+        assert writer.returncode == 0, err[-2000:]
+        assert out.split() == ["set"] * 3
+    rows = [r for r in oracle_rows(registry.aliases_uri) if r["alias"] == "champion"]
+    assert len(rows) == 1  # first-time sets raced on a new table: still one row
+    assert registry.get("race@champion").version == rows[0]["version"]
+    assert DeltaTable(registry.aliases_uri).version() == 8  # all nine sets, none lost
+
+
+def test_a_registration_that_fails_leaves_no_artifact(
+    spark, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry.register("m", model(1), manifest())
+    write = registry.tables.write
+
+    def index_commit_fails(df, uri, **kwargs):
+        if uri == registry.versions_uri:
+            raise OSError("lost the race and the disk")
+        return write(df, uri, **kwargs)
+
+    monkeypatch.setattr(registry.tables, "write", index_commit_fails)
+    with pytest.raises(OSError, match="lost the race"):
+        registry.register("m", model(2), manifest())
+    artifacts = sorted(p.name for p in (Path(registry.root) / "artifacts" / "m").iterdir())
+    assert artifacts == [Path(registry.get("m@1").artifact_uri).name]

@@ -240,7 +240,7 @@ class EmbeddedDelta:
                 before_commit()
             started = time.perf_counter()
             write_claim(staging, [f.relative for f in staged])
-            moved = move_into_place(staging, root, staged)
+            move_into_place(staging, root, staged, moved)
             committing = True
             info = {**(commit_info or {}), "commit_id": commit_id}  # as before_commit left it
             result = self._commit(root, base, plan, staged, mode, replace_where, token, info)
@@ -434,13 +434,17 @@ class EmbeddedDelta:
             for relative in files:
                 (Path(root) / relative_file(relative)).unlink(missing_ok=True)
             for folder in stale:
-                shutil.rmtree(folder, ignore_errors=True)
-                Path(f"{folder}{CLAIM_SUFFIX}").unlink(missing_ok=True)
+                if folder.is_dir():
+                    shutil.rmtree(folder, ignore_errors=True)
+                    Path(f"{folder}{CLAIM_SUFFIX}").unlink(missing_ok=True)
+                else:  # a dead writer's claim
+                    folder.unlink(missing_ok=True)
             remove_if_empty(Path(root) / STAGING_DIR)
         if live:
             kept = {"table": root, "writers": len(live), "files": len(protected)}
             log.info("vacuum kept the files of running writers", extra=kept)
-        return VacuumResult(root, dry_run, files, sorted(str(f) for f in stale))
+        folders = sorted(str(f) for f in stale if not f.name.endswith(CLAIM_SUFFIX))
+        return VacuumResult(root, dry_run, files, folders)
 
 
 # ----------------------------------------------------------------- small helpers

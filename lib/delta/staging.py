@@ -105,14 +105,14 @@ def hive_layout_matches(
     return True
 
 
-def move_into_place(staging: Path, root: str, staged: list[StagedFile]) -> list[str]:
-    moved = []
+def move_into_place(staging: Path, root: str, staged: list[StagedFile], moved: list[str]) -> None:
+    """Move the staged files into the table, appending each to `moved` as it lands (so an
+    interrupted move still knows which files to take back)."""
     for item in staged:
         target = Path(root) / item.relative
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging / item.relative, target)
         moved.append(item.relative)
-    return moved
 
 
 def remove_files(root: str, relatives: list[str]) -> None:
@@ -180,6 +180,12 @@ def writer_claims(staging_root: Path, retain_hours: float) -> tuple[list[WriterC
     stale = [
         folder for folder in sorted(staging_root.iterdir())
         if folder.is_dir() and folder.name not in owned and folder.stat().st_mtime <= cutoff
+    ]  # fmt: skip
+    # claims of writers that died (SIGKILL) without a folder to go with them
+    stale += [
+        path for path in sorted(staging_root.glob(f"*{CLAIM_SUFFIX}"))
+        if path.name[: -len(CLAIM_SUFFIX)] not in owned
+        and not (staging_root / path.name[: -len(CLAIM_SUFFIX)]).is_dir()
     ]  # fmt: skip
     return live, stale
 

@@ -1,0 +1,34 @@
+"""A process that points an alias at a model version, several times (concurrency tests).
+
+python tests/registry_worker.py REGISTRY_ROOT LAKEHOUSE MODEL VERSION ALIAS TIMES
+"""
+
+from __future__ import annotations
+
+import sys
+
+from batchml.lib.config import load_config
+from batchml.lib.delta.embedded import EmbeddedDelta
+from batchml.lib.registry import Registry
+from batchml.lib.spark import build_session
+
+
+def main(root: str, lakehouse: str, model: str, version: str, alias: str, times: str) -> None:
+    cfg = load_config(
+        overrides=[
+            'spark.master="local[1]"',
+            "spark.shuffle_partitions=1",
+            "spark.driver_memory=700m",
+            f'lakehouse.root="{lakehouse}"',
+        ]
+    )
+    spark = build_session(cfg.settings)
+    registry = Registry(spark, EmbeddedDelta(spark), root)
+    for _ in range(int(times)):
+        registry.set_alias(model, int(version), alias)
+        print("set", flush=True)
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:7])
