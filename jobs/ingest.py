@@ -60,6 +60,7 @@ from batchml.lib.sources import (
 
 log = get_logger(__name__)
 TARGET_FILE_BYTES = 128 * 1024 * 1024
+MAX_RAW_FILES_PER_TASK = 500  # raw files one coalesced task may read (see _into_files)
 
 
 @dataclass(frozen=True)
@@ -311,7 +312,7 @@ def _write_batch(job: _Job, batch: SourceBatch, report: IngestReport) -> None:
         counts = flagged_df.agg(*_batch_metrics(flagged_df)).collect()[0].asDict()
         check_batch()
     written = tables.write(
-        good_rows(observed_df, checked).coalesce(files), job.table_uri,
+        _into_files(good_rows(observed_df, checked), files, batch), job.table_uri,
         mode=job.mode,  # type: ignore[arg-type]
         partition_by=job.contract.partition_by or None, replace_where=job.replace_where,
         token=token, commit_info=table_commit,
@@ -324,9 +325,9 @@ def _write_batch(job: _Job, batch: SourceBatch, report: IngestReport) -> None:
         names = rule_names(checked, has_raw=RAW_RECORD in raw_df.columns)
         quarantine_df = _quarantine_rows(raw_df, checked, report, source.format, options)
         quarantined = tables.write(
-            quarantine_df.observe(by_rule, *[
+            _into_files(quarantine_df.observe(by_rule, *[
                 F.sum(F.array_contains(FAILED_RULES, name).cast("int")).alias(name)
-                for name in names]).coalesce(1),
+                for name in names]), 1, batch),
             job.quarantine_uri, token=token, commit_info=commit,
         )  # fmt: skip
         report.quarantined_by_rule = {k: int(v) for k, v in by_rule.get.items() if v}
@@ -342,6 +343,20 @@ def _write_batch(job: _Job, batch: SourceBatch, report: IngestReport) -> None:
     )  # fmt: skip
     log.info("ingest finished", extra={k: v for k, v in report.to_dict().items()
                                         if k != "message"})  # fmt: skip
+
+
+def _into_files(df: DataFrame, files: int, batch: SourceBatch) -> DataFrame:
+    """The batch's rows cut into `files` output files.
+
+    Coalescing merges the read tasks into `files` tasks, and a task keeps the reader of
+    every file it opened until it ends (Spark closes them on task completion): over a few
+    thousand raw files per task that runs the executor out of memory. A batch of many
+    small files is shuffled into its output files instead, so the reading stays spread
+    over Spark's usual tasks.
+    """
+    if len(batch.files) > MAX_RAW_FILES_PER_TASK * files:
+        return df.repartition(files)
+    return df.coalesce(files)
 
 
 def _token(source: str, batch_id: str) -> WriteToken:

@@ -8,12 +8,14 @@ per row), with unparseable lines kept whole in `_raw_record` instead of failing 
 from __future__ import annotations
 
 import csv
+import fnmatch
 import glob
 import gzip
 import hashlib
 import io
 import json
 import os
+import re
 from dataclasses import dataclass
 
 from pyspark.errors import AnalysisException
@@ -62,9 +64,17 @@ def list_files(pattern: str) -> list[SourceFile]:
     Raises:
         InputError: nothing matches, or only empty files do.
     """
-    matched = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
     real_dirs: dict[str, str] = {}
-    files: list[SourceFile] = []
+    folder, name = os.path.split(pattern)
+    if glob.has_magic(name) and not glob.has_magic(folder):
+        # the common landing-folder case (`raw/orders/*.csv`): one scan of the folder,
+        # one stat per matching file
+        files = _scan(folder, name, real_dirs)
+        matched = []
+    else:
+        files = []
+        matched = (sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern)
+                   else [pattern])  # fmt: skip
     for candidate in matched:
         if os.path.isdir(candidate):
             files.extend(_walk(candidate, real_dirs))
@@ -93,6 +103,25 @@ def batch_of(
 def find_batch(pattern: str, *, batch_id: str | None = None) -> SourceBatch:
     """Every file under `pattern` as one batch (see `list_files` and `batch_of`)."""
     return batch_of(list_files(pattern), batch_id=batch_id)
+
+
+def _scan(folder: str, name_pattern: str, real_dirs: dict[str, str]) -> list[SourceFile]:
+    found = []
+    try:
+        entries = list(os.scandir(folder or "."))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    real = os.path.realpath(folder or ".")
+    wanted = re.compile(fnmatch.translate(name_pattern))
+    for entry in entries:
+        if entry.name.startswith(".") or not wanted.match(entry.name):
+            continue  # glob skips hidden names too
+        if entry.is_dir():
+            found.extend(_walk(entry.path, real_dirs))
+        elif entry.is_file():
+            info = entry.stat()
+            found.append(SourceFile(f"{real}/{entry.name}", info.st_size, info.st_mtime_ns))
+    return found
 
 
 def _walk(folder: str, real_dirs: dict[str, str]) -> list[SourceFile]:

@@ -420,3 +420,19 @@ def test_cli_exit_codes(spark, tmp_path: Path, cli_globals: list[str]) -> None:
     assert "1 rows quarantined in" in quarantining.stderr
     unknown = runner.invoke(app, [*args, "nope"])
     assert unknown.exit_code == 2 and "unknown source 'nope'" in unknown.stderr
+
+
+def test_a_batch_of_many_small_files_is_spread_over_tasks(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # more raw files than one task may hold open: the batch is shuffled into its output
+    # file instead of coalesced into one reading task (which ran out of memory at 100k)
+    monkeypatch.setattr(ingest, "MAX_RAW_FILES_PER_TASK", 4)
+    settings = settings_for(tmp_path, policy="quarantine")
+    for index in range(12):
+        land(tmp_path, f"part_{index:02d}.csv", [f"{100 + index},1,UA,1,NA"])
+    land(tmp_path, "part_bad.csv", ["200,1,ua,1,NA"])
+    report = run(spark, settings)
+    assert (report.files, report.rows_written, report.rows_quarantined) == (13, 12, 1)
+    assert sorted(r["id"] for r in oracle_rows(report.table_uri)) == list(range(100, 112))
+    assert len(DeltaTable(report.table_uri).file_uris()) == 1
