@@ -416,7 +416,8 @@ def _workers_with_data(
                 log.info("fewer xgboost workers: some would get no rows",
                          extra={"model": plan.model, "asked": workers, "used": count})  # fmt: skip
             return count
-    raise InputError(f"{plan.model}: the training data has no rows to train on")
+    wanted = "training and validation rows" if validation else "training rows"
+    raise InputError(f"{plan.model}: no worker gets {wanted} (the split left none)")
 
 
 class EstimatorFailed(BatchmlError):

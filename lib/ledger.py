@@ -35,6 +35,7 @@ from pyspark.sql import types as T
 
 from batchml.lib.delta import DeltaTables, WriteToken
 from batchml.lib.logs import get_logger
+from batchml.lib.runtime import process_alive
 from batchml.lib.sources import SourceFile
 
 log = get_logger(__name__)
@@ -69,15 +70,9 @@ class PendingBatch:
 
     def writer_alive(self) -> bool:
         """Whether the process that wrote it still runs (only knowable on its host)."""
-        if self.host != socket.gethostname() or self.pid == os.getpid():
+        if self.pid == os.getpid():
             return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return bool(process_alive(self.host, self.pid))
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 from dataclasses import dataclass
 from importlib import metadata
@@ -92,3 +93,17 @@ def package_version(name: str) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
+
+
+def process_alive(host: str, pid: int) -> bool | None:
+    """Whether process `pid` of machine `host` still runs: None when `host` is another
+    machine (nothing to ask there)."""
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user's
+        return True
+    return True

@@ -200,3 +200,24 @@ def test_boosters_train_on_a_one_file_table_of_any_size(spark, tmp_path, rows) -
 
 
 SPLIT_CONF = ("spark.sql.files.maxPartitionBytes", "spark.sql.files.openCostInBytes")
+
+
+def test_xgboost_gets_only_workers_that_hold_rows(spark) -> None:
+    from types import SimpleNamespace
+
+    from pyspark.sql import functions as F
+
+    ids = spark.range(200).withColumn(
+        train.SPLIT, F.when(F.col("id") % 5 == 0, "validation").otherwise("train")
+    )
+    one_side = ids.filter("pmod(hash(id), 2) = 0")  # every row hashes to worker 0 of 2
+    plan = SimpleNamespace(partitions=None, model="m")
+    assert train._workers_with_data(ids, "id", 2, plan, validation=True) == 2
+    assert train._workers_with_data(one_side, "id", 2, plan, validation=True) == 1
+    train_only = ids.filter(F.col(train.SPLIT) == "train")
+    assert train._workers_with_data(train_only, "id", 2, plan, validation=False) == 2
+    with pytest.raises(InputError, match="m: no worker gets training and validation rows"):
+        train._workers_with_data(train_only, "id", 2, plan, validation=True)
+    recorded = SimpleNamespace(partitions=2, model="m")  # reproducing: no silent change
+    with pytest.raises(InputError, match="recorded num_workers = 2 leaves a worker without"):
+        train._workers_with_data(one_side, "id", 2, recorded, validation=True)

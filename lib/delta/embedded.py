@@ -232,8 +232,10 @@ class EmbeddedDelta:
         moved: list[str] = []
         committing = False
         claim = write_claim(staging)  # tells vacuum this writer is alive, and its files
+        staged_all = False
         try:
             staged = self._stage(df, plan, staging)
+            staged_all = True
             if replace_where is not None:
                 check_rows_match(self.spark, staged, replace_where, plan, root)
             if before_commit is not None:
@@ -256,6 +258,8 @@ class EmbeddedDelta:
                 remove_empty_dirs(root, moved)
             raise
         finally:
+            if not staged_all:  # interrupted: cancelled tasks may still be writing there
+                _wait_until_tasks_stop(self.spark)
             shutil.rmtree(staging, ignore_errors=True)
             claim.unlink(missing_ok=True)
             remove_if_empty(Path(root) / STAGING_DIR)
@@ -486,6 +490,23 @@ def _noop(root: str, version: int, token: WriteToken | None) -> WriteResult:
     )  # fmt: skip
     log.info("delta write skipped", extra={"table": root, "version": version, "reason": message})
     return WriteResult(root, version, False, message=message)
+
+
+def _wait_until_tasks_stop(spark: SparkSession, timeout: float = 30.0) -> None:
+    """Wait (bounded) until no Spark job or task runs: job cancellation is asynchronous,
+    and a task still finishing would write into a staging folder already removed."""
+    deadline = time.monotonic() + timeout
+    # the executors' running-task counts are only on the JVM status tracker
+    tracker = spark.sparkContext._jsc.sc().statusTracker()
+    while time.monotonic() < deadline:
+        try:
+            jobs = spark.sparkContext.statusTracker().getActiveJobsIds()
+            running = sum(e.numRunningTasks() for e in tracker.getExecutorInfos())
+        except Exception:
+            return
+        if not jobs and not running:
+            return
+        time.sleep(0.1)
 
 
 def _our_version(root: str, commit_id: str) -> int:

@@ -20,6 +20,7 @@ from batchml.lib.delta import snapshots as delta_log
 from batchml.lib.delta.paths import partition_dirs, same_value, typed_value
 from batchml.lib.delta.schemas import check_partition_columns, compare_schemas
 from batchml.lib.errors import InputError
+from batchml.lib.runtime import process_alive
 
 
 @dataclass
@@ -136,15 +137,10 @@ class WriterClaim:
 
     def alive(self, retain_hours: float) -> bool:
         """Its process still runs (checked on this host; elsewhere: it is recent)."""
-        if self.host != socket.gethostname():
+        alive = process_alive(self.host, self.pid)
+        if alive is None:
             return time.time() - self.started < retain_hours * 3600
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return alive
 
 
 def write_claim(staging: Path, files: list[str] | None = None) -> Path:
