@@ -25,7 +25,7 @@ import os
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -56,6 +56,7 @@ LEDGER_SCHEMA = T.StructType(
 )
 PENDING, INGESTED, ABANDONED = "pending", "ingested", "abandoned"
 COMPACT_AFTER_FILES = 32  # rewrite the ledger as one file once it has this many
+STALE_PENDING = timedelta(hours=24)  # a pending batch older than this has no live writer
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,15 @@ class PendingBatch:
     recorded_at: datetime
 
     def writer_alive(self) -> bool:
-        """Whether the process that wrote it still runs (only knowable on its host)."""
+        """Whether the process that wrote it still runs (only knowable on its host). A
+        batch pending for over a day is taken as dead: its process id may have been
+        reused by another process since."""
         if self.pid == os.getpid():
+            return False
+        recorded = self.recorded_at
+        if recorded is not None and recorded.tzinfo is None:
+            recorded = recorded.replace(tzinfo=UTC)
+        if recorded is not None and datetime.now(UTC) - recorded > STALE_PENDING:
             return False
         return bool(process_alive(self.host, self.pid))
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,8 @@ from batchml.jobs.cli import app
 from batchml.lib.config import load_config
 from batchml.lib.delta.embedded import EmbeddedDelta
 from batchml.lib.errors import ConfigError, InputError
+from batchml.lib.ledger import IngestLedger
+from batchml.lib.sources import list_files
 
 CONTRACT = """
 [tables.orders]
@@ -436,3 +439,31 @@ def test_a_batch_of_many_small_files_is_spread_over_tasks(
     assert (report.files, report.rows_written, report.rows_quarantined) == (13, 12, 1)
     assert sorted(r["id"] for r in oracle_rows(report.table_uri)) == list(range(100, 112))
     assert len(DeltaTable(report.table_uri).file_uris()) == 1
+
+
+def test_a_live_writer_of_the_same_source_is_not_raced(spark: SparkSession, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from batchml.lib.ledger import PendingBatch
+
+    settings = settings_for(tmp_path)
+    land(tmp_path, "jan.csv", GOOD)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        now = datetime.now(UTC)
+        alive = PendingBatch("b", (), socket.gethostname(), other.pid, now)
+        assert alive.writer_alive()
+        assert not PendingBatch("b", (), socket.gethostname(), other.pid,
+                                now - timedelta(days=2)).writer_alive()  # fmt: skip
+        assert not PendingBatch("b", (), "another-host", other.pid, now).writer_alive()
+        ledger = IngestLedger(spark, EmbeddedDelta(spark), str(tmp_path / "lake/_ingest/orders"),
+                              "orders")  # fmt: skip
+        jan = list_files(str(tmp_path / "lake/raw/orders/jan.csv"))
+        ledger.record(jan, state="pending", batch_id="files-x", run_id="r")
+        rows = DeltaTable(str(tmp_path / "lake/_ingest/orders")).to_pyarrow_table().to_pylist()
+        assert [r["pid"] for r in rows] == [os.getpid()]  # recorded by this process...
+    finally:
+        other.kill()
+        other.wait()
+    report = run(spark, settings)  # ...which is not another writer: the batch is abandoned
+    assert (report.files, report.rows_written) == (1, 3)
