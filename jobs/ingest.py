@@ -168,9 +168,18 @@ def run(spark: SparkSession, settings: Settings, request: IngestRequest) -> Inge
     table_uri, quarantine_uri = table_uris(source.table, contract, settings)
     ledger_uri = resolve_path(source.ledger or f"_ingest/{request.source}", settings)
     job = _Job(
-        spark, request, source, contract, checked, tables, table_uri, quarantine_uri,
-        IngestLedger(spark, tables, ledger_uri, request.source), mode, replace_where,
-    )  # fmt: skip
+        spark,
+        request,
+        source,
+        contract,
+        checked,
+        tables,
+        table_uri,
+        quarantine_uri,
+        IngestLedger(spark, tables, ledger_uri, request.source),
+        mode,
+        replace_where,
+    )
     run_id = uuid.uuid4().hex[:16]
     state = job.ledger.load()
     known_batches = dict(state.ingested_by)  # before completing interrupted batches
@@ -199,9 +208,10 @@ def run(spark: SparkSession, settings: Settings, request: IngestRequest) -> Inge
         report.table_version = tables.version(table_uri)
         report.message = (
             f"no new files for source {request.source}: {len(plan.unchanged)} files already "
-            f"ingested" + (f", {len(plan.changed)} changed and skipped" if plan.changed else "")
+            f"ingested"
+            + (f", {len(plan.changed)} changed and skipped" if plan.changed else "")
             + "; nothing written"
-        )  # fmt: skip
+        )
         skipped = {"source": request.source, "files_already_ingested": len(plan.unchanged)}
         log.info("ingest skipped", extra=skipped)
         job.ledger.compact(state)
@@ -245,18 +255,26 @@ def _complete_interrupted(job: _Job, state: LedgerState, run_id: str) -> list[st
             )
         token = _token(job.request.source, pending.batch_id)
         if not job.tables.has_token(job.table_uri, token):
-            log.info("interrupted batch abandoned (never committed)",
-                     extra={"batch_id": pending.batch_id})  # fmt: skip
-            job.ledger.record(pending.files, state=ABANDONED, batch_id=pending.batch_id,
-                              run_id=run_id)  # fmt: skip
+            log.info(
+                "interrupted batch abandoned (never committed)",
+                extra={"batch_id": pending.batch_id},
+            )
+            job.ledger.record(
+                pending.files, state=ABANDONED, batch_id=pending.batch_id, run_id=run_id
+            )
             continue
         interrupted = {"batch_id": pending.batch_id, "files": len(pending.files)}
         log.info("completing an interrupted batch", extra=interrupted)
         batch = SourceBatch(pending.files, pending.batch_id, False)
         report = IngestReport(
-            job.request.source, job.source.table, job.table_uri, job.quarantine_uri,
-            pending.batch_id, run_id, files=len(pending.files),
-        )  # fmt: skip
+            job.request.source,
+            job.source.table,
+            job.table_uri,
+            job.quarantine_uri,
+            pending.batch_id,
+            run_id,
+            files=len(pending.files),
+        )
         _write_batch(job, batch, report)
         finished.append(pending.batch_id)
     return finished
@@ -269,8 +287,13 @@ def _write_batch(job: _Job, batch: SourceBatch, report: IngestReport) -> None:
     state = _batch_state(tables, job.table_uri, job.quarantine_uri, token, report)
     if state == "skipped":
         if not batch.explicit_id:  # the token names exactly these files: they are in
-            job.ledger.record(batch.files, state=INGESTED, batch_id=batch.batch_id,
-                              run_id=report.run_id, token=token)  # fmt: skip
+            job.ledger.record(
+                batch.files,
+                state=INGESTED,
+                batch_id=batch.batch_id,
+                run_id=report.run_id,
+                token=token,
+            )
         return
     resuming = state == "resume"
     check_formats(batch, source.format)
@@ -302,8 +325,9 @@ def _write_batch(job: _Job, batch: SourceBatch, report: IngestReport) -> None:
             report.quarantined_by_rule = _rule_counts(raw_df, checked, source.format, options)
             _reject(job.contract, report)
         if not resuming:  # the batch will be committed: say so in the ledger first
-            job.ledger.record(batch.files, state=PENDING, batch_id=batch.batch_id,
-                              run_id=report.run_id)  # fmt: skip
+            job.ledger.record(
+                batch.files, state=PENDING, batch_id=batch.batch_id, run_id=report.run_id
+            )
 
     counts = None
     # Count first where the write cannot be stopped before its commit (the connector), or
@@ -333,14 +357,18 @@ def _write_batch(job: _Job, batch: SourceBatch, report: IngestReport) -> None:
         report.quarantined_by_rule = {k: int(v) for k, v in by_rule.get.items() if v}
         report.quarantine_version = quarantined.version
         report.status = "written_with_quarantine"
-    job.ledger.record(batch.files, state=INGESTED, batch_id=batch.batch_id,
-                      run_id=report.run_id, token=token)  # fmt: skip
+    job.ledger.record(
+        batch.files, state=INGESTED, batch_id=batch.batch_id, run_id=report.run_id, token=token
+    )
     report.message = (
         f"wrote {report.rows_written} rows to {source.table} (version {report.table_version})"
         + (f", quarantined {report.rows_quarantined}" if report.rows_quarantined else "")
-        + (f"; {report.files_already_ingested} files already ingested"
-           if report.files_already_ingested else "")
-    )  # fmt: skip
+        + (
+            f"; {report.files_already_ingested} files already ingested"
+            if report.files_already_ingested
+            else ""
+        )
+    )
     log.info("ingest finished", extra={k: v for k, v in report.to_dict().items()
                                         if k != "message"})  # fmt: skip
 

@@ -283,9 +283,15 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     task = check_plan(plan)
     spec, pipeline = plan.spec, plan.pipeline
     label, slots = pipeline.label, spark.sparkContext.defaultParallelism
-    model = estimator(spec.algorithm, dict(spec.params), label=label, features=pipeline.output,
-                      seed=spec.seed, task_slots=slots,
-                      reproducing=plan.partitions is not None)  # fmt: skip
+    model = estimator(
+        spec.algorithm,
+        dict(spec.params),
+        label=label,
+        features=pipeline.output,
+        seed=spec.seed,
+        task_slots=slots,
+        reproducing=plan.partitions is not None,
+    )
     candidates = _candidates(plan, model, slots)
     tables = delta_tables(spark, settings)
     read = tables.read(plan.table_uri, version=plan.table_version)
@@ -325,8 +331,9 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
         columns.append(F.col(FOLD))
     partitions = _training_partitions(plan, model, slots)
     if is_xgboost(spec.algorithm):
-        partitions = _workers_with_data(fit_df, pipeline.key, partitions, plan,
-                                        validation=spec.early_stopping)  # fmt: skip
+        partitions = _workers_with_data(
+            fit_df, pipeline.key, partitions, plan, validation=spec.early_stopping
+        )
         model.set(model.getParam("num_workers"), partitions)
     # The estimator sees the same partitions, in the same order, whatever the layout of
     # the table and the master: MLlib's forests sample per partition, xgboost builds its
@@ -375,9 +382,22 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
         or (tuning and p.name in tuning["best_params"])
         or p.name in ("num_workers", "early_stopping_rounds")
     }
-    return Trained(fitted, read.uri, read.version, task, params, rows, metrics,
-                   time.perf_counter() - started, profile_of(features.stats),
-                   features.spark_jobs, persist, tuning, stopping, partitions)  # fmt: skip
+    return Trained(
+        fitted,
+        read.uri,
+        read.version,
+        task,
+        params,
+        rows,
+        metrics,
+        time.perf_counter() - started,
+        profile_of(features.stats),
+        features.spark_jobs,
+        persist,
+        tuning,
+        stopping,
+        partitions,
+    )
 
 
 def _training_partitions(plan: TrainPlan, model, slots: int) -> int:
@@ -403,18 +423,24 @@ def _workers_with_data(
         slot = F.expr(f"pmod(hash(`{key}`), {count})")
         rows = (
             fit_df.groupBy(slot.alias("worker"))
-            .agg(F.sum((split == "train").cast("int")).alias("train"),
-                 F.sum((split == "validation").cast("int")).alias("validation"))
+            .agg(
+                F.sum((split == "train").cast("int")).alias("train"),
+                F.sum((split == "validation").cast("int")).alias("validation"),
+            )
             .collect()
-        )  # fmt: skip
+        )
         filled = [r for r in rows if r["train"] and (r["validation"] or not validation)]
         if len(filled) == count:
             if count < workers:
                 if plan.partitions is not None:
-                    raise InputError(f"{plan.model}: the recorded num_workers = {workers} "
-                                     "leaves a worker without rows")  # fmt: skip
-                log.info("fewer xgboost workers: some would get no rows",
-                         extra={"model": plan.model, "asked": workers, "used": count})  # fmt: skip
+                    raise InputError(
+                        f"{plan.model}: the recorded num_workers = {workers} "
+                        "leaves a worker without rows"
+                    )
+                log.info(
+                    "fewer xgboost workers: some would get no rows",
+                    extra={"model": plan.model, "asked": workers, "used": count},
+                )
             return count
     wanted = "training and validation rows" if validation else "training rows"
     raise InputError(f"{plan.model}: no worker gets {wanted} (the split left none)")
@@ -434,8 +460,14 @@ class EstimatorFailed(BatchmlError):
 def _root_cause(exc: BaseException) -> str:
     """The most telling line of a failure that crossed Spark, Py4J and Python workers."""
     text = str(exc)
-    for marker in ("XGBoostError:", "ValueError:", "RuntimeError:", "IllegalArgumentException:",
-                   "SparkException:", "Exception:"):  # fmt: skip
+    for marker in (
+        "XGBoostError:",
+        "ValueError:",
+        "RuntimeError:",
+        "IllegalArgumentException:",
+        "SparkException:",
+        "Exception:",
+    ):
         for line in text.splitlines():
             if marker in line:
                 return line.strip()[:300]

@@ -150,24 +150,37 @@ class IngestLedger:
         # Arrow to the driver: rows of file metadata (a few hundred bytes per raw file),
         # which the planning step needs as a lookup table by path. Column lists, not row
         # dicts: 400,000 ledger rows take under a second.
-        columns = ["path", "size", "mtime_ns", "sha256", "state", "batch_id", "host", "pid",
-                   "recorded_at"]  # fmt: skip
+        columns = [
+            "path",
+            "size",
+            "mtime_ns",
+            "sha256",
+            "state",
+            "batch_id",
+            "host",
+            "pid",
+            "recorded_at",
+        ]
         arrow = read.df.select(*columns).toArrow().sort_by([("recorded_at", "ascending")])
         states = arrow.column("state")
         ingested = arrow.filter(pc.equal(states, INGESTED))
         for path, size, mtime, sha, batch in zip(
-            *(ingested.column(c).to_pylist()
-              for c in ("path", "size", "mtime_ns", "sha256", "batch_id")), strict=True
-        ):  # fmt: skip
+            *(
+                ingested.column(c).to_pylist()
+                for c in ("path", "size", "mtime_ns", "sha256", "batch_id")
+            ),
+            strict=True,
+        ):
             state.ingested[path] = SourceFile(path, size, mtime, sha)
             state.ingested_by[path] = batch
         state.batches = set(pc.unique(ingested.column("batch_id")).to_pylist())
         closed = arrow.filter(pc.is_in(states, pa.array([INGESTED, ABANDONED])))
         closed_ids = pc.unique(closed.column("batch_id"))
         open_rows = arrow.filter(
-            pc.and_(pc.equal(states, PENDING),
-                    pc.invert(pc.is_in(arrow.column("batch_id"), closed_ids)))
-        ).to_pylist()  # fmt: skip
+            pc.and_(
+                pc.equal(states, PENDING), pc.invert(pc.is_in(arrow.column("batch_id"), closed_ids))
+            )
+        ).to_pylist()
         pending: dict[str, list[dict]] = {}
         for row in open_rows:
             pending.setdefault(row["batch_id"], []).append(row)
@@ -175,10 +188,13 @@ class IngestLedger:
             first = batch_rows[0]
             state.pending.append(
                 PendingBatch(
-                    batch_id, tuple(_source_file(r) for r in batch_rows), first["host"] or "",
-                    int(first["pid"] or 0), first["recorded_at"],
+                    batch_id,
+                    tuple(_source_file(r) for r in batch_rows),
+                    first["host"] or "",
+                    int(first["pid"] or 0),
+                    first["recorded_at"],
                 )
-            )  # fmt: skip
+            )
         return state
 
     def record(
@@ -206,9 +222,15 @@ class IngestLedger:
             self.spark.createDataFrame(arrow).coalesce(1),
             self.uri,
             token=token,
-            commit_info={"job": "ingest", "source": self.source, "state": state,
-                         "batch_id": batch_id, "run_id": run_id, "files": len(rows)},
-        )  # fmt: skip
+            commit_info={
+                "job": "ingest",
+                "source": self.source,
+                "state": state,
+                "batch_id": batch_id,
+                "run_id": run_id,
+                "files": len(rows),
+            },
+        )
 
     def compact(self, state: LedgerState) -> None:
         """Rewrite the ledger as one file once runs have left many small ones.
@@ -229,21 +251,29 @@ class IngestLedger:
                 )
             )
             self.tables.write(
-                kept_df.coalesce(1), self.uri, mode="overwrite",
+                kept_df.coalesce(1),
+                self.uri,
+                mode="overwrite",
                 commit_info={"job": "ingest", "source": self.source, "state": "compact"},
-            )  # fmt: skip
+            )
         except Exception as exc:
             log.info("ingest ledger compaction skipped", extra={"reason": str(exc)[:200]})
 
 
 _ARROW_SCHEMA = pa.schema(
     [
-        ("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
-        ("sha256", pa.string()), ("state", pa.string()), ("batch_id", pa.string()),
-        ("run_id", pa.string()), ("host", pa.string()), ("pid", pa.int64()),
+        ("path", pa.string()),
+        ("size", pa.int64()),
+        ("mtime_ns", pa.int64()),
+        ("sha256", pa.string()),
+        ("state", pa.string()),
+        ("batch_id", pa.string()),
+        ("run_id", pa.string()),
+        ("host", pa.string()),
+        ("pid", pa.int64()),
         ("recorded_at", pa.timestamp("us", tz="UTC")),
     ]
-)  # fmt: skip
+)
 
 
 def _source_file(row: dict) -> SourceFile:

@@ -116,16 +116,23 @@ class Registry:
                     json.dumps(entry, indent=2, default=str)
                 )
                 row = (
-                    name, version, datetime.now(UTC), str(manifest["algorithm"]), artifact,
-                    str(manifest["training_table"]), int(manifest["training_version"]),
+                    name,
+                    version,
+                    datetime.now(UTC),
+                    str(manifest["algorithm"]),
+                    artifact,
+                    str(manifest["training_table"]),
+                    int(manifest["training_version"]),
                     str(manifest.get("config_hash", "")),
-                    json.dumps(manifest.get("metrics", {})), json.dumps(entry, default=str),
-                )  # fmt: skip
+                    json.dumps(manifest.get("metrics", {})),
+                    json.dumps(entry, default=str),
+                )
                 result = self.tables.write(
-                    self.spark.createDataFrame([row], VERSIONS_SCHEMA), self.versions_uri,
+                    self.spark.createDataFrame([row], VERSIONS_SCHEMA),
+                    self.versions_uri,
                     token=WriteToken(f"registry/{name}", version),
                     commit_info={"job": "registry", "model": name, "version": version},
-                )  # fmt: skip
+                )
                 if result.committed:
                     log.info("model registered", extra={"model": name, "version": version})
                     return self.get(f"{name}@{version}")
@@ -149,12 +156,18 @@ class Registry:
             row = (name, alias, version, datetime.now(UTC))
             try:
                 self.tables.write(
-                    self.spark.createDataFrame([row], ALIASES_SCHEMA), self.aliases_uri,
-                    mode="replace", partition_by=["name", "alias"],
+                    self.spark.createDataFrame([row], ALIASES_SCHEMA),
+                    self.aliases_uri,
+                    mode="replace",
+                    partition_by=["name", "alias"],
                     replace_where=f"name = {_sql(name)} AND alias = {_sql(alias)}",
-                    commit_info={"job": "registry", "model": name, "alias": alias,
-                                 "version": version},
-                )  # fmt: skip
+                    commit_info={
+                        "job": "registry",
+                        "model": name,
+                        "alias": alias,
+                        "version": version,
+                    },
+                )
                 break
             except CommitConflict:
                 if attempt == MAX_RACE_RETRIES:

@@ -73,8 +73,9 @@ def list_files(pattern: str) -> list[SourceFile]:
         matched = []
     else:
         files = []
-        matched = (sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern)
-                   else [pattern])  # fmt: skip
+        matched = (
+            sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        )
     for candidate in matched:
         if os.path.isdir(candidate):
             files.extend(_walk(candidate, real_dirs))

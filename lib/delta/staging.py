@@ -147,8 +147,12 @@ def write_claim(staging: Path, files: list[str] | None = None) -> Path:
     """Write (or update) the claim of the writer staging into `staging`."""
     claim = Path(f"{staging}{CLAIM_SUFFIX}")
     claim.parent.mkdir(parents=True, exist_ok=True)
-    body = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
-            "files": files or []}  # fmt: skip
+    body = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": time.time(),
+        "files": files or [],
+    }
     partial = claim.with_suffix(".tmp")
     partial.write_text(json.dumps(body))
     os.replace(partial, claim)
@@ -167,22 +171,29 @@ def writer_claims(staging_root: Path, retain_hours: float) -> tuple[list[WriterC
             body = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        claim = WriterClaim(Path(str(path)[: -len(CLAIM_SUFFIX)]), body["host"], body["pid"],
-                            body["started"], tuple(body.get("files", [])))  # fmt: skip
+        claim = WriterClaim(
+            Path(str(path)[: -len(CLAIM_SUFFIX)]),
+            body["host"],
+            body["pid"],
+            body["started"],
+            tuple(body.get("files", [])),
+        )
         if claim.alive(retain_hours):
             live.append(claim)
             owned.add(claim.folder.name)
     cutoff = time.time() - retain_hours * 3600
     stale = [
-        folder for folder in sorted(staging_root.iterdir())
+        folder
+        for folder in sorted(staging_root.iterdir())
         if folder.is_dir() and folder.name not in owned and folder.stat().st_mtime <= cutoff
-    ]  # fmt: skip
+    ]
     # claims of writers that died (SIGKILL) without a folder to go with them
     stale += [
-        path for path in sorted(staging_root.glob(f"*{CLAIM_SUFFIX}"))
+        path
+        for path in sorted(staging_root.glob(f"*{CLAIM_SUFFIX}"))
         if path.name[: -len(CLAIM_SUFFIX)] not in owned
         and not (staging_root / path.name[: -len(CLAIM_SUFFIX)]).is_dir()
-    ]  # fmt: skip
+    ]
     return live, stale
 
 
