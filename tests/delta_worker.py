@@ -14,11 +14,11 @@ import json
 import sys
 import time
 
-from batchml.lib.config import load_config
+from child_session import child_session
+
 from batchml.lib.delta import embedded
 from batchml.lib.delta.embedded import EmbeddedDelta
 from batchml.lib.signals import EXIT_SIGTERM, Terminated, install_termination_handler
-from batchml.lib.spark import build_session
 
 
 def pause_at(point: str) -> None:
@@ -52,15 +52,7 @@ def pause_at(point: str) -> None:
 
 def main(action: str, uri: str, tag: str, count: int, lakehouse: str) -> None:
     install_termination_handler()
-    cfg = load_config(
-        overrides=[
-            'spark.master="local[1]"',
-            "spark.shuffle_partitions=1",
-            "spark.driver_memory=700m",
-            f'lakehouse.root="{lakehouse}"',
-        ]
-    )
-    spark = build_session(cfg.settings)
+    _, spark = child_session(lakehouse)
     tables = EmbeddedDelta(spark)
     if action.startswith("pause-"):
         pause_at(action.removeprefix("pause-"))

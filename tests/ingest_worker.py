@@ -9,26 +9,15 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from pathlib import Path
+
+from child_session import child_session
 
 from batchml.jobs import ingest
-from batchml.lib.config import load_config
 from batchml.lib.ledger import INGESTED, IngestLedger
-from batchml.lib.spark import build_session
 
 
 def main(conf: str, lakehouse: str, source: str, point: str) -> None:
-    cfg = load_config(
-        conf_file=Path(conf),
-        overrides=[
-            'spark.master="local[1]"',
-            "spark.shuffle_partitions=1",
-            "spark.driver_memory=700m",
-            f'lakehouse.root="{lakehouse}"',
-        ],
-        environ={},
-    )
-    spark = build_session(cfg.settings)
+    settings, spark = child_session(lakehouse, conf=conf)
     record = IngestLedger.record
 
     def dying_record(self, files, *, state, **kwargs):
@@ -37,7 +26,7 @@ def main(conf: str, lakehouse: str, source: str, point: str) -> None:
         return record(self, files, state=state, **kwargs)
 
     IngestLedger.record = dying_record
-    ingest.run(spark, cfg.settings, ingest.IngestRequest(source))
+    ingest.run(spark, settings, ingest.IngestRequest(source))
     print("not killed", flush=True)
 
 

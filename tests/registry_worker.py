@@ -7,22 +7,14 @@ from __future__ import annotations
 
 import sys
 
-from batchml.lib.config import load_config
+from child_session import child_session
+
 from batchml.lib.delta.embedded import EmbeddedDelta
 from batchml.lib.registry import Registry
-from batchml.lib.spark import build_session
 
 
 def main(root: str, lakehouse: str, model: str, version: str, alias: str, times: str) -> None:
-    cfg = load_config(
-        overrides=[
-            'spark.master="local[1]"',
-            "spark.shuffle_partitions=1",
-            "spark.driver_memory=700m",
-            f'lakehouse.root="{lakehouse}"',
-        ]
-    )
-    spark = build_session(cfg.settings)
+    _, spark = child_session(lakehouse)
     registry = Registry(spark, EmbeddedDelta(spark), root)
     for _ in range(int(times)):
         registry.set_alias(model, int(version), alias)
