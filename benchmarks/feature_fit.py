@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from baselines import naive_pipeline
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -35,7 +36,7 @@ from pyspark.sql import functions as F
 from batchml.lib.config import load_config
 from batchml.lib.delta.embedded import EmbeddedDelta
 from batchml.lib.delta.snapshots import column_centres, open_snapshot
-from batchml.lib.feature_pipeline import fit_features, naive_pipeline
+from batchml.lib.feature_pipeline import fit_features
 from batchml.lib.logs import configure_logging
 from batchml.lib.settings import FeaturePipelineSpec
 from batchml.lib.spark import build_session
@@ -74,15 +75,19 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     work = (args.workdir or Path(tempfile.mkdtemp(prefix="batchml-fit-bench-"))).resolve()
-    cfg = load_config(overrides=['spark.master="local[2]"', "spark.driver_memory=8g",
-                                 f'lakehouse.root="{work}"'])  # fmt: skip
+    cfg = load_config(
+        overrides=['spark.master="local[2]"', "spark.driver_memory=8g", f'lakehouse.root="{work}"']
+    )
     configure_logging("WARNING")
     spark = build_session(cfg.settings)
-    spec = FeaturePipelineSpec.model_validate({
-        "view": "bench", "label": "label",
-        "numeric": {c: {"impute": "mean", "scale": True} for c in NUMERIC},
-        "categorical": {c: {} for c in CATEGORICAL},
-    })  # fmt: skip
+    spec = FeaturePipelineSpec.model_validate(
+        {
+            "view": "bench",
+            "label": "label",
+            "numeric": {c: {"impute": "mean", "scale": True} for c in NUMERIC},
+            "categorical": {c: {} for c in CATEGORICAL},
+        }
+    )
     report: dict[str, object] = {}
     for rows in args.rows:
         uri = str(work / f"bench_{rows}")
@@ -116,10 +121,12 @@ def main() -> None:
 
         frame = DeltaTable(uri).to_pandas()
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        transformer = ColumnTransformer([
-            ("num", make_pipeline(SimpleImputer(strategy="mean"), StandardScaler()), NUMERIC),
-            ("cat", OneHotEncoder(handle_unknown="ignore"), list(CATEGORICAL)),
-        ])  # fmt: skip
+        transformer = ColumnTransformer(
+            [
+                ("num", make_pipeline(SimpleImputer(strategy="mean"), StandardScaler()), NUMERIC),
+                ("cat", OneHotEncoder(handle_unknown="ignore"), list(CATEGORICAL)),
+            ]
+        )
         started = time.perf_counter()
         transformer.fit_transform(frame)
         sklearn_seconds = time.perf_counter() - started
@@ -127,21 +134,28 @@ def main() -> None:
         del frame
         report[str(rows)] = {
             # fit_features counts its own jobs (it runs them under its own job group)
-            "ours_seconds": round(best_ours[0], 3), "ours_spark_jobs": best_ours[2].spark_jobs,
-            "naive_seconds": round(best_naive[0], 3), "naive_spark_jobs": best_naive[1],
+            "ours_seconds": round(best_ours[0], 3),
+            "ours_spark_jobs": best_ours[2].spark_jobs,
+            "naive_seconds": round(best_naive[0], 3),
+            "naive_spark_jobs": best_naive[1],
             "sklearn_fit_transform_seconds": round(sklearn_seconds, 3),
             "sklearn_process_peak_rss_mb": round(sklearn_peak, 1),
             "sklearn_peak_rss_growth_mb": round(sklearn_peak - rss_before, 1),
             "max_abs_diff_vs_naive": max_diff,
             "naive / ours": round(best_naive[0] / best_ours[0], 2),
             "sklearn / ours": round(sklearn_seconds / best_ours[0], 2),
-        }  # fmt: skip
-    print(json.dumps({
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {spark.sparkContext.defaultParallelism} cores "
-                   f"(local[2]), Python {platform.python_version()}, Spark {spark.version}",
-        "results": report,
-    }, indent=2))  # fmt: skip
+        }
+    print(
+        json.dumps(
+            {
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": f"{platform.machine()}, {spark.sparkContext.defaultParallelism} cores "
+                f"(local[2]), Python {platform.python_version()}, Spark {spark.version}",
+                "results": report,
+            },
+            indent=2,
+        )
+    )
     spark.stop()
 
 

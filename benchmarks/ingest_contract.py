@@ -132,16 +132,23 @@ def main() -> None:
         "contract, 1% rows quarantined / plain": results["contract_1pct_bad_seconds"]
         / results["plain_parquet_seconds"],
     }
-    print(json.dumps({
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {spark.sparkContext.defaultParallelism} cores "
-                   f"(local[2]), Python {platform.python_version()}, Spark {spark.version}",
-        "rows": args.rows,
-        "csv_mb": round(csv_bytes / 1e6, 1),
-        "rules": 10,
-        "seconds": {k: round(v, 3) if isinstance(v, float) else v for k, v in results.items()},
-        "ratios": {k: round(v, 3) for k, v in ratios.items()},
-    }, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": f"{platform.machine()}, {spark.sparkContext.defaultParallelism} cores "
+                f"(local[2]), Python {platform.python_version()}, Spark {spark.version}",
+                "rows": args.rows,
+                "csv_mb": round(csv_bytes / 1e6, 1),
+                "rules": 10,
+                "seconds": {
+                    k: round(v, 3) if isinstance(v, float) else v for k, v in results.items()
+                },
+                "ratios": {k: round(v, 3) for k, v in ratios.items()},
+            },
+            indent=2,
+        )
+    )
     spark.stop()
 
 

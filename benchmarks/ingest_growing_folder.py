@@ -97,8 +97,9 @@ def main() -> None:
     assert (incremental.files, incremental.rows_written) == (args.new, args.new * 3)
     noop, noop_seconds = timed(lambda: ingest.run(spark, settings, request))
     assert noop.status == "skipped"
-    everything = ingest.IngestRequest("events", batch_id="full-reload", mode="overwrite",
-                                      path=str(landing), force=True)  # fmt: skip
+    everything = ingest.IngestRequest(
+        "events", batch_id="full-reload", mode="overwrite", path=str(landing), force=True
+    )
     full, full_seconds = timed(lambda: ingest.run(spark, settings, everything))
     assert full.files == args.files + args.new
 

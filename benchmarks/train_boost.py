@@ -4,8 +4,8 @@ vs scikit-learn HistGradientBoosting vs native xgboost.
 The synthetic table of `train_lr.py` (20 numeric columns with nulls, 3 categorical of
 10 / 50 / 200 levels, label from a logistic model), the same 80/20 hash split. Same
 settings everywhere: --trees trees of depth --depth, learning rate 0.1, --bins bins.
-  (gbt)      batchml.jobs.train.fit with gbt_classifier (MLlib GBTClassifier)
-  (xgb)      batchml.jobs.train.fit with xgboost_classifier (xgboost.spark, hist,
+  (gbt)      batchml.jobs.train_fit.fit with gbt_classifier (MLlib GBTClassifier)
+  (xgb)      batchml.jobs.train_fit.fit with xgboost_classifier (xgboost.spark, hist,
              num_workers = 2 task slots); also with --xgb-extra-trees rounds when its AUC
              is below GBT's, to compare at equal AUC
   (hgb)      deltalake -> pandas, HistGradientBoostingClassifier (categories as ordinal
@@ -33,7 +33,8 @@ from pathlib import Path
 
 from train_lr import CATEGORICAL, NUMERIC, SEED, SPLIT, make_table, spec_for
 
-from batchml.jobs import train
+from batchml.jobs.train import fit as train_fit
+from batchml.jobs.train import plan as train_plan
 from batchml.lib.config import load_config
 from batchml.lib.logs import configure_logging
 from batchml.lib.settings import ModelSpec
@@ -41,11 +42,10 @@ from batchml.lib.spark import build_session
 
 
 def run_ours(spark, settings, uri: str, algorithm: str, params: dict) -> dict:
-    model = ModelSpec(pipeline="bench", algorithm=algorithm, split=SPLIT, seed=SEED,
-                      params=params)  # fmt: skip
-    plan = train.TrainPlan(f"bench_{algorithm}", model, "bench", spec_for(uri), uri, None)
+    model = ModelSpec(pipeline="bench", algorithm=algorithm, split=SPLIT, seed=SEED, params=params)
+    plan = train_plan.TrainPlan(f"bench_{algorithm}", model, "bench", spec_for(uri), uri, None)
     started = time.perf_counter()
-    trained = train.fit(spark, settings, plan)
+    trained = train_fit.fit(spark, settings, plan)
     return {
         "seconds": round(time.perf_counter() - started, 2),
         "auc": round(trained.metrics["test"]["areaUnderROC"], 4),
@@ -71,9 +71,12 @@ def local_child(kind: str, uri: str, trees: int, depth: int, bins: int, out) -> 
             return data
 
         model = HistGradientBoostingClassifier(
-            max_iter=trees, max_depth=depth, learning_rate=0.1, max_bins=bins,
+            max_iter=trees,
+            max_depth=depth,
+            learning_rate=0.1,
+            max_bins=bins,
             early_stopping=False,  # native categories need cardinality <= bins: ordinal codes
-        )  # fmt: skip
+        )
         model.fit(matrix(training), training["label"])
         scores = model.predict_proba(matrix(holdout))[:, 1]
     else:
@@ -86,8 +89,14 @@ def local_child(kind: str, uri: str, trees: int, depth: int, bins: int, out) -> 
 
         train_matrix, test_matrix = matrix(training), matrix(holdout)
         test_matrix = test_matrix.reindex(columns=train_matrix.columns, fill_value=0.0)
-        model = xgboost.XGBClassifier(n_estimators=trees, max_depth=depth, learning_rate=0.1,
-                                      max_bin=bins, tree_method="hist", n_jobs=2)  # fmt: skip
+        model = xgboost.XGBClassifier(
+            n_estimators=trees,
+            max_depth=depth,
+            learning_rate=0.1,
+            max_bin=bins,
+            tree_method="hist",
+            n_jobs=2,
+        )
         model.fit(train_matrix, training["label"])
         scores = model.predict_proba(test_matrix)[:, 1]
     out.put(
@@ -120,14 +129,23 @@ def main() -> None:
     parser.add_argument("--driver-memory", default="6g")
     args = parser.parse_args()
     work = (args.workdir or Path(tempfile.mkdtemp(prefix="batchml-boost-bench-"))).resolve()
-    cfg = load_config(overrides=['spark.master="local[2]"', "spark.shuffle_partitions=4",
-                                 f"spark.driver_memory={args.driver_memory}",
-                                 f'lakehouse.root="{work}"'])  # fmt: skip
+    cfg = load_config(
+        overrides=[
+            'spark.master="local[2]"',
+            "spark.shuffle_partitions=4",
+            f"spark.driver_memory={args.driver_memory}",
+            f'lakehouse.root="{work}"',
+        ]
+    )
     configure_logging("WARNING")
     spark = build_session(cfg.settings)
     gbt = {"maxIter": args.trees, "maxDepth": args.depth, "stepSize": 0.1, "maxBins": args.bins}
-    xgb = {"n_estimators": args.trees, "max_depth": args.depth, "learning_rate": 0.1,
-           "max_bin": args.bins}  # fmt: skip
+    xgb = {
+        "n_estimators": args.trees,
+        "max_depth": args.depth,
+        "learning_rate": 0.1,
+        "max_bin": args.bins,
+    }
     report: dict[str, object] = {}
     for rows in args.rows:
         uri = str(work / f"lr_{rows}")
@@ -141,8 +159,9 @@ def main() -> None:
             result["gbt"] = run_ours(spark, cfg.settings, uri, "gbt_classifier", gbt)
             if "xgb" in result and result["xgb"]["auc"] < result["gbt"]["auc"]:
                 more = {**xgb, "n_estimators": args.xgb_extra_trees}
-                result["xgb_more_trees"] = run_ours(spark, cfg.settings, uri,
-                                                    "xgboost_classifier", more)  # fmt: skip
+                result["xgb_more_trees"] = run_ours(
+                    spark, cfg.settings, uri, "xgboost_classifier", more
+                )
         for kind in ("hgb", "native"):
             if kind in args.only:
                 result[kind] = run_local(kind, uri, args.trees, args.depth, args.bins)
@@ -150,17 +169,27 @@ def main() -> None:
             result["gbt / xgb"] = round(result["gbt"]["seconds"] / result["xgb"]["seconds"], 2)
         if "gbt" in result and "xgb_more_trees" in result:
             result["gbt / xgb_more_trees"] = round(
-                result["gbt"]["seconds"] / result["xgb_more_trees"]["seconds"], 2)  # fmt: skip
+                result["gbt"]["seconds"] / result["xgb_more_trees"]["seconds"], 2
+            )
         report[str(rows)] = result
         print(json.dumps({str(rows): result}), flush=True)
-    print(json.dumps({
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {spark.sparkContext.defaultParallelism} cores "
-                   f"(local[2]), Python {platform.python_version()}, Spark {spark.version}",
-        "settings": {"trees": args.trees, "depth": args.depth, "learning_rate": 0.1,
-                     "bins": args.bins},
-        "results": report,
-    }, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": f"{platform.machine()}, {spark.sparkContext.defaultParallelism} cores "
+                f"(local[2]), Python {platform.python_version()}, Spark {spark.version}",
+                "settings": {
+                    "trees": args.trees,
+                    "depth": args.depth,
+                    "learning_rate": 0.1,
+                    "bins": args.bins,
+                },
+                "results": report,
+            },
+            indent=2,
+        )
+    )
     spark.stop()
 
 

@@ -5,7 +5,7 @@ categorical columns of 10 / 50 / 200 levels; the label is drawn from a logistic 
 all of them, so the best AUC is below 1 and the three fits can be compared on it. The
 same 80/20 hash split for all three (batchml's `with_split`, written into the table as a
 column for the other two). Each measures read -> fit pipeline -> score the holdout:
-  (ours)    batchml.jobs.train.fit: one-pass feature statistics (plus the training
+  (ours)    batchml.jobs.train_fit.fit: one-pass feature statistics (plus the training
             profile), assembled training data persisted, LogisticRegression, metrics
   (naive)   Imputer, VectorAssembler + StandardScaler, StringIndexer + OneHotEncoder,
             LogisticRegression as one MLlib Pipeline.fit on the training rows (no
@@ -33,16 +33,17 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from baselines import naive_pipeline
 from pyspark.ml import Pipeline
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from batchml.jobs import train
+from batchml.jobs.train import fit as train_fit
+from batchml.jobs.train import plan as train_plan
 from batchml.lib.config import load_config
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.feature_pipeline import naive_pipeline
 from batchml.lib.logs import configure_logging
 from batchml.lib.runtime import memory_bytes
 from batchml.lib.settings import FeaturePipelineSpec, ModelSpec
@@ -63,8 +64,9 @@ def _uniform(seed: int) -> F.Column:
 
 
 def _normal(seed: int) -> F.Column:
-    return F.sqrt(F.lit(-2.0) * F.log(_uniform(seed))) * F.cos(F.lit(2 * math.pi) * _uniform(
-        seed + 7919))  # fmt: skip
+    return F.sqrt(F.lit(-2.0) * F.log(_uniform(seed))) * F.cos(
+        F.lit(2 * math.pi) * _uniform(seed + 7919)
+    )
 
 
 def make_table(spark: SparkSession, uri: str, rows: int) -> None:
@@ -88,36 +90,52 @@ def make_table(spark: SparkSession, uri: str, rows: int) -> None:
 
 
 def spec_for(uri: str) -> FeaturePipelineSpec:
-    return FeaturePipelineSpec.model_validate({
-        "view": uri, "label": "label", "key": "id",
-        "numeric": {c: {"impute": "mean", "scale": True} for c in NUMERIC},
-        "categorical": {c: {} for c in CATEGORICAL},
-    })  # fmt: skip
+    return FeaturePipelineSpec.model_validate(
+        {
+            "view": uri,
+            "label": "label",
+            "key": "id",
+            "numeric": {c: {"impute": "mean", "scale": True} for c in NUMERIC},
+            "categorical": {c: {} for c in CATEGORICAL},
+        }
+    )
 
 
 def run_ours(spark, settings, uri: str, max_iter: int, persist: bool | None = None) -> dict:
-    model = ModelSpec(pipeline="bench", algorithm="logistic_regression", split=SPLIT, seed=SEED,
-                      params={"maxIter": max_iter, "regParam": 0.0, "tol": 1e-6},
-                      persist=persist)  # fmt: skip
-    plan = train.TrainPlan("bench_lr", model, "bench", spec_for(uri), uri, None)
+    model = ModelSpec(
+        pipeline="bench",
+        algorithm="logistic_regression",
+        split=SPLIT,
+        seed=SEED,
+        params={"maxIter": max_iter, "regParam": 0.0, "tol": 1e-6},
+        persist=persist,
+    )
+    plan = train_plan.TrainPlan("bench_lr", model, "bench", spec_for(uri), uri, None)
     started = time.perf_counter()
-    trained = train.fit(spark, settings, plan)
+    trained = train_fit.fit(spark, settings, plan)
     seconds = time.perf_counter() - started
-    return {"seconds": round(seconds, 2), "auc": trained.metrics["test"]["areaUnderROC"],
-            "iterations": trained.fitted.stages[-1].summary.totalIterations}  # fmt: skip
+    return {
+        "seconds": round(seconds, 2),
+        "auc": trained.metrics["test"]["areaUnderROC"],
+        "iterations": trained.fitted.stages[-1].summary.totalIterations,
+    }
 
 
 def run_naive(spark, uri: str, max_iter: int) -> dict:
     started = time.perf_counter()
     df = EmbeddedDelta(spark).read(uri).df
     stages = naive_pipeline(spec_for(uri)).getStages()
-    lr = LogisticRegression(featuresCol="features", labelCol="label", maxIter=max_iter,
-                            regParam=0.0, tol=1e-6)  # fmt: skip
+    lr = LogisticRegression(
+        featuresCol="features", labelCol="label", maxIter=max_iter, regParam=0.0, tol=1e-6
+    )
     model = Pipeline(stages=[*stages, lr]).fit(df.filter("split = 'train'"))
     scored = model.transform(df.filter("split = 'test'"))
     auc = BinaryClassificationEvaluator(labelCol="label").evaluate(scored)
-    return {"seconds": round(time.perf_counter() - started, 2), "auc": auc,
-            "iterations": model.stages[-1].summary.totalIterations}  # fmt: skip
+    return {
+        "seconds": round(time.perf_counter() - started, 2),
+        "auc": auc,
+        "iterations": model.stages[-1].summary.totalIterations,
+    }
 
 
 def sklearn_child(uri: str, max_iter: int, cap: int | None, out) -> None:
@@ -137,12 +155,18 @@ def sklearn_child(uri: str, max_iter: int, cap: int | None, out) -> None:
         read = time.perf_counter() - started
         training, holdout = frame[frame["split"] == "train"], frame[frame["split"] == "test"]
         model = make_pipeline(
-            ColumnTransformer([
-                ("num", make_pipeline(SimpleImputer(strategy="mean"), StandardScaler()), NUMERIC),
-                ("cat", OneHotEncoder(handle_unknown="ignore"), list(CATEGORICAL)),
-            ]),
+            ColumnTransformer(
+                [
+                    (
+                        "num",
+                        make_pipeline(SimpleImputer(strategy="mean"), StandardScaler()),
+                        NUMERIC,
+                    ),
+                    ("cat", OneHotEncoder(handle_unknown="ignore"), list(CATEGORICAL)),
+                ]
+            ),
             SkLogistic(solver="lbfgs", penalty=None, max_iter=max_iter, tol=1e-6),
-        )  # fmt: skip
+        )
         model.fit(training, training["label"])
         auc = roc_auc_score(holdout["label"], model.predict_proba(holdout)[:, 1])
         out.put(
@@ -197,9 +221,14 @@ def main() -> None:
     parser.add_argument("--sklearn-memory-cap", default=None, help="e.g. 8g (RLIMIT_AS)")
     args = parser.parse_args()
     work = (args.workdir or Path(tempfile.mkdtemp(prefix="batchml-lr-bench-"))).resolve()
-    cfg = load_config(overrides=['spark.master="local[2]"', "spark.shuffle_partitions=4",
-                                 f"spark.driver_memory={args.driver_memory}",
-                                 f'lakehouse.root="{work}"'])  # fmt: skip
+    cfg = load_config(
+        overrides=[
+            'spark.master="local[2]"',
+            "spark.shuffle_partitions=4",
+            f"spark.driver_memory={args.driver_memory}",
+            f'lakehouse.root="{work}"',
+        ]
+    )
     configure_logging("WARNING")
     spark = build_session(cfg.settings)
     cap = memory_bytes(args.sklearn_memory_cap) if args.sklearn_memory_cap else None
@@ -224,17 +253,24 @@ def main() -> None:
             if ours and theirs:
                 result[f"{other} / ours"] = round(theirs / ours, 2)
                 result[f"auc gap vs {other}"] = round(
-                    abs(result["ours"]["auc"] - result[other]["auc"]), 4)  # fmt: skip
+                    abs(result["ours"]["auc"] - result[other]["auc"]), 4
+                )
         report[str(rows)] = result
         print(json.dumps({str(rows): result}), flush=True)
-    print(json.dumps({
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {spark.sparkContext.defaultParallelism} cores "
-                   f"(local[2]), Python {platform.python_version()}, Spark {spark.version}",
-        "driver_memory": args.driver_memory, "sklearn_memory_cap": args.sklearn_memory_cap,
-        "spark_jvm_peak_rss_mb": jvm_peak_rss_mb(spark),
-        "results": report,
-    }, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": f"{platform.machine()}, {spark.sparkContext.defaultParallelism} cores "
+                f"(local[2]), Python {platform.python_version()}, Spark {spark.version}",
+                "driver_memory": args.driver_memory,
+                "sklearn_memory_cap": args.sklearn_memory_cap,
+                "spark_jvm_peak_rss_mb": jvm_peak_rss_mb(spark),
+                "results": report,
+            },
+            indent=2,
+        )
+    )
     spark.stop()
 
 

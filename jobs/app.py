@@ -1,7 +1,7 @@
 """The `batchml` Typer app: global options in its callback, the run context, shared helpers.
 
-Commands live in `cli.py` (config, doctor) and `cli_*.py`; each delegates to a job module's
-`run`, which parses nothing.
+Commands live beside their jobs (`jobs/<command>.py`, or `jobs/<command>/command.py`)
+and are registered in `cli.py`; each delegates to its job's `run`, which parses nothing.
 """
 
 from __future__ import annotations
@@ -38,12 +38,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
-app.add_typer(config_app, name="config")
-table_app = typer.Typer(
-    help="Look into Delta tables, export a snapshot, vacuum.", no_args_is_help=True
-)
-app.add_typer(table_app, name="table")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -95,12 +89,18 @@ class RunContext:
 
         return delta_tables(self.spark(), self.config().settings)
 
-    def table_uri(self, name_or_path: str) -> str:
-        """A bare table name lives under the lakehouse root; paths and URIs stay as given."""
-        if "/" in name_or_path or "://" in name_or_path or name_or_path.startswith("."):
-            return name_or_path
-        root = self.config().settings.lakehouse.root.rstrip("/")
-        return f"{root}/{name_or_path}"
+    def location(self, name_or_path: str) -> str:
+        """Where a table given on the command line lives: a name is looked up (a contract's
+        `path`, else under the lakehouse root), a path is taken from the working directory."""
+        from batchml.lib.lakehouse import table_location
+
+        return table_location(name_or_path, self.config().settings, relative_to=Path.cwd())
+
+    def registry(self, *, writable: bool = False):  # -> Registry
+        """The model registry; read-only (no Spark) unless the command writes to it."""
+        from batchml.lib.registry import registry_of
+
+        return registry_of(self.config().settings, self.tables() if writable else None)
 
     def close(self) -> None:
         if self._spark is not None and self._owns_spark:

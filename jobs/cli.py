@@ -1,80 +1,33 @@
-"""The `batchml` console command: the app from `app.py` with every command registered."""
+"""The `batchml` console command: the app from `app.py` with every command registered.
+
+Each command lives in the `jobs/` module named after it, beside its job; this file only
+registers them. A command group's module imports what its command needs at start-up
+cheaply; pyspark.ml (pandas, scipy: ~2 s) is imported only by the commands that train.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import Any
 
 import typer
 
-from batchml.jobs import cli_data, cli_models, cli_table  # noqa: F401 - they register commands
-from batchml.jobs.app import (
-    JsonOption,
-    RunContext,
-    app,
-    config_app,
-    emit,
-    fail,
-    reports_errors,
-)
-from batchml.lib.config import ResolvedConfig
-from batchml.lib.errors import EXIT_ENVIRONMENT
+from batchml.jobs import config, demo, doctor, features, generate, models, table
+from batchml.jobs.app import app
+from batchml.jobs.ingest import command as ingest
+from batchml.jobs.train import command as train
 from batchml.lib.signals import EXIT_SIGINT, EXIT_SIGTERM, Terminated, install_termination_handler
 
 __all__ = ["app", "main"]
 
-
-@config_app.command("show")
-@reports_errors
-def config_show(ctx: typer.Context, *, as_json: JsonOption = False) -> None:
-    """Print the resolved configuration (secrets redacted) and where each value came from."""
-    cfg: ResolvedConfig = ctx.find_object(RunContext).config()
-    data = {
-        "env": cfg.env,
-        "layers": list(cfg.layers),
-        "config": cfg.redacted(),
-        "sources": dict(sorted(cfg.sources.items())),
-    }
-    emit(data, as_json, _render_config)
-
-
-def _render_config(data: dict[str, Any]) -> str:
-    lines = [f"# env: {data['env']}   layers: {' < '.join(data['layers'])}"]
-
-    def walk(tree: dict[str, Any], prefix: str = "") -> None:
-        for key, value in tree.items():
-            dotted = f"{prefix}{key}"
-            if isinstance(value, dict) and value:
-                walk(value, f"{dotted}.")
-            else:
-                source = data["sources"].get(dotted, "default")
-                lines.append(f"{dotted} = {json.dumps(value)}    # {source}")
-
-    walk(data["config"])
-    return "\n".join(lines)
-
-
-@app.command("doctor")
-@reports_errors
-def doctor_command(ctx: typer.Context, *, as_json: JsonOption = False) -> None:
-    """Check Java, libraries, memory, the lakehouse root, Spark and the Delta backend."""
-    from batchml.jobs import doctor
-
-    state: RunContext = ctx.find_object(RunContext)
-    report = doctor.run(state.config(), state.spark)
-    emit(report.to_dict(), as_json, _render_doctor)
-    failure = report.failure()
-    if failure is not None:
-        raise fail(f"{failure.name}: {failure.detail}", EXIT_ENVIRONMENT)
-
-
-def _render_doctor(data: dict[str, Any]) -> str:
-    marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
-    lines = [f"[{marks[c['status']]}] {c['name']:<14} {c['detail']}" for c in data["checks"]]
-    lines.append("")
-    lines.extend(f"{key:<26} {value}" for key, value in data["facts"].items())
-    return "\n".join(lines)
+app.command("ingest")(ingest.command)
+app.command("generate")(generate.command)
+app.command("demo")(demo.command)
+app.command("features")(features.command)
+app.command("train")(train.command)
+app.command("doctor")(doctor.command)
+app.add_typer(config.app, name="config")
+app.add_typer(table.app, name="table")
+app.add_typer(models.app, name="models")
 
 
 def main() -> None:

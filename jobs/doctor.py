@@ -8,13 +8,22 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+import typer
 from pyspark.sql import SparkSession
 
+from batchml.jobs.app import JsonOption, RunContext, emit, fail, reports_errors
 from batchml.lib.config import ResolvedConfig
 from batchml.lib.delta.backend import session_backend
-from batchml.lib.errors import BatchmlError, EnvironmentProblem, first_line
-from batchml.lib.runtime import java_info, machine_memory_bytes, memory_bytes, package_version
+from batchml.lib.errors import EXIT_ENVIRONMENT, BatchmlError, EnvironmentProblem, first_line
+from batchml.lib.runtime import (
+    SUPPORTED_JAVA,
+    java_info,
+    machine_memory_bytes,
+    memory_bytes,
+    package_version,
+)
 
 PACKAGES = ("batchml", "pyspark", "delta-spark", "deltalake", "pyarrow", "pandas")
 MEMORY_WARN_FRACTION = 0.75
@@ -78,6 +87,11 @@ def _check_java(report: DoctorReport) -> bool:
         return False
     report.facts["java_path"] = java.path
     report.facts["java_version"] = java.version
+    if java.major not in SUPPORTED_JAVA:
+        supported = " and ".join(str(v) for v in SUPPORTED_JAVA)
+        detail = f"Java {java.version} at {java.path}: runs, but Spark 4 is tested on {supported}"
+        report.checks.append(Check("java", "warn", detail))
+        return True
     report.checks.append(Check("java", "ok", f"Java {java.version} at {java.path}"))
     return True
 
@@ -141,3 +155,22 @@ def _check_spark(
     report.facts["delta_backend"] = choice.name
     report.facts["delta_connector_loadable"] = choice.connector_loadable
     report.checks.append(Check("delta_backend", "ok", f"{choice.name} ({choice.reason})"))
+
+
+@reports_errors
+def command(ctx: typer.Context, *, as_json: JsonOption = False) -> None:
+    """Check Java, libraries, memory, the lakehouse root, Spark and the Delta backend."""
+    state: RunContext = ctx.find_object(RunContext)
+    report = run(state.config(), state.spark)
+    emit(report.to_dict(), as_json, _render_doctor)
+    failure = report.failure()
+    if failure is not None:
+        raise fail(f"{failure.name}: {failure.detail}", EXIT_ENVIRONMENT)
+
+
+def _render_doctor(data: dict[str, Any]) -> str:
+    marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+    lines = [f"[{marks[c['status']]}] {c['name']:<14} {c['detail']}" for c in data["checks"]]
+    lines.append("")
+    lines.extend(f"{key:<26} {value}" for key, value in data["facts"].items())
+    return "\n".join(lines)

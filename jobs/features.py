@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from pyspark.sql import SparkSession
 
+from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
 from batchml.lib.delta import DeltaTables, WriteResult, delta_tables
-from batchml.lib.errors import InputError
+from batchml.lib.errors import ConfigError, InputError
 from batchml.lib.feature_views import ResolvedView, configured_view, resolve_view
+from batchml.lib.lakehouse import table_location
 from batchml.lib.logs import get_logger
 from batchml.lib.settings import FeatureView, Settings
 
@@ -55,11 +58,14 @@ def run(
     tables = delta_tables(spark, settings)
     resolved = resolve_view(spark, tables, settings, name, view)
     report = FeaturesReport(
-        name, resolved.output_uri,
+        name,
+        resolved.output_uri,
         {s.name: {"uri": s.uri, "version": s.version} for s in resolved.sources},
         [{"name": f.name, "type": f.dataType.simpleString()} for f in resolved.df.schema],
-        resolved.sql, uuid.uuid4().hex[:16], explain_only=explain,
-    )  # fmt: skip
+        resolved.sql,
+        uuid.uuid4().hex[:16],
+        explain_only=explain,
+    )
     if explain:
         report.status = "explained"
         return report
@@ -100,19 +106,25 @@ def _write(
     overwrite_schema: bool,
 ) -> WriteResult:
     return tables.write(
-        resolved.df, resolved.output_uri, mode="overwrite",
-        partition_by=view.partition_by or None, overwrite_schema=overwrite_schema,
-        commit_info={"job": "features", "view": report.view, "run_id": report.run_id,
-                     "fingerprint": fingerprint, "sources": report.sources},
-    )  # fmt: skip
+        resolved.df,
+        resolved.output_uri,
+        mode="overwrite",
+        partition_by=view.partition_by or None,
+        overwrite_schema=overwrite_schema,
+        commit_info={
+            "job": "features",
+            "view": report.view,
+            "run_id": report.run_id,
+            "fingerprint": fingerprint,
+            "sources": report.sources,
+        },
+    )
 
 
 def fit_pipeline(spark: SparkSession, settings: Settings, name: str) -> dict[str, Any]:
     """Fit a configured feature pipeline on its view's feature table (latest version) and
     describe it: statistics, slots, Spark jobs. Training fits the same pipeline itself."""
-    from batchml.lib.errors import ConfigError
-    from batchml.lib.feature_pipeline import fit_features
-    from batchml.lib.lakehouse import table_location
+    from batchml.lib.feature_pipeline import fit_features  # pyspark.ml: only when fitting
 
     if name not in settings.pipelines:
         known = ", ".join(sorted(settings.pipelines)) or "none configured"
@@ -123,24 +135,84 @@ def fit_pipeline(spark: SparkSession, settings: Settings, name: str) -> dict[str
     tables = delta_tables(spark, settings)
     read = tables.read(uri)
     fitted = fit_features(
-        read.df, name, spec, centres=log_centres(tables, read, list(spec.numeric))
+        read.df,
+        name,
+        spec,
+        centres=tables.column_centres(read.uri, read.version, list(spec.numeric)),
     )
     return {
-        "pipeline": name, "table_uri": read.uri, "table_version": read.version,
-        "rows": fitted.stats.rows, "labelled_rows": fitted.stats.labelled,
-        "spark_jobs": fitted.spark_jobs, "slots": len(fitted.slot_names),
+        "pipeline": name,
+        "table_uri": read.uri,
+        "table_version": read.version,
+        "rows": fitted.stats.rows,
+        "labelled_rows": fitted.stats.labelled,
+        "spark_jobs": fitted.spark_jobs,
+        "slots": len(fitted.slot_names),
         "slot_names": fitted.slot_names,
         "stages": [type(stage).__name__ for stage in fitted.model.stages],
         "numeric": {c: asdict(n) for c, n in fitted.stats.numeric.items()},
         "categorical_levels": {c: len(v) for c, v in fitted.stats.categorical.items()},
-    }  # fmt: skip
+    }
 
 
-def log_centres(tables: DeltaTables, read, columns: list[str]) -> dict[str, float]:
-    """Rough column centres from the Delta log's file statistics (embedded backend; the
-    connector does not expose them, and the fit then falls back to var_samp)."""
-    if tables.name != "embedded":
-        return {}
-    from batchml.lib.delta.snapshots import column_centres, open_snapshot
+def _render_features(data: dict[str, Any]) -> str:
+    lines = [f"view {data['view']} -> {data['table_uri']}: {data['status']}"]
+    lines += [
+        f"  source {n}: version {s['version']} ({s['uri']})" for n, s in data["sources"].items()
+    ]
+    if data["explain_only"]:
+        lines += ["", data["sql"], ""]
+        lines += [f"  {f['name']:<24} {f['type']}" for f in data["schema"]]
+    elif data["message"]:
+        lines.append(f"  {data['message']}")
+    return "\n".join(lines)
 
-    return column_centres(open_snapshot(read.uri, version=read.version), columns)
+
+@reports_errors
+def command(
+    ctx: typer.Context,
+    *,
+    view: Annotated[
+        str | None,
+        typer.Option("--view", help="A view from the views section (optional if only one)."),
+    ] = None,
+    explain: Annotated[
+        bool,
+        typer.Option("--explain", help="Print the SQL, pinned sources and schema; write nothing."),
+    ] = False,
+    overwrite_schema: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite-schema", help="Replace the feature table's schema if it changed."
+        ),
+    ] = False,
+    fit: Annotated[
+        str | None,
+        typer.Option(
+            "--fit", help="Fit this feature pipeline on its feature table and describe it."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Materialise a feature view (Spark SQL over pinned Delta tables) into a Delta table."""
+    state: RunContext = ctx.find_object(RunContext)
+    if fit is not None:
+        described = fit_pipeline(state.spark(), state.config().settings, fit)
+        emit(
+            described,
+            as_json,
+            lambda d: (
+                f"pipeline {d['pipeline']} fitted on {d['table_uri']}@{d['table_version']}: "
+                f"{d['rows']} rows, {d['slots']} feature slots, {d['spark_jobs']} Spark jobs\n"
+                f"stages: {', '.join(d['stages'])}"
+            ),
+        )
+        return
+    report = run(
+        state.spark(),
+        state.config().settings,
+        view,
+        explain=explain,
+        overwrite_schema=overwrite_schema,
+    )
+    emit(report.to_dict(), as_json, _render_features)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from pyspark.sql import SparkSession
 
+from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
 from batchml.lib import synthetic
 from batchml.lib.delta import delta_tables
 from batchml.lib.errors import ConfigError
@@ -40,9 +42,13 @@ def run(spark: SparkSession, settings: Settings, request: GenerateRequest) -> di
         raise ConfigError(f"--mode must be overwrite or append, not {request.mode!r}")
     if request.dataset == "agrawal":
         df = synthetic.agrawal(
-            spark, request.rows, function=request.function, noise=request.noise or 0.0,
-            seed=request.seed, partitions=request.partitions,
-        )  # fmt: skip
+            spark,
+            request.rows,
+            function=request.function,
+            noise=request.noise or 0.0,
+            seed=request.seed,
+            partitions=request.partitions,
+        )
     else:
         noise = 1.0 if request.noise is None else request.noise
         df = synthetic.friedman1(
@@ -57,5 +63,51 @@ def run(spark: SparkSession, settings: Settings, request: GenerateRequest) -> di
         mode=request.mode,
         commit_info={"job": "generate", **params},  # type: ignore[arg-type]
     )
-    return {"table": uri, "version": result.version, "rows": result.rows_added,
-            "files": result.files_added, **params}  # fmt: skip
+    return {
+        "table": uri,
+        "version": result.version,
+        "rows": result.rows_added,
+        "files": result.files_added,
+        **params,
+    }
+
+
+@reports_errors
+def command(
+    ctx: typer.Context,
+    dataset: Annotated[
+        str, typer.Argument(help="agrawal (classification) or friedman (regression).")
+    ],
+    *,
+    rows: Annotated[int, typer.Option("--rows", help="Number of rows.", min=1)],
+    to: Annotated[
+        str, typer.Option("--to", help="Target table (path, or name under the lakehouse).")
+    ],
+    function: Annotated[
+        int,
+        typer.Option("--function", help="Agrawal classification function 1..10.", min=1, max=10),
+    ] = 1,
+    noise: Annotated[
+        float | None,
+        typer.Option("--noise", help="Agrawal: label-flip probability (0). Friedman: sigma (1)."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 42,
+    partitions: Annotated[
+        int | None,
+        typer.Option("--partitions", help="Spark partitions (default 1 per 1M rows).", min=1),
+    ] = None,
+    mode: Annotated[str, typer.Option("--mode", help="overwrite or append.")] = "overwrite",
+    as_json: JsonOption = False,
+) -> None:
+    """Generate a synthetic table whose best achievable score is known."""
+    state: RunContext = ctx.find_object(RunContext)
+    request = GenerateRequest(dataset, rows, to, function, noise, seed, partitions, mode)
+    result = run(state.spark(), state.config().settings, request)
+    emit(
+        result,
+        as_json,
+        lambda d: (
+            f"generated {d['rows']} {d['dataset']} rows into "
+            f"{d['table']} (version {d['version']}, {d['files']} files)"
+        ),
+    )

@@ -38,9 +38,18 @@ KEY_COUNT = "_key_count"
 IS_GOOD = "_is_good"
 RAW_SUFFIX = "__raw"
 ORDERED_TYPES = (
-    T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType,
-    T.DecimalType, T.DateType, T.TimestampType, T.TimestampNTZType, T.StringType,
-)  # fmt: skip
+    T.ByteType,
+    T.ShortType,
+    T.IntegerType,
+    T.LongType,
+    T.FloatType,
+    T.DoubleType,
+    T.DecimalType,
+    T.DateType,
+    T.TimestampType,
+    T.TimestampNTZType,
+    T.StringType,
+)
 NUMERIC_TYPES = ORDERED_TYPES[:7]
 
 
@@ -214,8 +223,9 @@ def failed_rules(
     df: DataFrame, checked: CheckedContract, file_format: str, options: dict[str, str]
 ) -> Column:
     """The names of the rules a row breaks (empty for a good row), as array<string>."""
-    type_failures = {name: _type_failure(df, checked, name, file_format, options)
-                     for name in checked.columns}  # fmt: skip
+    type_failures = {
+        name: _type_failure(df, checked, name, file_format, options) for name in checked.columns
+    }
     rules: list[Column] = []
     if RAW_RECORD in df.columns:
         any_type_failure = reduce(
@@ -268,8 +278,10 @@ def quarantine_rows(
 ) -> DataFrame:
     """Rows that broke a rule: the raw record, the rules broken and the source file."""
     bad = df.filter(~good_condition(df, checked))
-    values = [F.col(_q(raw_column(n) if raw_column(n) in df.columns else n)).alias(n)
-              for n in checked.columns]  # fmt: skip
+    values = [
+        F.col(_q(raw_column(n) if raw_column(n) in df.columns else n)).alias(n)
+        for n in checked.columns
+    ]
     raw = F.to_json(F.struct(*values))
     if RAW_RECORD in df.columns:
         raw = F.coalesce(F.col(RAW_RECORD), raw)

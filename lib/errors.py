@@ -15,7 +15,6 @@ Exit codes (documented in README.md):
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 3

@@ -18,15 +18,12 @@ import math
 import uuid
 from dataclasses import dataclass, field
 
-from pyspark.ml import Pipeline, PipelineModel, Transformer
+from pyspark.ml import PipelineModel, Transformer
 from pyspark.ml.feature import (
     Bucketizer,
     FeatureHasher,
-    Imputer,
     OneHotEncoder,
     SQLTransformer,
-    StandardScaler,
-    StringIndexer,
     StringIndexerModel,
     VectorAssembler,
 )
@@ -34,16 +31,21 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from batchml.lib.contracts import NUMERIC_TYPES
 from batchml.lib.errors import InputError
 from batchml.lib.logs import get_logger
 from batchml.lib.settings import FeaturePipelineSpec
 
 log = get_logger(__name__)
-NUMERIC_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType,
-                 T.DoubleType, T.DecimalType)  # fmt: skip
 DECILES = [k / 10 for k in range(1, 10)]
-CATEGORICAL_TYPES = (T.StringType, T.BooleanType, T.ByteType, T.ShortType, T.IntegerType,
-                     T.LongType)  # fmt: skip
+CATEGORICAL_TYPES = (
+    T.StringType,
+    T.BooleanType,
+    T.ByteType,
+    T.ShortType,
+    T.IntegerType,
+    T.LongType,
+)
 
 
 @dataclass(frozen=True)
@@ -185,12 +187,15 @@ def collect_stats(
         ranks = _ranks(numeric)
         if ranks or profile:
             # quantiles from a KLL sketch: a few KB per column, one pass, mergeable
-            cleaned = (f"CASE WHEN isnan(CAST({_q(column)} AS DOUBLE)) THEN NULL "
-                       f"ELSE CAST({_q(column)} AS DOUBLE) END")  # fmt: skip
+            cleaned = (
+                f"CASE WHEN isnan(CAST({_q(column)} AS DOUBLE)) THEN NULL "
+                f"ELSE CAST({_q(column)} AS DOUBLE) END"
+            )
             aggregates.append(F.expr(f"kll_sketch_agg_double({cleaned})").alias(f"k{i}"))
         if ranks:
-            derived.append(F.expr(f"kll_sketch_get_quantile_double(k{i}, {_doubles(ranks)})")
-                           .alias(f"q{i}"))  # fmt: skip
+            derived.append(
+                F.expr(f"kll_sketch_get_quantile_double(k{i}, {_doubles(ranks)})").alias(f"q{i}")
+            )
         if profile:
             deciles = f"kll_sketch_get_quantile_double(k{i}, {_doubles(DECILES)})"
             derived.append(F.expr(deciles).alias(f"d{i}"))
@@ -200,16 +205,19 @@ def collect_stats(
     for i, (column, numeric) in enumerate(spec.numeric.items()):
         quantiles = row[f"q{i}"] if _ranks(numeric) else None
         found = dict(zip(_ranks(numeric), quantiles or [], strict=False))
-        edges = sorted({found[r] for r in _ranks(numeric) if r != 0.5 and r in found})
+        edges = sorted({found[r] for r in _bucket_ranks(numeric) if r in found})
         count = int(row[f"n{i}"])
         if centres.get(column) is not None:
             mean, variance = _shifted_moments(count, row[f"s{i}"], row[f"ss{i}"], centres[column])
         else:
             mean, variance = row[f"mean{i}"], row[f"var{i}"]
         stats.numeric[column] = NumericStats(
-            count, mean, variance,
-            found.get(0.5) if numeric.impute == "median" else None, tuple(edges),
-        )  # fmt: skip
+            count,
+            mean,
+            variance,
+            found.get(0.5) if numeric.impute == "median" else None,
+            tuple(edges),
+        )
         if profile:
             stats.sketches[column] = (row[f"k{i}"], row[f"d{i}"], None)
     if profile:
@@ -238,10 +246,12 @@ def _sketch_ranks(spark, stats: FeatureStats) -> None:
         return
     schema = T.StructType([T.StructField(f"k{i}", T.BinaryType()) for i in range(len(columns))])
     local = spark.createDataFrame([tuple(stats.sketches[c][0] for c in columns)], schema)
-    row = local.select(*[
-        F.expr(f"kll_sketch_get_rank_double(k{i}, {_doubles(stats.sketches[c][1])})").alias(c)
-        for i, c in enumerate(columns)
-    ]).collect()[0]  # fmt: skip
+    row = local.select(
+        *[
+            F.expr(f"kll_sketch_get_rank_double(k{i}, {_doubles(stats.sketches[c][1])})").alias(c)
+            for i, c in enumerate(columns)
+        ]
+    ).collect()[0]
     for column in columns:
         sketch, deciles, _ = stats.sketches[column]
         stats.sketches[column] = (sketch, deciles, list(row[column]))
@@ -281,9 +291,13 @@ def _doubles(values: list[float]) -> str:
 def _ranks(numeric) -> list[float]:
     """The quantile ranks a numeric column needs: its median, its bucket edges."""
     ranks = {0.5} if numeric.impute == "median" else set()
-    if numeric.buckets:
-        ranks.update(k / numeric.buckets for k in range(1, numeric.buckets))
+    ranks.update(_bucket_ranks(numeric))
     return sorted(ranks)
+
+
+def _bucket_ranks(numeric) -> list[float]:
+    """The ranks of the inner bucket edges (0.5 among them for an even bucket count)."""
+    return [k / numeric.buckets for k in range(1, numeric.buckets)] if numeric.buckets else []
 
 
 def categorical_labels(
@@ -315,18 +329,23 @@ def build_model(df: DataFrame, spec: FeaturePipelineSpec, stats: FeatureStats) -
         for column, numeric in spec.numeric.items():
             if numeric.buckets:
                 edges = list(stats.numeric[column].quantiles)
-                stages.append(Bucketizer(
-                    splits=[-math.inf, *edges, math.inf], inputCol=f"{column}__num",
-                    outputCol=f"{column}__bucket", handleInvalid="keep",
-                ))  # fmt: skip
+                stages.append(
+                    Bucketizer(
+                        splits=[-math.inf, *edges, math.inf],
+                        inputCol=f"{column}__num",
+                        outputCol=f"{column}__bucket",
+                        handleInvalid="keep",
+                    )
+                )
                 assembled.append(f"{column}__bucket")
     if spec.categorical:
         names = list(spec.categorical)
         labels = [
-            categorical_labels(stats.categorical[c], spec.categorical[c].top,
-                               spec.categorical[c].min_frequency)
+            categorical_labels(
+                stats.categorical[c], spec.categorical[c].top, spec.categorical[c].min_frequency
+            )
             for c in names
-        ]  # fmt: skip
+        ]
         # one model per column: from_arrays_of_labels pads shorter label arrays with nulls
         indexers = [
             StringIndexerModel.from_labels(
@@ -339,15 +358,19 @@ def build_model(df: DataFrame, spec: FeaturePipelineSpec, stats: FeatureStats) -
         for indexer in indexers:
             indexed = indexer.transform(indexed)
         encoder = OneHotEncoder(
-            inputCols=[f"{c}__index" for c in names], outputCols=[f"{c}__onehot" for c in names],
+            inputCols=[f"{c}__index" for c in names],
+            outputCols=[f"{c}__onehot" for c in names],
             handleInvalid="keep",
-        )  # fmt: skip
+        )
         # The indexers write nominal metadata, so this fit reads no row (no Spark job).
         stages.append(encoder.fit(indexed))
         assembled += [f"{c}__onehot" for c in names]
     for column, hashed in spec.hashed.items():
-        stages.append(FeatureHasher(inputCols=[column], outputCol=f"{column}__hashed",
-                                    numFeatures=hashed.buckets))  # fmt: skip
+        stages.append(
+            FeatureHasher(
+                inputCols=[column], outputCol=f"{column}__hashed", numFeatures=hashed.buckets
+            )
+        )
         assembled.append(f"{column}__hashed")
     stages.append(VectorAssembler(inputCols=assembled, outputCol=spec.output, handleInvalid="keep"))
     return PipelineModel(stages=stages)
@@ -358,9 +381,7 @@ def _literal(value: float) -> str:
     return f"CAST('{value!r}' AS DOUBLE)"
 
 
-def _numeric_sql(
-    column: str, spec, stats: NumericStats, rows: int
-) -> tuple[list[str], list[str]]:  # fmt: skip
+def _numeric_sql(column: str, spec, stats: NumericStats, rows: int) -> tuple[list[str], list[str]]:
     """SQL expressions for one numeric column, and the columns they add for the assembler."""
     raw = f"CAST({_q(column)} AS DOUBLE)"
     missing = f"({_q(column)} IS NULL OR isnan({raw}))"
@@ -383,10 +404,7 @@ def _numeric_sql(
         if mean is None:
             raise InputError(f"numeric column {column} has no values to scale by")
         std = math.sqrt(variance) if variance else 0.0
-        value = (
-            "0.0D" if std == 0.0
-            else f"(({value}) - {_literal(mean)}) / {_literal(std)}"
-        )  # fmt: skip
+        value = "0.0D" if std == 0.0 else f"(({value}) - {_literal(mean)}) / {_literal(std)}"
     expressions.append(f"{value} AS {_q(column + '__num')}")
     outputs.append(f"{column}__num")
     if spec.indicator:
@@ -409,8 +427,10 @@ def fit_features(
     spark = df.sparkSession
     group = f"batchml-features-{uuid.uuid4().hex[:8]}"
     context = spark.sparkContext
-    outer = (context.getLocalProperty("spark.jobGroup.id"),
-             context.getLocalProperty("spark.job.description"))  # fmt: skip
+    outer = (
+        context.getLocalProperty("spark.jobGroup.id"),
+        context.getLocalProperty("spark.job.description"),
+    )
     context.setJobGroup(group, f"fit feature pipeline {name}")
     try:
         stats = collect_stats(df, spec, centres, profile=profile)
@@ -418,8 +438,9 @@ def fit_features(
     finally:
         context.setJobGroup(*outer)  # type: ignore[arg-type]
     jobs = len(context.statusTracker().getJobIdsForGroup(group))
-    log.info("feature pipeline fitted", extra={"pipeline": name, "rows": stats.rows,
-                                                "spark_jobs": jobs})  # fmt: skip
+    log.info(
+        "feature pipeline fitted", extra={"pipeline": name, "rows": stats.rows, "spark_jobs": jobs}
+    )
     slots = slot_names(model.transform(df.limit(0)), spec.output)
     return FittedFeatures(model, stats, jobs, slots)
 
@@ -433,35 +454,6 @@ def slot_names(transformed: DataFrame, output: str) -> list[str]:
             named[attr["idx"]] = attr.get("name", f"{output}_{attr['idx']}")
     size = attrs.get("num_attrs", len(named))
     return [named.get(i, f"{output}_{i}") for i in range(size)]
-
-
-def naive_pipeline(spec: FeaturePipelineSpec) -> Pipeline:
-    """What a user would write with MLlib stages (each fitted with its own pass): for
-    comparisons in tests and benchmarks. Imputes, scales, one-hot encodes; no indicators,
-    no top-N, no hashing."""
-    stages = []
-    numeric = list(spec.numeric)
-    for strategy in ("mean", "median"):
-        columns = [c for c in numeric if spec.numeric[c].impute == strategy]
-        if columns:
-            stages.append(Imputer(inputCols=columns, outputCols=[f"{c}__imp" for c in columns],
-                                  strategy=strategy))  # fmt: skip
-    inputs = [f"{c}__imp" if spec.numeric[c].impute else c for c in numeric]
-    stages.append(VectorAssembler(inputCols=inputs, outputCol="__numeric", handleInvalid="keep"))
-    stages.append(StandardScaler(inputCol="__numeric", outputCol="__scaled", withMean=True,
-                                 withStd=True))  # fmt: skip
-    outputs = ["__scaled"]
-    for column in spec.categorical:
-        stages.append(StringIndexer(inputCol=column, outputCol=f"{column}__index",
-                                    handleInvalid="keep"))  # fmt: skip
-    if spec.categorical:
-        names = list(spec.categorical)
-        stages.append(OneHotEncoder(inputCols=[f"{c}__index" for c in names],
-                                    outputCols=[f"{c}__onehot" for c in names],
-                                    handleInvalid="keep"))  # fmt: skip
-        outputs += [f"{c}__onehot" for c in names]
-    stages.append(VectorAssembler(inputCols=outputs, outputCol=spec.output, handleInvalid="keep"))
-    return Pipeline(stages=stages)
 
 
 def _q(name: str) -> str:

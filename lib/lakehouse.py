@@ -23,8 +23,20 @@ def table_uris(name: str, contract: TableContract, settings: Settings) -> tuple[
     return table, quarantine or f"{table.rstrip('/')}_quarantine"
 
 
-def table_location(name: str, settings: Settings) -> str:
-    """A table by name: a `[tables]` contract's path, else the name under the lakehouse."""
-    if name in settings.tables:
-        return table_uris(name, settings.tables[name], settings)[0]
-    return resolve_path(name, settings)
+def table_location(ref: str, settings: Settings, *, relative_to: Path | None = None) -> str:
+    """Where the table `ref` lives: the one resolver of table names.
+
+    - a name with a `[tables]` contract: the contract's `path` (or its name) under the
+      lakehouse root;
+    - another bare name: under the lakehouse root;
+    - a URI or an absolute path: as given;
+    - a relative path: under `relative_to` when given (the command line passes the
+      working directory: a path a user types is relative to where they are), else under
+      the lakehouse root (paths in the config are).
+    """
+    if ref in settings.tables:
+        return table_uris(ref, settings.tables[ref], settings)[0]
+    is_path = "/" in ref or ref.startswith(".")
+    if relative_to is not None and is_path and "://" not in ref:
+        return str((relative_to / Path(ref).expanduser()).resolve())
+    return resolve_path(ref, settings)

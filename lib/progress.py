@@ -40,16 +40,20 @@ class Snapshot:
         elapsed = _clock(self.seconds)
         if self.stage is None or not self.tasks_total:
             return f"{label}: {self.jobs_done} Spark jobs done, {elapsed}"
-        return (f"{label}: {self.stage}, tasks {self.tasks_done}/{self.tasks_total}, "
-                f"{self.jobs_done} Spark jobs done, {elapsed}")  # fmt: skip
+        return (
+            f"{label}: {self.stage}, tasks {self.tasks_done}/{self.tasks_total}, "
+            f"{self.jobs_done} Spark jobs done, {elapsed}"
+        )
 
     def bar(self, label: str) -> str:
         share = self.tasks_done / self.tasks_total if self.tasks_total else 0.0
         filled = int(share * BAR_WIDTH)
         bar = "#" * filled + "-" * (BAR_WIDTH - filled)
         stage = self.stage or "waiting"
-        return (f"{label} [{bar}] {self.tasks_done}/{self.tasks_total} {stage[:40]} · "
-                f"jobs {self.jobs_done} · {_clock(self.seconds)}")  # fmt: skip
+        return (
+            f"{label} [{bar}] {self.tasks_done}/{self.tasks_total} {stage[:40]} · "
+            f"jobs {self.jobs_done} · {_clock(self.seconds)}"
+        )
 
 
 def snapshot(spark: SparkSession, group: str, started: float) -> Snapshot:
@@ -71,8 +75,7 @@ def snapshot(spark: SparkSession, group: str, started: float) -> Snapshot:
                     tasks_done, tasks_total = stage.numCompletedTasks, stage.numTasks
         elif job.status == "SUCCEEDED":
             done += 1
-    return Snapshot(done, running, stage_name, tasks_done, tasks_total,
-                    time.monotonic() - started)  # fmt: skip
+    return Snapshot(done, running, stage_name, tasks_done, tasks_total, time.monotonic() - started)
 
 
 @contextmanager

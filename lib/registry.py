@@ -1,8 +1,9 @@
 """The model registry, on the lakehouse: model versions with lineage, and aliases.
 
-Layout under the registry root (default `<lakehouse>/_registry`):
-- `artifacts/<name>/<version>-<id>/model`: the fitted `PipelineModel`, saved by MLlib;
-  `manifest.json` beside it;
+Layout under the registry root (default `<lakehouse>/_registry`, `registry.root`):
+- `artifacts/<name>/<id>/model`: the fitted `PipelineModel`, saved by MLlib, with
+  `manifest.json` beside it (`<id>` is random: a writer that loses the race for a
+  version number keeps its folder, and the version number lives in the manifest);
 - `versions`: a Delta table, one row per model version (name, version, algorithm, the
   training table and its Delta version, metrics, config hash, the manifest as JSON);
 - `aliases`: a Delta table, one row per (name, alias), partitioned by both, so setting
@@ -12,6 +13,10 @@ Registering is one Delta commit of the version row, after the artifact is saved:
 version that is in the table is complete. Two writers racing for the same version number
 are kept apart by the Delta transaction token `(registry/<name>, version)`: the second
 finds the token taken and moves to the next number.
+
+Reading (list, show, the versions vacuum must keep) goes through delta-rs, without
+Spark: the index is small, and `batchml models list` should answer at once. Writing and
+loading a model need Spark and the Delta backend (`tables`).
 """
 
 from __future__ import annotations
@@ -25,15 +30,19 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pyspark.ml import PipelineModel
-from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
 from batchml.lib.delta import CommitConflict, DeltaTables, WriteToken
+from batchml.lib.delta.snapshots import table_exists, table_rows
 from batchml.lib.errors import InputError
+from batchml.lib.lakehouse import resolve_path
 from batchml.lib.logs import get_logger
+from batchml.lib.settings import Settings
+
+if TYPE_CHECKING:  # pyspark.ml imports pandas and scipy: loaded only to load a model
+    from pyspark.ml import PipelineModel
 
 log = get_logger(__name__)
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
@@ -80,23 +89,36 @@ class ModelVersion:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "version": self.version,
-            "created_at": self.created_at.isoformat(), "algorithm": self.algorithm,
-            "artifact_uri": self.artifact_uri, "training_table": self.training_table,
-            "training_version": self.training_version, "config_hash": self.config_hash,
-            "metrics": self.metrics, "aliases": list(self.aliases), "manifest": self.manifest,
-        }  # fmt: skip
+            "name": self.name,
+            "version": self.version,
+            "created_at": self.created_at.isoformat(),
+            "algorithm": self.algorithm,
+            "artifact_uri": self.artifact_uri,
+            "training_table": self.training_table,
+            "training_version": self.training_version,
+            "config_hash": self.config_hash,
+            "metrics": self.metrics,
+            "aliases": list(self.aliases),
+            "manifest": self.manifest,
+        }
 
 
 class Registry:
     """Model versions and aliases under one registry root."""
 
-    def __init__(self, spark: SparkSession, tables: DeltaTables, root: str) -> None:
-        self.spark = spark
-        self.tables = tables
+    def __init__(self, root: str, tables: DeltaTables | None = None) -> None:
+        """`tables` (the run's Delta backend) is needed to register, set aliases and load
+        models; reading the index needs none."""
+        self._tables = tables
         self.root = root.rstrip("/")
         self.versions_uri = f"{self.root}/versions"
         self.aliases_uri = f"{self.root}/aliases"
+
+    @property
+    def tables(self) -> DeltaTables:
+        if self._tables is None:
+            raise TypeError("this Registry was opened read-only (no Delta backend given)")
+        return self._tables
 
     # ------------------------------------------------------------------ write
     def register(self, name: str, model: PipelineModel, manifest: dict[str, Any]) -> ModelVersion:
@@ -128,7 +150,7 @@ class Registry:
                     json.dumps(entry, default=str),
                 )
                 result = self.tables.write(
-                    self.spark.createDataFrame([row], VERSIONS_SCHEMA),
+                    self.tables.spark.createDataFrame([row], VERSIONS_SCHEMA),
                     self.versions_uri,
                     token=WriteToken(f"registry/{name}", version),
                     commit_info={"job": "registry", "model": name, "version": version},
@@ -156,7 +178,7 @@ class Registry:
             row = (name, alias, version, datetime.now(UTC))
             try:
                 self.tables.write(
-                    self.spark.createDataFrame([row], ALIASES_SCHEMA),
+                    self.tables.spark.createDataFrame([row], ALIASES_SCHEMA),
                     self.aliases_uri,
                     mode="replace",
                     partition_by=["name", "alias"],
@@ -184,9 +206,9 @@ class Registry:
     # ------------------------------------------------------------------- read
     def list(self, name: str | None = None) -> list[ModelVersion]:
         """Every version (of one model, or of all), oldest first."""
-        if not self.tables.exists(self.versions_uri):
+        if not table_exists(self.versions_uri):
             return []
-        rows = self.tables.read(self.versions_uri).df.collect()
+        rows = table_rows(self.versions_uri)
         aliases = self._aliases()
         versions = [
             _version(row, aliases.get((row["name"], row["version"]), ()))
@@ -220,6 +242,8 @@ class Registry:
 
     def load(self, ref: str) -> PipelineModel:
         """The fitted pipeline of a version."""
+        from pyspark.ml import PipelineModel
+
         return PipelineModel.load(f"{self.get(ref).artifact_uri}/model")
 
     def pinned_table_versions(self) -> dict[str, set[int]]:
@@ -234,10 +258,10 @@ class Registry:
         return existing[-1].version + 1 if existing else 1
 
     def _aliases(self) -> dict[tuple[str, int], tuple[str, ...]]:
-        if not self.tables.exists(self.aliases_uri):
+        if not table_exists(self.aliases_uri):
             return {}
         latest: dict[tuple[str, str], Any] = {}  # one row per alias; the newest, if ever more
-        for row in self.tables.read(self.aliases_uri).df.collect():
+        for row in table_rows(self.aliases_uri):
             key = (row["name"], row["alias"])
             if key not in latest or row["set_at"] > latest[key]["set_at"]:
                 latest[key] = row
@@ -247,12 +271,26 @@ class Registry:
         return {key: tuple(sorted(value)) for key, value in found.items()}
 
 
+def registry_of(settings: Settings, tables: DeltaTables | None = None) -> Registry:
+    """The registry at `registry.root` (relative to the lakehouse); read-only without
+    `tables`."""
+    return Registry(resolve_path(settings.registry.root, settings), tables)
+
+
 def _version(row: Any, aliases: tuple[str, ...]) -> ModelVersion:
     return ModelVersion(
-        row["name"], row["version"], row["created_at"], row["algorithm"], row["artifact_uri"],
-        row["training_table"], row["training_version"], row["config_hash"],
-        json.loads(row["metrics"] or "{}"), json.loads(row["manifest"] or "{}"), aliases,
-    )  # fmt: skip
+        row["name"],
+        row["version"],
+        row["created_at"],
+        row["algorithm"],
+        row["artifact_uri"],
+        row["training_table"],
+        row["training_version"],
+        row["config_hash"],
+        json.loads(row["metrics"] or "{}"),
+        json.loads(row["manifest"] or "{}"),
+        aliases,
+    )
 
 
 def _check_name(value: str, what: str) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from batchml.lib.errors import EnvironmentProblem
 
 MIN_JAVA = 17
-SUPPORTED_JAVA = (17, 21)
+SUPPORTED_JAVA = (17, 21)  # Spark 4's tested LTS releases; newer ones run, with a warning
 _VERSION = re.compile(r'version "([^"]+)"')
 _MEMORY = re.compile(r"^(\d+)([kmgt]?)$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}

@@ -57,8 +57,11 @@ def with_split(
     for name in names[:-1]:
         bound += fractions[name]
         condition = draw < F.lit(bound)
-        assigned = (F.when(condition, F.lit(name)) if assigned is None
-                    else assigned.when(condition, F.lit(name)))  # fmt: skip
+        assigned = (
+            F.when(condition, F.lit(name))
+            if assigned is None
+            else assigned.when(condition, F.lit(name))
+        )
     last = F.lit(names[-1])
     return df.withColumn(column, last if assigned is None else assigned.otherwise(last))
 

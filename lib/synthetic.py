@@ -71,15 +71,23 @@ def agrawal(
         F.rand(seed + 10).alias("noise_draw"),
     )
     people = people.select(
-        "id", "salary",
-        F.when(F.col("salary") >= 75_000, F.lit(0.0)).otherwise(F.col("commission_draw"))
+        "id",
+        "salary",
+        F.when(F.col("salary") >= 75_000, F.lit(0.0))
+        .otherwise(F.col("commission_draw"))
         .alias("commission"),
-        "age", "elevel", "car", "zipcode",
+        "age",
+        "elevel",
+        "car",
+        "zipcode",
         # house value grows with the zipcode's rank: (zipcode + 1) * 50,000 * [0.5, 1.5)
-        ((F.col("zipcode") + 1) * F.lit(50_000.0) * (F.lit(0.5) + F.col("hvalue_draw")))
-        .alias("hvalue"),
-        "hyears", "loan", "noise_draw",
-    )  # fmt: skip
+        ((F.col("zipcode") + 1) * F.lit(50_000.0) * (F.lit(0.5) + F.col("hvalue_draw"))).alias(
+            "hvalue"
+        ),
+        "hyears",
+        "loan",
+        "noise_draw",
+    )
     group_a = agrawal_condition(function)
     label = F.when(group_a, F.lit(1)).otherwise(F.lit(0))
     flipped = F.when(F.col("noise_draw") < F.lit(noise), F.lit(1) - label).otherwise(label)
@@ -95,15 +103,18 @@ def agrawal_condition(function: int) -> Column:
     def between(column: Column, low: float, high: float) -> Column:
         return (column >= low) & (column <= high)
 
+    def in_band_of_age(value: Column) -> Column:
+        return (
+            (young & between(value, 50_000, 100_000))
+            | (middle & between(value, 75_000, 125_000))
+            | (old & between(value, 25_000, 75_000))
+        )
+
     income = salary + commission
     if function == 1:
         return young | old
     if function == 2:
-        return (
-            (young & between(salary, 50_000, 100_000))
-            | (middle & between(salary, 75_000, 125_000))
-            | (old & between(salary, 25_000, 75_000))
-        )
+        return in_band_of_age(salary)
     if function == 3:
         return (
             (young & elevel.isin(0, 1))
@@ -112,28 +123,48 @@ def agrawal_condition(function: int) -> Column:
         )
     if function == 4:
         return (
-            (young & F.when(elevel.isin(0, 1), between(salary, 25_000, 75_000))
-             .otherwise(between(salary, 50_000, 100_000)))
-            | (middle & F.when(elevel.isin(1, 2, 3), between(salary, 50_000, 100_000))
-               .otherwise(between(salary, 75_000, 125_000)))
-            | (old & F.when(elevel.isin(2, 3, 4), between(salary, 50_000, 100_000))
-               .otherwise(between(salary, 25_000, 75_000)))
-        )  # fmt: skip
+            (
+                young
+                & F.when(elevel.isin(0, 1), between(salary, 25_000, 75_000)).otherwise(
+                    between(salary, 50_000, 100_000)
+                )
+            )
+            | (
+                middle
+                & F.when(elevel.isin(1, 2, 3), between(salary, 50_000, 100_000)).otherwise(
+                    between(salary, 75_000, 125_000)
+                )
+            )
+            | (
+                old
+                & F.when(elevel.isin(2, 3, 4), between(salary, 50_000, 100_000)).otherwise(
+                    between(salary, 25_000, 75_000)
+                )
+            )
+        )
     if function == 5:
         return (
-            (young & F.when(between(salary, 50_000, 100_000), between(loan, 100_000, 300_000))
-             .otherwise(between(loan, 200_000, 400_000)))
-            | (middle & F.when(between(salary, 75_000, 125_000), between(loan, 200_000, 400_000))
-               .otherwise(between(loan, 300_000, 500_000)))
-            | (old & F.when(between(salary, 25_000, 75_000), between(loan, 300_000, 500_000))
-               .otherwise(between(loan, 100_000, 300_000)))
-        )  # fmt: skip
-    if function == 6:
-        return (
-            (young & between(income, 50_000, 100_000))
-            | (middle & between(income, 75_000, 125_000))
-            | (old & between(income, 25_000, 75_000))
+            (
+                young
+                & F.when(
+                    between(salary, 50_000, 100_000), between(loan, 100_000, 300_000)
+                ).otherwise(between(loan, 200_000, 400_000))
+            )
+            | (
+                middle
+                & F.when(
+                    between(salary, 75_000, 125_000), between(loan, 200_000, 400_000)
+                ).otherwise(between(loan, 300_000, 500_000))
+            )
+            | (
+                old
+                & F.when(
+                    between(salary, 25_000, 75_000), between(loan, 300_000, 500_000)
+                ).otherwise(between(loan, 100_000, 300_000))
+            )
         )
+    if function == 6:  # function 2 on salary + commission
+        return in_band_of_age(income)
     if function == 7:
         return F.lit(0.67) * income - F.lit(0.2) * loan - F.lit(20_000) > 0
     if function == 8:

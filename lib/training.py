@@ -29,32 +29,85 @@ from batchml.lib.errors import InputError
 
 ALGORITHMS: dict[str, tuple[str, str]] = {
     "logistic_regression": ("pyspark.ml.classification:LogisticRegression", "classification"),
-    "random_forest_classifier": ("pyspark.ml.classification:RandomForestClassifier",
-                                 "classification"),
+    "random_forest_classifier": (
+        "pyspark.ml.classification:RandomForestClassifier",
+        "classification",
+    ),
     "gbt_classifier": ("pyspark.ml.classification:GBTClassifier", "classification"),
     "xgboost_classifier": ("xgboost.spark:SparkXGBClassifier", "classification"),
     "linear_regression": ("pyspark.ml.regression:LinearRegression", "regression"),
     "random_forest_regressor": ("pyspark.ml.regression:RandomForestRegressor", "regression"),
     "gbt_regressor": ("pyspark.ml.regression:GBTRegressor", "regression"),
     "xgboost_regressor": ("xgboost.spark:SparkXGBRegressor", "regression"),
-}  # fmt: skip
-RESERVED = {"featuresCol", "labelCol", "predictionCol", "probabilityCol", "rawPredictionCol",
-            "weightCol", "validationIndicatorCol", "features_col", "label_col"}  # fmt: skip
+}
+RESERVED = {
+    "featuresCol",
+    "labelCol",
+    "predictionCol",
+    "probabilityCol",
+    "rawPredictionCol",
+    "weightCol",
+    "validationIndicatorCol",
+    "features_col",
+    "label_col",
+}
 # xgboost.spark params take any value; these are checked here so a typo fails before
 # a barrier stage starts
 XGB_TYPES: dict[str, type | tuple[type, ...]] = {
-    **dict.fromkeys(["n_estimators", "max_depth", "max_bin", "max_leaves", "num_parallel_tree",
-                     "early_stopping_rounds", "random_state", "num_workers", "verbosity"], int),
-    **dict.fromkeys(["learning_rate", "subsample", "colsample_bytree", "colsample_bylevel",
-                     "colsample_bynode", "gamma", "reg_alpha", "reg_lambda", "min_child_weight",
-                     "max_delta_step", "scale_pos_weight", "base_score"], (int, float)),
-    **dict.fromkeys(["tree_method", "grow_policy", "eval_metric", "objective", "booster",
-                     "sampling_method", "importance_type"], str),
+    **dict.fromkeys(
+        [
+            "n_estimators",
+            "max_depth",
+            "max_bin",
+            "max_leaves",
+            "num_parallel_tree",
+            "early_stopping_rounds",
+            "random_state",
+            "num_workers",
+            "verbosity",
+        ],
+        int,
+    ),
+    **dict.fromkeys(
+        [
+            "learning_rate",
+            "subsample",
+            "colsample_bytree",
+            "colsample_bylevel",
+            "colsample_bynode",
+            "gamma",
+            "reg_alpha",
+            "reg_lambda",
+            "min_child_weight",
+            "max_delta_step",
+            "scale_pos_weight",
+            "base_score",
+        ],
+        (int, float),
+    ),
+    **dict.fromkeys(
+        [
+            "tree_method",
+            "grow_policy",
+            "eval_metric",
+            "objective",
+            "booster",
+            "sampling_method",
+            "importance_type",
+        ],
+        str,
+    ),
     "verbose": bool,
-}  # fmt: skip
+}
 # estimators that read their training data many times: worth persisting it for them
-ITERATIVE = {"logistic_regression", "linear_regression", "gbt_classifier", "gbt_regressor",
-             "random_forest_classifier", "random_forest_regressor"}  # fmt: skip
+ITERATIVE = {
+    "logistic_regression",
+    "linear_regression",
+    "gbt_classifier",
+    "gbt_regressor",
+    "random_forest_classifier",
+    "random_forest_regressor",
+}
 EARLY_STOPPING = {"gbt_classifier", "gbt_regressor", "xgboost_classifier", "xgboost_regressor"}
 
 
@@ -135,8 +188,10 @@ def checked_param(model: Estimator, algorithm: str, key: str, value: Any) -> tup
     if expected is not None and (
         isinstance(value, bool) != (expected is bool) or not isinstance(value, expected)
     ):
-        raise InputError(f"{algorithm}: param {key} = {value!r} has the wrong type "
-                         f"(expected {getattr(expected, '__name__', 'a number')})")  # fmt: skip
+        raise InputError(
+            f"{algorithm}: param {key} = {value!r} has the wrong type "
+            f"(expected {getattr(expected, '__name__', 'a number')})"
+        )
     try:
         return param, param.typeConverter(value)
     except (TypeError, ValueError) as exc:
@@ -162,14 +217,20 @@ def evaluator(task: str, label: str, metric: str, classes: int = 2):
             raise InputError(f"metric {metric} needs two classes, the label has {classes}")
         return BinaryClassificationEvaluator(labelCol=label, metricName=metric)
     else:
-        known = ["f1", "accuracy", "weightedPrecision", "weightedRecall", "logLoss",
-                 "areaUnderROC", "areaUnderPR"]  # fmt: skip
+        known = [
+            "f1",
+            "accuracy",
+            "weightedPrecision",
+            "weightedRecall",
+            "logLoss",
+            "areaUnderROC",
+            "areaUnderPR",
+        ]
         make = MulticlassClassificationEvaluator
     if metric not in known:
         hint = difflib.get_close_matches(metric, known, n=1)
         suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise InputError(f"unknown {task} metric {metric!r}{suggestion}; known: "
-                         f"{', '.join(known)}")  # fmt: skip
+        raise InputError(f"unknown {task} metric {metric!r}{suggestion}; known: {', '.join(known)}")
     return make(labelCol=label, metricName=metric)
 
 
@@ -185,8 +246,10 @@ def class_weights(
     by_name = {str(_label_text(value)): value for value in counts}
     unknown = [name for name in setting if name not in by_name]
     if unknown:
-        raise InputError(f"class_weight names label values the training split does not "
-                         f"have: {', '.join(unknown)} (labels: {', '.join(by_name)})")  # fmt: skip
+        raise InputError(
+            f"class_weight names label values the training split does not "
+            f"have: {', '.join(unknown)} (labels: {', '.join(by_name)})"
+        )
     bad = [name for name, weight in setting.items() if not weight > 0]
     if bad:
         raise InputError(f"class_weight must be positive: {', '.join(bad)}")
@@ -225,24 +288,36 @@ def holdout_metrics(
     """
     y, predicted = F.col(label).cast("double"), F.col("prediction").cast("double")
     if task == "regression":
-        row = scored.agg(F.count(F.lit(1)), F.sum((y - predicted) * (y - predicted)),
-                         F.sum(F.abs(y - predicted)), F.var_pop(y)).collect()[0]  # fmt: skip
+        row = scored.agg(
+            F.count(F.lit(1)),
+            F.sum((y - predicted) * (y - predicted)),
+            F.sum(F.abs(y - predicted)),
+            F.var_pop(y),
+        ).collect()[0]
         rows, squares, absolute, variance = row[0], row[1], row[2], row[3]
         if not rows:
             return 0, {}
         total = variance * rows
-        return rows, {"rmse": math.sqrt(squares / rows), "mae": absolute / rows,
-                      "r2": 1.0 - squares / total if total else math.nan}  # fmt: skip
+        return rows, {
+            "rmse": math.sqrt(squares / rows),
+            "mae": absolute / rows,
+            "r2": 1.0 - squares / total if total else math.nan,
+        }
     correct = F.sum((y == predicted).cast("long"))
     if not binary:
         row = scored.agg(F.count(F.lit(1)), correct).collect()[0]
         return row[0], ({"accuracy": row[1] / row[0]} if row[0] else {})
     probability = vector_to_array(F.col("probability"))[1]
     score_bin = F.least(F.floor(probability * SCORE_BINS).cast("int"), F.lit(SCORE_BINS - 1))
-    bins = (scored.groupBy(score_bin.alias("bin"))
-            .agg(F.count(F.lit(1)).alias("n"), F.sum((y == 1.0).cast("long")).alias("pos"),
-                 correct.alias("correct"))
-            .collect())  # fmt: skip
+    bins = (
+        scored.groupBy(score_bin.alias("bin"))
+        .agg(
+            F.count(F.lit(1)).alias("n"),
+            F.sum((y == 1.0).cast("long")).alias("pos"),
+            correct.alias("correct"),
+        )
+        .collect()
+    )
     rows = sum(b["n"] for b in bins)
     if not rows:
         return 0, {}

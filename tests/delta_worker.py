@@ -64,8 +64,9 @@ def main(action: str, uri: str, tag: str, count: int, lakehouse: str) -> None:
                 f"'{tag}' AS tag", "id AS n", "sha2(CAST(id AS STRING), 512) AS h"
             )
         else:
-            df = spark.range(0, 5).selectExpr(f"'{tag}' AS tag", f"id + {round_ * 100} AS n",
-                                              "'' AS h")  # fmt: skip
+            df = spark.range(0, 5).selectExpr(
+                f"'{tag}' AS tag", f"id + {round_ * 100} AS n", "'' AS h"
+            )
         if action == "replace":
             result = tables.write(df, uri, mode="replace", replace_where=f"tag = '{tag}'")
         else:

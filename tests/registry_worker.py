@@ -15,7 +15,7 @@ from batchml.lib.registry import Registry
 
 def main(root: str, lakehouse: str, model: str, version: str, alias: str, times: str) -> None:
     _, spark = child_session(lakehouse)
-    registry = Registry(spark, EmbeddedDelta(spark), root)
+    registry = Registry(root, EmbeddedDelta(spark))
     for _ in range(int(times)):
         registry.set_alias(model, int(version), alias)
         print("set", flush=True)

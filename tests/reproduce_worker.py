@@ -12,7 +12,7 @@ import sys
 
 from child_session import child_session
 
-from batchml.jobs import train
+from batchml.jobs.train import job as train_job
 from batchml.lib.errors import BatchmlError
 
 
@@ -28,7 +28,7 @@ def main(conf: str, lakehouse: str, *refs: str) -> None:
     )
     for ref in refs:
         try:
-            report = train.reproduce(spark, settings, ref)
+            report = train_job.reproduce(spark, settings, ref)
             line = {"ref": ref, "match": report.match, "differences": report.differences}
         except BatchmlError as exc:
             line = {"ref": ref, "error": str(exc), "exit_code": exc.exit_code}

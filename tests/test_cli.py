@@ -16,11 +16,36 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
+def commands_in(help_text: str) -> list[str]:
+    """The command names of a --help page's Commands panel (continuation lines skipped)."""
+    panel = help_text.split("Commands")[1].splitlines()
+    return [
+        line.strip("│ ").split()[0] for line in panel if line.startswith("│ ") and line[2] != " "
+    ]
+
+
 def test_help_lists_the_commands(runner: CliRunner) -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("doctor", "config"):
-        assert command in result.stdout
+    assert commands_in(result.stdout) == [
+        "ingest",
+        "generate",
+        "demo",
+        "features",
+        "train",
+        "doctor",
+        "config",
+        "table",
+        "models",
+    ]
+    for group, commands in {
+        "config": ["show"],
+        "table": ["show", "history", "export", "vacuum"],
+        "models": ["list", "show", "alias"],
+    }.items():
+        shown = runner.invoke(app, [group, "--help"])
+        assert shown.exit_code == 0
+        assert commands_in(shown.stdout) == commands, group
     for option in (
         "--env",
         "--conf",

@@ -93,8 +93,10 @@ def test_every_rule_is_named_for_the_rows_that_break_it(spark: SparkSession, tmp
     got = bad.select("raw_record", FAILED_RULES)
     expected = spark.createDataFrame(
         [
-            ('{"code":"aa","amount":100.01,"day":"2012-12-31"}',
-             ["not_null:id", "allowed:code", "regex:code", "max:amount", "min:day"]),
+            (
+                '{"code":"aa","amount":100.01,"day":"2012-12-31"}',
+                ["not_null:id", "allowed:code", "regex:code", "max:amount", "min:day"],
+            ),
             ("x,AA,ten,2013-02-30", ["type:id", "type:amount", "type:day"]),
             ('{"id":3,"code":"DL","amount":1.00,"day":"2013-01-01"}', ["allowed:code"]),
             ('{"id":4,"code":"AA","amount":1.00,"day":"2013-01-01"}', ["unique_key"]),
@@ -102,7 +104,7 @@ def test_every_rule_is_named_for_the_rows_that_break_it(spark: SparkSession, tmp
             ("4,UA", ["malformed", "unique_key"]),
         ],
         "raw_record string, failed_rules array<string>",
-    )  # fmt: skip
+    )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
     assert {r["source_file"] for r in bad.collect()} == {f"file:{tmp_path}/orders.csv"}
 
@@ -119,6 +121,16 @@ def test_every_rule_is_named_for_the_rows_that_break_it(spark: SparkSession, tmp
 def test_rule_names_list_every_rule_of_the_contract(spark: SparkSession) -> None:
     checked = check_contract(spark, "orders", contract())
     assert rule_names(checked, has_raw=True) == [
-        "malformed", "type:id", "not_null:id", "min:id", "type:code", "allowed:code",
-        "regex:code", "type:amount", "max:amount", "type:day", "min:day", "unique_key",
-    ]  # fmt: skip
+        "malformed",
+        "type:id",
+        "not_null:id",
+        "min:id",
+        "type:code",
+        "allowed:code",
+        "regex:code",
+        "type:amount",
+        "max:amount",
+        "type:day",
+        "min:day",
+        "unique_key",
+    ]

@@ -77,9 +77,12 @@ def test_connector_round_trip_replace_token_and_time_travel(
     df = spark.createDataFrame([(1, "a"), (2, "b")], "id int, month string")
     assert connector.write(df, uri, partition_by=["month"]).version == 0
     replaced = connector.write(
-        spark.createDataFrame([(3, "a")], "id int, month string"), uri, mode="replace",
-        replace_where="month = 'a'", token=WriteToken("t", 1),
-    )  # fmt: skip
+        spark.createDataFrame([(3, "a")], "id int, month string"),
+        uri,
+        mode="replace",
+        replace_where="month = 'a'",
+        token=WriteToken("t", 1),
+    )
     again = connector.write(df, uri, token=WriteToken("t", 1))
     assert (replaced.version, replaced.committed, again.committed) == (1, True, False)
     assert sorted(r["id"] for r in connector.read(uri).df.collect()) == [2, 3]

@@ -41,19 +41,48 @@ ALL_TYPES = T.StructType(
 )
 ALL_ROWS = [
     (
-        1, 7, True, 0.25, Decimal("123456789012.345678"), date(2013, 1, 1),
-        datetime(2013, 1, 1, 5, 30, 0, 123456), datetime(2013, 1, 1, 5, 30), "jfk",
-        ["a", None], {"x": 1, "y": "p"}, {"k": 1},
+        1,
+        7,
+        True,
+        0.25,
+        Decimal("123456789012.345678"),
+        date(2013, 1, 1),
+        datetime(2013, 1, 1, 5, 30, 0, 123456),
+        datetime(2013, 1, 1, 5, 30),
+        "jfk",
+        ["a", None],
+        {"x": 1, "y": "p"},
+        {"k": 1},
     ),
     (
-        2, None, None, float("nan"), Decimal("-0.000001"), None, None, None, None,
-        None, None, None,
+        2,
+        None,
+        None,
+        float("nan"),
+        Decimal("-0.000001"),
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
     ),
     (
-        3, -1, False, -1e300, None, date(1970, 1, 1), datetime(1970, 1, 1), None, "é ü",
-        [], {"x": None, "y": None}, {},
+        3,
+        -1,
+        False,
+        -1e300,
+        None,
+        date(1970, 1, 1),
+        datetime(1970, 1, 1),
+        None,
+        "é ü",
+        [],
+        {"x": None, "y": None},
+        {},
     ),
-]  # fmt: skip
+]
 
 KEY_SCHEMA = T.StructType(
     [
@@ -74,11 +103,15 @@ def tables(spark: SparkSession) -> EmbeddedDelta:
 
 def awkward_df(spark: SparkSession):
     rows = [
-        (i, label, date(2013, 1 + i % 3, 1) if i % 4 else None,
-         datetime(2013, 5, 1, i, 15, 30) if i % 3 else None,
-         Decimal(f"{i}.{i:02d}") if i % 5 else None)
+        (
+            i,
+            label,
+            date(2013, 1 + i % 3, 1) if i % 4 else None,
+            datetime(2013, 5, 1, i, 15, 30) if i % 3 else None,
+            Decimal(f"{i}.{i:02d}") if i % 5 else None,
+        )
         for i, label in enumerate(AWKWARD)
-    ]  # fmt: skip
+    ]
     return spark.createDataFrame(rows, KEY_SCHEMA)
 
 
@@ -176,9 +209,14 @@ def test_reads_tables_written_by_delta_rs_identically(
 ) -> None:
     uri = str(tmp_path / "by_delta_rs")
     schema = pa.schema(
-        [("id", pa.int64()), ("city", pa.string()), ("day", pa.date32()),
-         ("at", pa.timestamp("us", tz="UTC")), ("value", pa.float64())]
-    )  # fmt: skip
+        [
+            ("id", pa.int64()),
+            ("city", pa.string()),
+            ("day", pa.date32()),
+            ("at", pa.timestamp("us", tz="UTC")),
+            ("value", pa.float64()),
+        ]
+    )
     for batch in range(4):
         rows = pa.table(
             {
@@ -233,8 +271,11 @@ def test_idempotent_token_makes_a_retry_a_noop(
     newer = tables.write(spark.range(5), uri, token=WriteToken("ingest-flights", 2))
 
     assert (first.committed, again.committed, older.committed, newer.committed) == (
-        True, False, False, True,
-    )  # fmt: skip
+        True,
+        False,
+        False,
+        True,
+    )
     assert "already committed" in again.message
     assert again.version == 0
     assert tables.read(uri).df.count() == 10
@@ -261,9 +302,10 @@ def test_overwrite_and_replace(spark: SparkSession, tables: EmbeddedDelta, tmp_p
     history = tables.history(uri)
     assert history[0]["batchml"]["operation"] == "overwrite"
     assert history[1]["batchml"] == {
-        "operation": "replace", "predicate": "month = '2013-01'",
+        "operation": "replace",
+        "predicate": "month = '2013-01'",
         "commit_id": history[1]["batchml"]["commit_id"],  # a fresh id per commit
-    }  # fmt: skip
+    }
     assert len({c["batchml"]["commit_id"] for c in history}) == len(history)
 
 
@@ -375,13 +417,16 @@ def write_log(root: Path, protocol: dict, configuration: dict | None = None, met
         {"protocol": protocol},
         {
             "metaData": {
-                "id": "f00d", "format": {"provider": "parquet", "options": {}},
-                "schemaString": json.dumps(schema), "partitionColumns": [],
-                "configuration": configuration or {}, "createdTime": 0,
+                "id": "f00d",
+                "format": {"provider": "parquet", "options": {}},
+                "schemaString": json.dumps(schema),
+                "partitionColumns": [],
+                "configuration": configuration or {},
+                "createdTime": 0,
             }
         },
         {"commitInfo": {"timestamp": int(time.time() * 1000), "operation": "CREATE TABLE"}},
-    ]  # fmt: skip
+    ]
     (log_dir / "00000000000000000000.json").write_text(
         "\n".join(json.dumps(a) for a in actions) + "\n"
     )
@@ -391,9 +436,14 @@ def write_log(root: Path, protocol: dict, configuration: dict | None = None, met
     ("protocol", "configuration", "feature"),
     [
         (
-            {"minReaderVersion": 3, "minWriterVersion": 7,
-             "readerFeatures": ["deletionVectors"], "writerFeatures": ["deletionVectors"]},
-            {"delta.enableDeletionVectors": "true"}, "deletion vectors",
+            {
+                "minReaderVersion": 3,
+                "minWriterVersion": 7,
+                "readerFeatures": ["deletionVectors"],
+                "writerFeatures": ["deletionVectors"],
+            },
+            {"delta.enableDeletionVectors": "true"},
+            "deletion vectors",
         ),
         (
             {"minReaderVersion": 2, "minWriterVersion": 5},
@@ -401,17 +451,27 @@ def write_log(root: Path, protocol: dict, configuration: dict | None = None, met
             "column mapping",
         ),
         (
-            {"minReaderVersion": 3, "minWriterVersion": 7,
-             "readerFeatures": ["typeWidening"], "writerFeatures": ["typeWidening"]},
-            {}, "type widening",
+            {
+                "minReaderVersion": 3,
+                "minWriterVersion": 7,
+                "readerFeatures": ["typeWidening"],
+                "writerFeatures": ["typeWidening"],
+            },
+            {},
+            "type widening",
         ),
         (
-            {"minReaderVersion": 3, "minWriterVersion": 7,
-             "readerFeatures": ["fancyFutureThing"], "writerFeatures": ["fancyFutureThing"]},
-            {}, "reader feature fancyFutureThing",
+            {
+                "minReaderVersion": 3,
+                "minWriterVersion": 7,
+                "readerFeatures": ["fancyFutureThing"],
+                "writerFeatures": ["fancyFutureThing"],
+            },
+            {},
+            "reader feature fancyFutureThing",
         ),
     ],
-)  # fmt: skip
+)
 def test_refuses_reader_features_it_cannot_honour(
     spark: SparkSession, tables: EmbeddedDelta, tmp_path: Path, protocol, configuration, feature
 ) -> None:
@@ -435,9 +495,11 @@ def test_refuses_to_write_generated_columns(
 ) -> None:
     root = tmp_path / "generated"
     write_log(
-        root, {"minReaderVersion": 1, "minWriterVersion": 4}, {},
+        root,
+        {"minReaderVersion": 1, "minWriterVersion": 4},
+        {},
         metadata={"delta.generationExpression": "1"},
-    )  # fmt: skip
+    )
     with pytest.raises(InputError, match="uses generated column id"):
         tables.write(spark.range(1), str(root))
 
@@ -485,8 +547,9 @@ def test_replace_retries_past_disjoint_commits_and_fails_on_overlapping_ones(
     schema = "id int, month string"
     tables.write(spark.createDataFrame([(1, "a"), (2, "b")], schema), uri, partition_by=["month"])
     stale = open_snapshot(uri)
-    tables.write(spark.createDataFrame([(3, "a")], schema), uri, mode="replace",
-                 replace_where="month = 'a'")  # fmt: skip
+    tables.write(
+        spark.createDataFrame([(3, "a")], schema), uri, mode="replace", replace_where="month = 'a'"
+    )
 
     disjoint = StaleStart(spark, stale).write(
         spark.createDataFrame([(4, "b")], schema), uri, mode="replace", replace_where="month = 'b'"
@@ -499,9 +562,11 @@ def test_replace_retries_past_disjoint_commits_and_fails_on_overlapping_ones(
     before = files_under(Path(uri))
     with pytest.raises(InputError, match=r"conflicts with version 3, which changed the files"):
         StaleStart(spark, stale).write(
-            spark.createDataFrame([(6, "a")], schema), uri, mode="replace",
+            spark.createDataFrame([(6, "a")], schema),
+            uri,
+            mode="replace",
             replace_where="month = 'a'",
-        )  # fmt: skip
+        )
     assert DeltaTable(uri).version() == 3
     assert files_under(Path(uri)) == before
     assert sorted(r["id"] for r in tables.read(uri).df.collect()) == [3, 4, 5]

@@ -10,7 +10,6 @@ import pytest
 from batchml.lib.delta.paths import (
     HIVE_NULL,
     hadoop_path,
-    hive_escape,
     hive_unescape,
     partition_dirs,
     same_value,
@@ -18,6 +17,17 @@ from batchml.lib.delta.paths import (
     typed_value,
 )
 from batchml.lib.delta.stats import footer_stats, to_json
+
+# the characters Spark's partition-path escaping replaces by %XX (besides control chars),
+# from Spark's ExternalCatalogUtils
+HIVE_SPECIAL = set("\"#%'*/:=?\\\x7f{[]^")
+
+
+def hive_escape(value: str) -> str:
+    """Spark's escaping of a partition value in a directory name (the writer's side)."""
+    return "".join(
+        f"%{ord(ch):02X}" if ch in HIVE_SPECIAL or ord(ch) < 0x20 else ch for ch in value
+    )
 
 
 @pytest.mark.parametrize("value", ["a b", "100%", "x/y", "é ü", "a=b", "q?*[1]{2}", "\x01", "%41"])
@@ -71,10 +81,11 @@ def test_footer_stats_of_a_file_with_many_row_groups(tmp_path) -> None:
             "n": pa.array([5, None, -2, 9], pa.int64()),
             "x": pa.array([1.0, 2.0, float("inf"), 0.5]),
             "s": pa.array(["b", "a" * 40, "c", None]),
-            "d": pa.array([Decimal("0.10"), Decimal("-3.25"), None, Decimal("7.00")],
-                          pa.decimal128(5, 2)),
+            "d": pa.array(
+                [Decimal("0.10"), Decimal("-3.25"), None, Decimal("7.00")], pa.decimal128(5, 2)
+            ),
         }
-    )  # fmt: skip
+    )
     pq.write_table(table, path, row_group_size=2)
     count, text = footer_stats(
         pq.read_metadata(path), {"n": "long", "x": "double", "s": "string", "d": "decimal(5,2)"}

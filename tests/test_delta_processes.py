@@ -105,12 +105,14 @@ def referenced(uri: Path) -> set[str]:
 
 
 def data_files(uri: Path) -> set[str]:
-    return {p.relative_to(uri).as_posix() for p in uri.rglob("*.parquet")
-            if STAGING_DIR not in p.parts}  # fmt: skip
+    return {
+        p.relative_to(uri).as_posix() for p in uri.rglob("*.parquet") if STAGING_DIR not in p.parts
+    }
 
 
-@pytest.mark.parametrize(("point", "version_after"), [("staging", 0), ("moved", 0),
-                                                      ("committed", 1)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("point", "version_after"), [("staging", 0), ("moved", 0), ("committed", 1)]
+)
 def test_sigterm_inside_a_write_leaves_a_whole_table(
     spark: SparkSession, tmp_path: Path, point: str, version_after: int
 ) -> None:

@@ -124,8 +124,11 @@ def test_two_writers_creating_one_table_both_land(
         move(staging, root, staged, moved)
         if not raced:
             raced.append(True)
-            write_deltalake(root, pa.table({"id": pa.array([7], pa.int64()),
-                                            "part": ["1"]}), partition_by=["part"])  # fmt: skip
+            write_deltalake(
+                root,
+                pa.table({"id": pa.array([7], pa.int64()), "part": ["1"]}),
+                partition_by=["part"],
+            )
 
     monkeypatch.setattr(embedded, "move_into_place", the_other_writer_creates_it_first)
     result = tables.write(rows(spark, 0, 4), uri, partition_by=["part"])

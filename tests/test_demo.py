@@ -22,8 +22,10 @@ def test_demo_lands_and_ingests_then_reruns_as_a_noop(spark, cli_globals, tmp_pa
     flights, weather = report["tables"]["flights"], report["tables"]["weather"]
     # January 2013 has 27,004 flights and February 24,951; the contract keeps them all
     assert (flights["version"], flights["rows_written"], flights["rows_quarantined"]) == (
-        1, 27004 + 24951, 0,
-    )  # fmt: skip
+        1,
+        27004 + 24951,
+        0,
+    )
     # one hourly reading has a 1,048 mph wind: the contract quarantines it
     assert (weather["rows_written"], weather["rows_quarantined"]) == (26114, 1)
     assert DeltaTable(str(lake / "flights")).version() == 1
@@ -52,8 +54,18 @@ def test_demo_lands_and_ingests_then_reruns_as_a_noop(spark, cli_globals, tmp_pa
     xgb_auc = models["flight_delay_xgb"]["metrics"]["test"]["areaUnderROC"]
     assert lr_auc > 0.7 and xgb_auc > lr_auc + 0.02, (lr_auc, xgb_auc)
 
-    fitted = runner.invoke(app, [*cli_globals, "--set", f'lakehouse.root="{lake}"', "features",
-                                 "--fit", "flight_delay", "--json"])  # fmt: skip
+    fitted = runner.invoke(
+        app,
+        [
+            *cli_globals,
+            "--set",
+            f'lakehouse.root="{lake}"',
+            "features",
+            "--fit",
+            "flight_delay",
+            "--json",
+        ],
+    )
     assert fitted.exit_code == 0, fitted.stderr
     described = json.loads(fitted.stdout)
     assert described["rows"] == 51955 and described["spark_jobs"] <= 4
@@ -72,8 +84,9 @@ def test_demo_lands_and_ingests_then_reruns_as_a_noop(spark, cli_globals, tmp_pa
     assert [(m["status"], m["version"]) for m in again["models"]] == [("skipped", 1)] * 2
 
     # the scheduled command after the demo: every landed file is already in the table
-    scheduled = runner.invoke(app, [*cli_globals, "--set", f'lakehouse.root="{lake}"', "ingest",
-                                    "flights"])  # fmt: skip
+    scheduled = runner.invoke(
+        app, [*cli_globals, "--set", f'lakehouse.root="{lake}"', "ingest", "flights"]
+    )
     assert scheduled.exit_code == 0, scheduled.stderr
     assert "no new files for source flights: 2 files already ingested; nothing written" in (
         scheduled.stdout

@@ -32,13 +32,18 @@ FROM trips t LEFT JOIN cities c ON c.city = t.city
 def lake(spark: SparkSession, tmp_path: Path) -> Path:
     tables = EmbeddedDelta(spark)
     lake = tmp_path / "lake"
-    trips = spark.createDataFrame([(1, "nyc", 10), (2, "sf", 45), (3, None, None)],
-                                  "id int, city string, minutes int")  # fmt: skip
+    trips = spark.createDataFrame(
+        [(1, "nyc", 10), (2, "sf", 45), (3, None, None)], "id int, city string, minutes int"
+    )
     tables.write(trips, str(lake / "trips"))
-    tables.write(spark.createDataFrame([(4, "nyc", 31)], "id int, city string, minutes int"),
-                 str(lake / "trips"))  # fmt: skip
-    tables.write(spark.createDataFrame([("nyc", 8), ("sf", 1)], "city string, population int"),
-                 str(lake / "cities"))  # fmt: skip
+    tables.write(
+        spark.createDataFrame([(4, "nyc", 31)], "id int, city string, minutes int"),
+        str(lake / "trips"),
+    )
+    tables.write(
+        spark.createDataFrame([("nyc", 8), ("sf", 1)], "city string, population int"),
+        str(lake / "cities"),
+    )
     return lake
 
 
@@ -75,8 +80,9 @@ def test_rerun_over_the_same_versions_writes_nothing(spark, lake: Path, tmp_path
     features.run(spark, config, "trips")
     again = features.run(spark, config, "trips")
     assert (again.status, again.version) == ("skipped", 0)
-    EmbeddedDelta(spark).write(spark.createDataFrame([("la", 4)], "city string, population int"),
-                               str(lake / "cities"))  # fmt: skip
+    EmbeddedDelta(spark).write(
+        spark.createDataFrame([("la", 4)], "city string, population int"), str(lake / "cities")
+    )
     moved = features.run(spark, config, "trips")
     assert (moved.status, moved.version, moved.sources["cities"]["version"]) == ("written", 1, 1)
 
@@ -103,7 +109,7 @@ def test_explain_writes_nothing(spark, lake: Path, tmp_path: Path) -> None:
         ('"latest"', "SELECT nope FROM trips", InputError, "trips: [UNRESOLVED_COLUMN"),
         ("7", None, InputError, "has no version 7 (latest is 1)"),
     ],
-)  # fmt: skip
+)
 def test_bad_views(spark, lake: Path, tmp_path: Path, trips, sql, error, message) -> None:
     with pytest.raises(error) as caught:
         features.run(spark, settings(tmp_path, lake, trips=trips, sql=sql), "trips")
@@ -116,8 +122,9 @@ def test_unknown_view_and_conflicting_table(spark, lake: Path, tmp_path: Path) -
     config = settings(tmp_path, lake)
     with pytest.raises(ConfigError, match=r"unknown view 'nope' \(views: "):
         features.run(spark, config, "nope")
-    EmbeddedDelta(spark).write(spark.createDataFrame([(1,)], "other int"),
-                               str(lake / "trip_features"))  # fmt: skip
+    EmbeddedDelta(spark).write(
+        spark.createDataFrame([(1,)], "other int"), str(lake / "trip_features")
+    )
     with pytest.raises(InputError, match=r"missing columns other.*rerun with --overwrite-schema"):
         features.run(spark, config, "trips")
     assert DeltaTable(str(lake / "trip_features")).version() == 0
@@ -132,8 +139,16 @@ def test_unknown_view_and_conflicting_table(spark, lake: Path, tmp_path: Path) -
 
 def test_features_command(spark, cli_globals, lake: Path, tmp_path: Path) -> None:
     settings(tmp_path, lake)
-    args = [*cli_globals, "--conf", str(tmp_path / "view.toml"), "--set",
-            f'lakehouse.root="{lake}"', "features", "--view", "trips"]  # fmt: skip
+    args = [
+        *cli_globals,
+        "--conf",
+        str(tmp_path / "view.toml"),
+        "--set",
+        f'lakehouse.root="{lake}"',
+        "features",
+        "--view",
+        "trips",
+    ]
     explained = CliRunner().invoke(app, [*args, "--explain"])
     assert explained.exit_code == 0, explained.stderr
     assert "source trips: version 1" in explained.stdout and "is_long" in explained.stdout

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from batchml.jobs import ingest
 from batchml.jobs.cli import app
+from batchml.jobs.ingest import write as ingest_write
 from batchml.lib.config import load_config
 from batchml.lib.delta.embedded import EmbeddedDelta
 from batchml.lib.errors import ConfigError, InputError
@@ -51,14 +52,16 @@ format = "{fmt}"
 options = {{ header = true, nullValue = "NA" }}
 """
 HEADER = "id,month,carrier,delay,at\n"
-GOOD = ["1,1,UA,10.5,2013-01-01T05:00:00Z", "2,1,AA,45,2013-01-01T06:00:00Z",
-        "3,1,DL,NA,NA"]  # fmt: skip
+GOOD = ["1,1,UA,10.5,2013-01-01T05:00:00Z", "2,1,AA,45,2013-01-01T06:00:00Z", "3,1,DL,NA,NA"]
 
 
 def settings_for(
-    tmp_path: Path, policy: str = "quarantine", fmt: str = "csv", ext: str = "csv",
+    tmp_path: Path,
+    policy: str = "quarantine",
+    fmt: str = "csv",
+    ext: str = "csv",
     *more: str,
-):  # fmt: skip
+):
     conf = tmp_path / "orders.toml"
     conf.write_text(CONTRACT.format(policy=policy, fmt=fmt, ext=ext))
     return load_config(
@@ -87,16 +90,26 @@ def run(spark, settings, **kwargs):
 
 def test_good_and_bad_rows_are_split_with_reasons(spark: SparkSession, tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
-    land(tmp_path, "jan.csv", [*GOOD, "4,1,ua,5,NA", "x,1,UA,5,NA", "5,13,UA,5,NA",
-                               "6,1,UA", "1,1,UA,1,NA"])  # fmt: skip
+    land(
+        tmp_path,
+        "jan.csv",
+        [*GOOD, "4,1,ua,5,NA", "x,1,UA,5,NA", "5,13,UA,5,NA", "6,1,UA", "1,1,UA,1,NA"],
+    )
     report = run(spark, settings)
 
     assert (report.status, report.rows_read, report.rows_written, report.rows_quarantined) == (
-        "written_with_quarantine", 8, 2, 6,
-    )  # fmt: skip
+        "written_with_quarantine",
+        8,
+        2,
+        6,
+    )
     assert report.quarantined_by_rule == {
-        "malformed": 1, "max:month": 1, "regex:carrier": 1, "type:id": 1, "unique_key": 2,
-    }  # fmt: skip
+        "malformed": 1,
+        "max:month": 1,
+        "regex:carrier": 1,
+        "type:id": 1,
+        "unique_key": 2,
+    }
     table = EmbeddedDelta(spark).read(report.table_uri)
     assert table.version == report.table_version == 0
     assert table.df.columns == ["id", "month", "carrier", "delay", "at", "is_late"]
@@ -149,9 +162,10 @@ def test_each_file_is_ingested_once_as_the_folder_grows(
     assert ids == [1, 2, 3, 10, 11, 11]  # --force ingests again on purpose
     ledger = oracle_rows(first.ledger_uri)
     assert {(Path(r["path"]).name, r["state"]) for r in ledger} == {
-        (name, state) for name in ("jan.csv", "feb.csv", "mar.csv")
+        (name, state)
+        for name in ("jan.csv", "feb.csv", "mar.csv")
         for state in ("pending", "ingested")
-    }  # fmt: skip
+    }
 
 
 def test_force_needs_path(spark: SparkSession, tmp_path: Path) -> None:
@@ -169,11 +183,17 @@ def test_a_changed_file_is_an_error_or_as_configured(spark: SparkSession, tmp_pa
         run(spark, settings)
     assert DeltaTable(str(tmp_path / "lake/orders")).version() == 0
 
-    skipped = run(spark, settings_for(tmp_path, "quarantine", "csv", "csv",
-                                      'sources.orders.on_changed_file="skip"'))  # fmt: skip
+    skipped = run(
+        spark,
+        settings_for(tmp_path, "quarantine", "csv", "csv", 'sources.orders.on_changed_file="skip"'),
+    )
     assert (skipped.files, skipped.files_changed, skipped.rows_written) == (1, 1, 1)
-    again = run(spark, settings_for(tmp_path, "quarantine", "csv", "csv",
-                                    'sources.orders.on_changed_file="reingest"'))  # fmt: skip
+    again = run(
+        spark,
+        settings_for(
+            tmp_path, "quarantine", "csv", "csv", 'sources.orders.on_changed_file="reingest"'
+        ),
+    )
     assert (again.files, again.rows_written) == (1, 4)  # the new content of jan.csv
     assert sorted(r["id"] for r in oracle_rows(again.table_uri)) == [1, 1, 2, 2, 3, 3, 4, 10]
 
@@ -215,9 +235,13 @@ def test_a_batch_whose_table_commit_failed_is_ingested_by_the_next_run(
     assert sorted(r["id"] for r in oracle_rows(report.table_uri)) == [1, 2, 3, 10]
     states = sorted((Path(r["path"]).name, r["state"]) for r in oracle_rows(report.ledger_uri))
     assert states == [
-        ("feb.csv", "ingested"), ("feb.csv", "pending"), ("jan.csv", "abandoned"),
-        ("jan.csv", "ingested"), ("jan.csv", "pending"), ("jan.csv", "pending"),
-    ]  # fmt: skip
+        ("feb.csv", "ingested"),
+        ("feb.csv", "pending"),
+        ("jan.csv", "abandoned"),
+        ("jan.csv", "ingested"),
+        ("jan.csv", "pending"),
+        ("jan.csv", "pending"),
+    ]
 
 
 def test_a_run_killed_between_table_and_ledger_commits_is_completed_not_repeated(
@@ -230,10 +254,18 @@ def test_a_run_killed_between_table_and_ledger_commits_is_completed_not_repeated
     land(tmp_path, "feb.csv", ["10,2,UA,1,NA", "11,2,ua,1,NA"])  # one row to quarantine
     worker = Path(__file__).with_name("ingest_worker.py")
     killed = subprocess.run(
-        [sys.executable, str(worker), str(conf), str(tmp_path / "lake"), "orders",
-         "after-table-commit"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(worker),
+            str(conf),
+            str(tmp_path / "lake"),
+            "orders",
+            "after-table-commit",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     table = str(tmp_path / "lake/orders")
     assert sorted(r["id"] for r in oracle_rows(table)) == [1, 2, 3, 10]  # committed...
@@ -325,16 +357,28 @@ def test_json_lines_source(spark: SparkSession, tmp_path: Path) -> None:
     )
     report = run(spark, settings)
     assert (report.rows_read, report.rows_written) == (4, 2)
-    assert report.quarantined_by_rule == {"malformed": 1, "not_null:id": 1, "not_null:month": 1,
-                                          "not_null:carrier": 1, "type:id": 1}  # fmt: skip
+    assert report.quarantined_by_rule == {
+        "malformed": 1,
+        "not_null:id": 1,
+        "not_null:month": 1,
+        "not_null:carrier": 1,
+        "type:id": 1,
+    }
 
 
 def test_parquet_source_casts_and_requires_columns(spark: SparkSession, tmp_path: Path) -> None:
     settings = settings_for(tmp_path, fmt="parquet", ext="parquet")
     folder = tmp_path / "lake" / "raw" / "orders"
     folder.mkdir(parents=True)
-    table = pa.table({"id": ["1", "2", "z"], "month": [1, 1, 1], "carrier": ["UA", "AA", "UA"],
-                      "delay": [1.0, None, 2.0], "at": [None, None, None]})  # fmt: skip
+    table = pa.table(
+        {
+            "id": ["1", "2", "z"],
+            "month": [1, 1, 1],
+            "carrier": ["UA", "AA", "UA"],
+            "delay": [1.0, None, 2.0],
+            "at": [None, None, None],
+        }
+    )
     pq.write_table(table, folder / "a.parquet")
     report = run(spark, settings)
     assert (report.rows_written, report.quarantined_by_rule) == (2, {"type:id": 1})
@@ -387,8 +431,9 @@ def test_incompatible_target_table_is_refused_before_reading(
 ) -> None:
     settings = settings_for(tmp_path)
     target = tmp_path / "lake" / "orders"
-    EmbeddedDelta(spark).write(spark.createDataFrame([(1, "x")], "id int, other string"),
-                               str(target))  # fmt: skip
+    EmbeddedDelta(spark).write(
+        spark.createDataFrame([(1, "x")], "id int, other string"), str(target)
+    )
     land(tmp_path, "jan.csv", GOOD)
     with pytest.raises(InputError, match=r"missing columns other.*contract and the table disagree"):
         run(spark, settings)
@@ -414,10 +459,21 @@ def test_cli_exit_codes(spark, tmp_path: Path, cli_globals: list[str]) -> None:
     assert "policy 'fail'; nothing written (regex:carrier: 1)" in rejected.stderr
     quarantining = runner.invoke(
         app,
-        [*cli_globals, "--conf", str(conf), "--set", f'lakehouse.root="{lake}"',
-         "--set", 'tables.orders.policy="quarantine"', "ingest", "orders",
-         "--path", str(lake / "raw/orders/feb.csv"), "--json"],
-    )  # fmt: skip
+        [
+            *cli_globals,
+            "--conf",
+            str(conf),
+            "--set",
+            f'lakehouse.root="{lake}"',
+            "--set",
+            'tables.orders.policy="quarantine"',
+            "ingest",
+            "orders",
+            "--path",
+            str(lake / "raw/orders/feb.csv"),
+            "--json",
+        ],
+    )
     assert quarantining.exit_code == 10, quarantining.stderr
     assert json.loads(quarantining.stdout)["status"] == "written_with_quarantine"
     assert "1 rows quarantined in" in quarantining.stderr
@@ -430,7 +486,7 @@ def test_a_batch_of_many_small_files_is_spread_over_tasks(
 ) -> None:
     # more raw files than one task may hold open: the batch is shuffled into its output
     # file instead of coalesced into one reading task (which ran out of memory at 100k)
-    monkeypatch.setattr(ingest, "MAX_RAW_FILES_PER_TASK", 4)
+    monkeypatch.setattr(ingest_write, "MAX_RAW_FILES_PER_TASK", 4)
     settings = settings_for(tmp_path, policy="quarantine")
     for index in range(12):
         land(tmp_path, f"part_{index:02d}.csv", [f"{100 + index},1,UA,1,NA"])
@@ -453,11 +509,13 @@ def test_a_live_writer_of_the_same_source_is_not_raced(spark: SparkSession, tmp_
         now = datetime.now(UTC)
         alive = PendingBatch("b", (), socket.gethostname(), other.pid, now)
         assert alive.writer_alive()
-        assert not PendingBatch("b", (), socket.gethostname(), other.pid,
-                                now - timedelta(days=2)).writer_alive()  # fmt: skip
+        assert not PendingBatch(
+            "b", (), socket.gethostname(), other.pid, now - timedelta(days=2)
+        ).writer_alive()
         assert not PendingBatch("b", (), "another-host", other.pid, now).writer_alive()
-        ledger = IngestLedger(spark, EmbeddedDelta(spark), str(tmp_path / "lake/_ingest/orders"),
-                              "orders")  # fmt: skip
+        ledger = IngestLedger(
+            spark, EmbeddedDelta(spark), str(tmp_path / "lake/_ingest/orders"), "orders"
+        )
         jan = list_files(str(tmp_path / "lake/raw/orders/jan.csv"))
         ledger.record(jan, state="pending", batch_id="files-x", run_id="r")
         rows = DeltaTable(str(tmp_path / "lake/_ingest/orders")).to_pyarrow_table().to_pylist()

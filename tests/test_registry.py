@@ -29,13 +29,19 @@ def model(factor: int) -> PipelineModel:
 
 
 def manifest(version: int = 3, **extra) -> dict:
-    return {"algorithm": "sql", "training_table": "/lake/features", "training_version": version,
-            "config_hash": "abc", "metrics": {"auc": 0.8}, **extra}  # fmt: skip
+    return {
+        "algorithm": "sql",
+        "training_table": "/lake/features",
+        "training_version": version,
+        "config_hash": "abc",
+        "metrics": {"auc": 0.8},
+        **extra,
+    }
 
 
 @pytest.fixture
 def registry(spark: SparkSession, tmp_path: Path) -> Registry:
-    return Registry(spark, EmbeddedDelta(spark), str(tmp_path / "_registry"))
+    return Registry(str(tmp_path / "_registry"), EmbeddedDelta(spark))
 
 
 def test_versions_are_numbered_and_carry_their_lineage(spark, registry: Registry) -> None:
@@ -47,8 +53,10 @@ def test_versions_are_numbered_and_carry_their_lineage(spark, registry: Registry
     assert registry.get("delays").version == 2
     shown = registry.get("delays@1")
     assert (shown.training_table, shown.training_version, shown.metrics) == (
-        "/lake/features", 3, {"auc": 0.8},
-    )  # fmt: skip
+        "/lake/features",
+        3,
+        {"auc": 0.8},
+    )
     assert registry.get("delays@2").manifest["params"] == {"regParam": 0.1}
     saved = json.loads((Path(second.artifact_uri) / "manifest.json").read_text())
     assert (saved["name"], saved["version"]) == ("delays", 2)
@@ -90,9 +98,7 @@ def test_registry_errors_leave_it_unchanged(registry: Registry, action, message)
 
 def test_models_commands(spark, cli_globals, tmp_path: Path) -> None:
     lake = tmp_path / "lake"
-    Registry(spark, EmbeddedDelta(spark), str(lake / "_registry")).register(
-        "delays", model(2), manifest()
-    )
+    Registry(str(lake / "_registry"), EmbeddedDelta(spark)).register("delays", model(2), manifest())
     args = [*cli_globals, "--set", f'lakehouse.root="{lake}"', "models"]
     runner = CliRunner()
     aliased = runner.invoke(app, [*args, "alias", "delays", "1", "champion"])

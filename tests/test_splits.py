@@ -31,8 +31,10 @@ def test_split_fractions_are_met(keyed) -> None:
     counts = {
         r["split"]: r["count"]
         for r in with_split(keyed, "key", {"train": 0.6, "validation": 0.1, "test": 0.3})
-        .groupBy("split").count().collect()
-    }  # fmt: skip
+        .groupBy("split")
+        .count()
+        .collect()
+    }
     assert set(counts) == {"train", "validation", "test"}
     assert counts["train"] / 60_000 == pytest.approx(0.6, abs=0.01)
     assert counts["validation"] / 60_000 == pytest.approx(0.1, abs=0.01)

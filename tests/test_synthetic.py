@@ -31,13 +31,19 @@ def group_a(function: int, r: dict) -> bool:
         return elevel in [(0, 1), (1, 2, 3), (2, 3, 4)][band]
     if function == 4:
         first = elevel in [(0, 1), (1, 2, 3), (2, 3, 4)][band]
-        ranges = [((25e3, 75e3), (50e3, 100e3)), ((50e3, 100e3), (75e3, 125e3)),
-                  ((50e3, 100e3), (25e3, 75e3))][band]  # fmt: skip
+        ranges = [
+            ((25e3, 75e3), (50e3, 100e3)),
+            ((50e3, 100e3), (75e3, 125e3)),
+            ((50e3, 100e3), (25e3, 75e3)),
+        ][band]
         return within(salary, *ranges[0 if first else 1])
     if function == 5:
         salary_ok = within(salary, *[(50e3, 100e3), (75e3, 125e3), (25e3, 75e3)][band])
-        loans = [((100e3, 300e3), (200e3, 400e3)), ((200e3, 400e3), (300e3, 500e3)),
-                 ((300e3, 500e3), (100e3, 300e3))][band]  # fmt: skip
+        loans = [
+            ((100e3, 300e3), (200e3, 400e3)),
+            ((200e3, 400e3), (300e3, 500e3)),
+            ((300e3, 500e3), (100e3, 300e3)),
+        ][band]
         return within(loan, *loans[0 if salary_ok else 1])
     if function == 6:
         return within(income, *[(50e3, 100e3), (75e3, 125e3), (25e3, 75e3)][band])
@@ -84,8 +90,12 @@ def test_agrawal_label_noise_flips_the_asked_fraction(spark: SparkSession) -> No
 def test_friedman_target_is_the_formula(spark: SparkSession) -> None:
     rows = [r.asDict() for r in friedman1(spark, 500, noise=0.0, seed=2).collect()]
     for r in rows:
-        expected = (10 * math.sin(math.pi * r["x1"] * r["x2"]) + 20 * (r["x3"] - 0.5) ** 2
-                    + 10 * r["x4"] + 5 * r["x5"])  # fmt: skip
+        expected = (
+            10 * math.sin(math.pi * r["x1"] * r["x2"])
+            + 20 * (r["x3"] - 0.5) ** 2
+            + 10 * r["x4"]
+            + 5 * r["x5"]
+        )
         assert r["label"] == pytest.approx(expected, abs=1e-9)
     noisy = friedman1(spark, 20_000, noise=1.0, seed=2).toPandas()  # 20k rows: a test oracle
     clean = friedman1(spark, 20_000, noise=0.0, seed=2).toPandas()
@@ -105,17 +115,43 @@ def test_bad_generator_arguments(spark: SparkSession) -> None:
 def test_generate_command_writes_a_table(spark, cli_globals, tmp_path) -> None:
     target = tmp_path / "agrawal"
     runner = CliRunner()
-    result = runner.invoke(app, [*cli_globals, "generate", "agrawal", "--rows", "3000",
-                                 "--to", str(target), "--function", "7", "--json"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            *cli_globals,
+            "generate",
+            "agrawal",
+            "--rows",
+            "3000",
+            "--to",
+            str(target),
+            "--function",
+            "7",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert (report["version"], report["rows"], report["function"]) == (0, 3000, 7)
     history = runner.invoke(app, [*cli_globals, "table", "history", str(target), "--json"])
     commit = json.loads(history.stdout)["commits"][0]["batchml"]
     assert (commit["job"], commit["dataset"], commit["seed"]) == ("generate", "agrawal", 42)
-    bad = runner.invoke(app, [*cli_globals, "generate", "agrawal", "--rows", "10", "--to",
-                              str(target), "--function", "12"])  # fmt: skip
+    bad = runner.invoke(
+        app,
+        [
+            *cli_globals,
+            "generate",
+            "agrawal",
+            "--rows",
+            "10",
+            "--to",
+            str(target),
+            "--function",
+            "12",
+        ],
+    )
     assert bad.exit_code == 2
-    unknown = runner.invoke(app, [*cli_globals, "generate", "iris", "--rows", "10", "--to",
-                                  str(target)])  # fmt: skip
+    unknown = runner.invoke(
+        app, [*cli_globals, "generate", "iris", "--rows", "10", "--to", str(target)]
+    )
     assert unknown.exit_code == 2 and "unknown dataset 'iris'" in unknown.stderr

@@ -11,8 +11,10 @@ import pytest
 from pyspark.sql import SparkSession
 from typer.testing import CliRunner
 
-from batchml.jobs import train
 from batchml.jobs.cli import app
+from batchml.jobs.train import fit as train_fit
+from batchml.jobs.train import job as train_job
+from batchml.jobs.train import plan as train_plan
 from batchml.lib.config import load_config
 from batchml.lib.delta.embedded import EmbeddedDelta
 from batchml.lib.errors import ConfigError, InputError
@@ -58,17 +60,21 @@ def settings(
 
 
 def test_logistic_regression_learns_a_linear_agrawal_function(spark, lake, tmp_path) -> None:
-    report = train.run(spark, settings(tmp_path, lake), "people_lr", config_hash="h1")
-    assert report.version >= 1
+    registry = Registry(str(lake / "_registry"), EmbeddedDelta(spark))
+    before = [v.version for v in registry.list("people_lr")]
+    report = train_job.run(spark, settings(tmp_path, lake), "people_lr", config_hash="h1")
+    assert report.version == max(before, default=0) + 1
+    assert [v.version for v in registry.list("people_lr")] == [*before, report.version]
     assert report.metrics["test"]["areaUnderROC"] > 0.98
     assert sum(report.rows.values()) == 6000
     assert report.rows["train"] == pytest.approx(4200, abs=200)
-    registry = Registry(spark, EmbeddedDelta(spark), str(lake / "_registry"))
     registered = registry.get(f"people_lr@{report.version}")
     assert (registered.training_table, registered.training_version) == (str(lake / "people"), 0)
     assert registered.manifest["split"] == {
-        "key": "id", "fractions": {"train": 0.7, "validation": 0.15, "test": 0.15}, "seed": 42
-    }  # fmt: skip
+        "key": "id",
+        "fractions": {"train": 0.7, "validation": 0.15, "test": 0.15},
+        "seed": 42,
+    }
     assert registered.manifest["config_hash"] == "h1"
     rows = EmbeddedDelta(spark).read(str(lake / "people")).df.limit(5)
     scored = registry.load(f"people_lr@{report.version}").transform(rows)
@@ -77,8 +83,8 @@ def test_logistic_regression_learns_a_linear_agrawal_function(spark, lake, tmp_p
 
 def test_same_config_and_table_version_give_the_same_metrics(spark, lake, tmp_path) -> None:
     config = settings(tmp_path, lake, "gbt_classifier", "{ maxIter = 10, maxDepth = 3 }")
-    first = train.run(spark, config, "people_lr")
-    second = train.run(spark, config, "people_lr")
+    first = train_job.run(spark, config, "people_lr")
+    second = train_job.run(spark, config, "people_lr")
     assert second.version == first.version + 1
     for part, metrics in first.metrics.items():  # "equal to 1e-9", as the training issue asks
         assert second.metrics[part] == pytest.approx(metrics, abs=1e-9)
@@ -94,30 +100,48 @@ def test_same_config_and_table_version_give_the_same_metrics(spark, lake, tmp_pa
         ("logistic_regression", '{ labelCol = "x" }', InputError, "param labelCol is set by"),
     ],
 )
-def test_bad_models_leave_the_registry_unchanged(spark, lake, tmp_path, algorithm, params,
-                                                 error, message) -> None:  # fmt: skip
-    registry = Registry(spark, EmbeddedDelta(spark), str(lake / "_registry"))
+def test_bad_models_leave_the_registry_unchanged(
+    spark, lake, tmp_path, algorithm, params, error, message
+) -> None:
+    registry = Registry(str(lake / "_registry"), EmbeddedDelta(spark))
     before = len(registry.list())
     with pytest.raises(error, match=message):
-        train.run(spark, settings(tmp_path, lake, algorithm, params), "people_lr")
+        train_job.run(spark, settings(tmp_path, lake, algorithm, params), "people_lr")
     assert len(registry.list()) == before
 
 
 def test_unknown_model_and_bad_split(spark, lake, tmp_path) -> None:
     config = settings(tmp_path, lake)
     with pytest.raises(ConfigError, match="unknown model 'nope'"):
-        train.run(spark, config, "nope")
-    bad = config.model_copy(update={"models": {"people_lr": config.models["people_lr"].model_copy(
-        update={"split": {"train": 0.9, "test": 0.2}})}})  # fmt: skip
+        train_job.run(spark, config, "nope")
+    bad = config.model_copy(
+        update={
+            "models": {
+                "people_lr": config.models["people_lr"].model_copy(
+                    update={"split": {"train": 0.9, "test": 0.2}}
+                )
+            }
+        }
+    )
     with pytest.raises(InputError, match=r"add up to 1\.1"):
-        train.run(spark, bad, "people_lr")
+        train_job.run(spark, bad, "people_lr")
 
 
 def test_train_command(spark, cli_globals, lake, tmp_path) -> None:
     settings(tmp_path, lake)
-    result = CliRunner().invoke(app, [*cli_globals, "--conf", str(tmp_path / "train.toml"),
-                                      "--set", f'lakehouse.root="{lake}"', "train", "people_lr",
-                                      "--json"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            *cli_globals,
+            "--conf",
+            str(tmp_path / "train.toml"),
+            "--set",
+            f'lakehouse.root="{lake}"',
+            "train",
+            "people_lr",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["metrics"]["test"]["areaUnderROC"] > 0.98
 
@@ -127,8 +151,11 @@ def test_reproduce_on_another_master_gives_the_same_metrics(spark, lake, tmp_pat
     people = EmbeddedDelta(spark).read(str(lake / "people")).df
     EmbeddedDelta(spark).write(people.repartition(5), str(lake / "people_files"))
     conf = tmp_path / "models.toml"
-    conf.write_text(CONF.format(algorithm="logistic_regression", params="{ maxIter = 20 }")
-                    .replace('view = "people"', 'view = "people_files"') + """
+    conf.write_text(
+        CONF.format(algorithm="logistic_regression", params="{ maxIter = 20 }").replace(
+            'view = "people"', 'view = "people_files"'
+        )
+        + """
 [models.people_gbt]
 pipeline = "people"
 algorithm = "gbt_classifier"
@@ -143,18 +170,24 @@ params = { numTrees = 5, maxDepth = 4, subsamplingRate = 0.7 }
 pipeline = "people"
 algorithm = "xgboost_classifier"
 params = { n_estimators = 5, max_depth = 3 }
-""")  # fmt: skip
-    config = load_config(conf_file=conf, overrides=[f'lakehouse.root="{lake}"'],
-                         environ={}).settings  # fmt: skip
+"""
+    )
+    config = load_config(
+        conf_file=conf, overrides=[f'lakehouse.root="{lake}"'], environ={}
+    ).settings
     refs = []
     for name in ("people_lr", "people_gbt", "people_rf", "people_xgb"):
-        report = train.run(spark, config, name)
+        report = train_job.run(spark, config, name)
         refs.append(f"{name}@{report.version}")
-    manifest = Registry(spark, EmbeddedDelta(spark), str(lake / "_registry")).get(refs[2]).manifest
+    manifest = Registry(str(lake / "_registry"), EmbeddedDelta(spark)).get(refs[2]).manifest
     assert manifest["training_partitions"] == 2
     worker = Path(__file__).with_name("reproduce_worker.py")
-    done = subprocess.run([sys.executable, str(worker), str(conf), str(lake), *refs],
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(worker), str(conf), str(lake), *refs],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     results = {r["ref"]: r for r in map(json.loads, done.stdout.splitlines())}
     for ref in refs[:3]:
@@ -169,17 +202,20 @@ params = { n_estimators = 5, max_depth = 3 }
 @pytest.mark.parametrize("rows", [2000, 5])
 def test_boosters_train_on_a_one_file_table_of_any_size(spark, tmp_path, rows) -> None:
     lake = tmp_path / "lake"
-    EmbeddedDelta(spark).write(agrawal(spark, rows, function=7, seed=3).coalesce(1),
-                               str(lake / "people"))  # fmt: skip
+    EmbeddedDelta(spark).write(
+        agrawal(spark, rows, function=7, seed=3).coalesce(1), str(lake / "people")
+    )
     # One file, one row group, cut into two read splits (as a big file is on a cluster):
     # Spark reads two partitions, one of them empty.
     size = sum(f.stat().st_size for f in (lake / "people").glob("*.parquet"))
     conf = tmp_path / "xgb.toml"
-    conf.write_text(CONF.format(algorithm="xgboost_classifier",
-                                params="{ max_bin = 64, n_estimators = 20 }")
-                    + "early_stopping = true\n")  # fmt: skip
-    config = load_config(conf_file=conf, overrides=[f'lakehouse.root="{lake}"'],
-                         environ={}).settings  # fmt: skip
+    conf.write_text(
+        CONF.format(algorithm="xgboost_classifier", params="{ max_bin = 64, n_estimators = 20 }")
+        + "early_stopping = true\n"
+    )
+    config = load_config(
+        conf_file=conf, overrides=[f'lakehouse.root="{lake}"'], environ={}
+    ).settings
     saved = {k: spark.conf.get(k) for k in SPLIT_CONF}
     spark.conf.set("spark.sql.files.maxPartitionBytes", str(int(size * 0.75)))
     spark.conf.set("spark.sql.files.openCostInBytes", "1024")
@@ -188,10 +224,10 @@ def test_boosters_train_on_a_one_file_table_of_any_size(spark, tmp_path, rows) -
         assert read.rdd.getNumPartitions() == 2
         if rows == 5:  # too few rows to train: a one-line error naming the cause
             with pytest.raises(InputError) as caught:
-                train.run(spark, config, "people_lr")
+                train_job.run(spark, config, "people_lr")
             assert "\n" not in str(caught.value)
             return
-        report = train.run(spark, config, "people_lr")
+        report = train_job.run(spark, config, "people_lr")
     finally:
         for key, value in saved.items():
             spark.conf.set(key, value)
@@ -208,16 +244,16 @@ def test_xgboost_gets_only_workers_that_hold_rows(spark) -> None:
     from pyspark.sql import functions as F
 
     ids = spark.range(200).withColumn(
-        train.SPLIT, F.when(F.col("id") % 5 == 0, "validation").otherwise("train")
+        train_plan.SPLIT, F.when(F.col("id") % 5 == 0, "validation").otherwise("train")
     )
     one_side = ids.filter("pmod(hash(id), 2) = 0")  # every row hashes to worker 0 of 2
     plan = SimpleNamespace(partitions=None, model="m")
-    assert train._workers_with_data(ids, "id", 2, plan, validation=True) == 2
-    assert train._workers_with_data(one_side, "id", 2, plan, validation=True) == 1
-    train_only = ids.filter(F.col(train.SPLIT) == "train")
-    assert train._workers_with_data(train_only, "id", 2, plan, validation=False) == 2
+    assert train_fit._workers_with_data(ids, "id", 2, plan, validation=True) == 2
+    assert train_fit._workers_with_data(one_side, "id", 2, plan, validation=True) == 1
+    train_only = ids.filter(F.col(train_plan.SPLIT) == "train")
+    assert train_fit._workers_with_data(train_only, "id", 2, plan, validation=False) == 2
     with pytest.raises(InputError, match="m: no worker gets training and validation rows"):
-        train._workers_with_data(train_only, "id", 2, plan, validation=True)
+        train_fit._workers_with_data(train_only, "id", 2, plan, validation=True)
     recorded = SimpleNamespace(partitions=2, model="m")  # reproducing: no silent change
     with pytest.raises(InputError, match="recorded num_workers = 2 leaves a worker without"):
-        train._workers_with_data(one_side, "id", 2, recorded, validation=True)
+        train_fit._workers_with_data(one_side, "id", 2, recorded, validation=True)

@@ -16,8 +16,10 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from typer.testing import CliRunner
 
-from batchml.jobs import train
 from batchml.jobs.cli import app
+from batchml.jobs.train import fit as train_fit
+from batchml.jobs.train import job as train_job
+from batchml.jobs.train import plan as train_plan
 from batchml.lib.config import load_config
 from batchml.lib.delta.embedded import EmbeddedDelta
 from batchml.lib.errors import EXIT_INPUT, EXIT_MISMATCH, ConfigError, InputError
@@ -58,7 +60,7 @@ def configure(tmp_path: Path, lake: Path, model: str):
 
 
 def registry(spark, lake: Path) -> Registry:
-    return Registry(spark, EmbeddedDelta(spark), str(lake / "_registry"))
+    return Registry(str(lake / "_registry"), EmbeddedDelta(spark))
 
 
 def test_xgboost_with_early_stopping_and_balanced_weights(spark, lake, tmp_path) -> None:
@@ -72,7 +74,7 @@ early_stopping = true
 class_weight = "balanced"
 """,
     )
-    report = train.run(spark, config, "m")
+    report = train_job.run(spark, config, "m")
     assert report.metrics["test"]["areaUnderROC"] > 0.95
     stopped = report.early_stopping
     assert stopped["rounds_trained"] < 300  # it stopped
@@ -80,7 +82,7 @@ class_weight = "balanced"
     model = registry(spark, lake).load(f"m@{report.version}")
     booster = model.stages[-1]
     assert booster.getOrDefault("num_workers") == spark.sparkContext.defaultParallelism
-    assert booster.getOrDefault("weightCol") == train.WEIGHT
+    assert booster.getOrDefault("weightCol") == train_plan.WEIGHT
     manifest = registry(spark, lake).get(f"m@{report.version}").manifest
     assert manifest["persisted_training_data"] is False  # xgboost reads its input once
     assert manifest["versions"]["xgboost-cpu"] and manifest["code"]["package"]
@@ -98,23 +100,27 @@ params = { maxIter = 60, maxDepth = 4, stepSize = 0.5, validationTol = 0.01 }
 early_stopping = true
 """,
     )
-    report = train.run(spark, config, "m")
+    report = train_job.run(spark, config, "m")
     assert 1 <= report.early_stopping["trees"] < 60
     assert set(report.metrics["test"]) == {"rmse", "mae", "r2"}
 
 
 def test_class_weights_shift_predictions_to_the_rare_class(spark, lake, tmp_path) -> None:
     # with a quarter of the labels flipped the classes overlap, so weights move the boundary
-    EmbeddedDelta(spark).write(agrawal(spark, 4000, function=7, noise=0.25, seed=5),
-                               str(lake / "noisy"))  # fmt: skip
+    EmbeddedDelta(spark).write(
+        agrawal(spark, 4000, function=7, noise=0.25, seed=5), str(lake / "noisy")
+    )
     plain = configure(tmp_path, lake, 'algorithm = "logistic_regression"\n')
-    heavy = configure(tmp_path, lake, 'algorithm = "logistic_regression"\n'
-                                      'class_weight = { "1" = 5.0 }\n')  # fmt: skip
+    heavy = configure(
+        tmp_path, lake, 'algorithm = "logistic_regression"\nclass_weight = { "1" = 5.0 }\n'
+    )
     positives = []
     for config in (plain, heavy):
         view = config.pipelines["people"].model_copy(update={"view": "noisy"})
         config = config.model_copy(update={"pipelines": {"people": view}})
-        fitted = train.fit(spark, config, train.plan_from_settings(config, "m", None)).fitted
+        fitted = train_fit.fit(
+            spark, config, train_plan.plan_from_settings(config, "m", None)
+        ).fitted
         scored = fitted.transform(EmbeddedDelta(spark).read(str(lake / "noisy")).df)
         positives.append(scored.filter(F.col("prediction") == 1.0).count())
     assert positives[1] > positives[0] * 1.5, positives
@@ -133,7 +139,7 @@ folds = 3
 parallelism = 2
 """,
     )
-    report = train.run(spark, config, "m")
+    report = train_job.run(spark, config, "m")
     tuning = report.tuning
     assert len(tuning["candidates"]) == 6
     assert {tuple(sorted(c["params"].items())) for c in tuning["candidates"]} == {
@@ -153,8 +159,9 @@ parallelism = 2
 def test_multinomial_logistic_regression(spark, lake, tmp_path) -> None:
     people = EmbeddedDelta(spark).read(str(lake / "people")).df
     # three salary bands as the label: learnable from salary, a feature
-    bands = people.withColumn("label", F.when(F.col("salary") < 60000, 0)
-                              .when(F.col("salary") < 110000, 1).otherwise(2))  # fmt: skip
+    bands = people.withColumn(
+        "label", F.when(F.col("salary") < 60000, 0).when(F.col("salary") < 110000, 1).otherwise(2)
+    )
     EmbeddedDelta(spark).write(bands, str(lake / "bands"))
     config = configure(
         tmp_path,
@@ -163,7 +170,7 @@ def test_multinomial_logistic_regression(spark, lake, tmp_path) -> None:
     )
     view = config.pipelines["people"].model_copy(update={"view": "bands"})
     config = config.model_copy(update={"pipelines": {"people": view}})
-    report = train.run(spark, config, "m")
+    report = train_job.run(spark, config, "m")
     assert set(report.metrics["test"]) == {"accuracy"}  # no binary AUCs for three classes
     assert report.metrics["test"]["accuracy"] > 0.9
     coefficients = registry(spark, lake).load(f"m@{report.version}").stages[-1]
@@ -182,8 +189,8 @@ metric = "areaUnderPR"
 space = { maxDepth = { min = 2, max = 6, integer = true }, subsamplingRate = { min = 0.5, max = 1.0 } }
 """  # noqa: E501
     config = configure(tmp_path, lake, model)
-    first = train.fit(spark, config, train.plan_from_settings(config, "m", None)).tuning
-    second = train.fit(spark, config, train.plan_from_settings(config, "m", None)).tuning
+    first = train_fit.fit(spark, config, train_plan.plan_from_settings(config, "m", None)).tuning
+    second = train_fit.fit(spark, config, train_plan.plan_from_settings(config, "m", None)).tuning
     assert [c["params"] for c in first["candidates"]] == [c["params"] for c in second["candidates"]]
     for a, b in zip(first["candidates"], second["candidates"], strict=True):
         assert a["score"] == pytest.approx(b["score"], abs=1e-9), (a, b)
@@ -196,11 +203,12 @@ space = { maxDepth = { min = 2, max = 6, integer = true }, subsamplingRate = { m
 
 def test_training_profile_matches_the_training_split(spark, lake, tmp_path) -> None:
     config = configure(tmp_path, lake, 'algorithm = "logistic_regression"\n')
-    report = train.run(spark, config, "m")
+    report = train_job.run(spark, config, "m")
     profile = registry(spark, lake).get(f"m@{report.version}").manifest["training_profile"]
     people = EmbeddedDelta(spark).read(str(lake / "people")).df
-    training = with_split(people, "id", {"train": 0.7, "validation": 0.15, "test": 0.15},
-                          seed=42).filter("split = 'train'")  # fmt: skip
+    training = with_split(
+        people, "id", {"train": 0.7, "validation": 0.15, "test": 0.15}, seed=42
+    ).filter("split = 'train'")
     assert profile["rows"] == training.count() == report.rows["train"]
     loan = profile["numeric"]["loan"]
     exact = training.agg(F.count("loan"), F.avg("loan"), F.stddev("loan")).collect()[0]
@@ -222,42 +230,70 @@ def test_training_profile_matches_the_training_split(spark, lake, tmp_path) -> N
 
 def test_reproduce_retrains_from_the_manifest(spark, cli_globals, lake, tmp_path) -> None:
     configure(tmp_path, lake, 'algorithm = "logistic_regression"\nparams = { maxIter = 20 }\n')
-    base = [*cli_globals, "--conf", str(tmp_path / "train.toml"),
-            "--set", f'lakehouse.root="{lake}"']  # fmt: skip
+    base = [
+        *cli_globals,
+        "--conf",
+        str(tmp_path / "train.toml"),
+        "--set",
+        f'lakehouse.root="{lake}"',
+    ]
     trained = CliRunner().invoke(app, [*base, "train", "m", "--json"])
     assert trained.exit_code == 0, trained.stderr
     version = json.loads(trained.stdout)["version"]
     shown = CliRunner().invoke(app, [*base, "models", "show", f"m@{version}"])
     assert shown.exit_code == 0, shown.stderr
-    assert "split           train 0.7 / validation 0.15 / test 0.15 by hash of id, seed 42" \
-        in shown.stdout  # fmt: skip
+    assert (
+        "split           train 0.7 / validation 0.15 / test 0.15 by hash of id, seed 42"
+        in shown.stdout
+    )
     assert "params          maxIter=20" in shown.stdout
     assert "profile         4 numeric, 1 categorical features" in shown.stdout
     # the config changed since: --reproduce must follow the manifest, not the config
     other = tmp_path / "other.toml"
     other.write_text(PIPELINE + '\n[models.m]\npipeline = "people"\nalgorithm = "gbt_regressor"\n')
     before = len(registry(spark, lake).list())
-    result = CliRunner().invoke(app, [*cli_globals, "--conf", str(other), "--set",
-                                      f'lakehouse.root="{lake}"', "train", "--reproduce",
-                                      f"m@{version}", "--json"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            *cli_globals,
+            "--conf",
+            str(other),
+            "--set",
+            f'lakehouse.root="{lake}"',
+            "train",
+            "--reproduce",
+            f"m@{version}",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["match"] is True and data["differences"] == {}
     assert data["reproduced"]["test"]["areaUnderROC"] == pytest.approx(
-        data["registered"]["test"]["areaUnderROC"], abs=1e-9)  # fmt: skip
+        data["registered"]["test"]["areaUnderROC"], abs=1e-9
+    )
     assert len(registry(spark, lake).list()) == before  # reproducing registers nothing
     missing = CliRunner().invoke(app, [*base, "train", "--reproduce", "m@999"])
     assert missing.exit_code == EXIT_INPUT
     assert "has no version 999" in missing.stderr
+    # a version whose registered metrics are not what its manifest trains: exit 6
+    registered = registry(spark, lake).get(f"m@{version}")
+    doctored = json.loads(json.dumps(registered.manifest))
+    doctored["metrics"]["test"]["areaUnderROC"] -= 0.01
+    bad = registry(spark, lake).register("m", registry(spark, lake).load(f"m@{version}"), doctored)
+    differs = CliRunner().invoke(app, [*base, "train", "--reproduce", f"m@{bad.version}"])
+    assert differs.exit_code == EXIT_MISMATCH == 6, differs.stderr
+    assert "metrics DIFFER" in differs.stdout.splitlines()[0]
+    flagged = [line for line in differs.stdout.splitlines() if line.endswith("<- differs")]
+    assert len(flagged) == 1 and flagged[0].lstrip().startswith("test.areaUnderROC:")
 
 
 def test_metric_comparison_flags_differences() -> None:
-    same = train.compare_metrics({"test": {"auc": 0.8}}, {"test": {"auc": 0.8 + 1e-12}})
+    same = train_job.compare_metrics({"test": {"auc": 0.8}}, {"test": {"auc": 0.8 + 1e-12}})
     assert same == {}
-    differs = train.compare_metrics({"test": {"auc": 0.8, "pr": 0.5}}, {"test": {"auc": 0.81}})
+    differs = train_job.compare_metrics({"test": {"auc": 0.8, "pr": 0.5}}, {"test": {"auc": 0.81}})
     assert differs["test.auc"] == pytest.approx(0.01)
     assert differs["test.pr"] == float("inf")
-    assert EXIT_MISMATCH == 6
 
 
 @pytest.mark.parametrize(
@@ -323,11 +359,12 @@ def test_metric_comparison_flags_differences() -> None:
         ),
     ],
 )
-def test_bad_training_specs_leave_the_registry_unchanged(spark, lake, tmp_path, model, error,
-                                                         message) -> None:  # fmt: skip
+def test_bad_training_specs_leave_the_registry_unchanged(
+    spark, lake, tmp_path, model, error, message
+) -> None:
     before = len(registry(spark, lake).list())
     with pytest.raises(error, match=message):
-        train.run(spark, configure(tmp_path, lake, model), "m")
+        train_job.run(spark, configure(tmp_path, lake, model), "m")
     assert len(registry(spark, lake).list()) == before
 
 
@@ -335,33 +372,35 @@ def test_bad_tables_leave_the_registry_unchanged(spark, lake, tmp_path) -> None:
     config = configure(tmp_path, lake, 'algorithm = "logistic_regression"\n')
     before = len(registry(spark, lake).list())
     with pytest.raises(InputError, match="version 7"):
-        train.run(spark, config, "m", table_version=7)
+        train_job.run(spark, config, "m", table_version=7)
     empty = lake / "empty_people"
     people = EmbeddedDelta(spark).read(str(lake / "people")).df
     EmbeddedDelta(spark).write(people.limit(0), str(empty))
     view = config.pipelines["people"].model_copy(update={"view": "empty_people"})
     with pytest.raises(InputError, match=r"training split of .*empty_people@0 has no labelled"):
-        train.run(spark, config.model_copy(update={"pipelines": {"people": view}}), "m")
+        train_job.run(spark, config.model_copy(update={"pipelines": {"people": view}}), "m")
     missing = config.pipelines["people"].model_copy(
-        update={"numeric": {**config.pipelines["people"].numeric, "bonus": {}}})  # fmt: skip
+        update={"numeric": {**config.pipelines["people"].numeric, "bonus": {}}}
+    )
     with pytest.raises(InputError, match="numeric column bonus is not in view people"):
-        train.run(spark, config.model_copy(update={"pipelines": {"people": missing}}), "m")
+        train_job.run(spark, config.model_copy(update={"pipelines": {"people": missing}}), "m")
     no_label = config.pipelines["people"].model_copy(update={"label": "outcome"})
     with pytest.raises(InputError, match="column outcome is not in"):
-        train.run(spark, config.model_copy(update={"pipelines": {"people": no_label}}), "m")
+        train_job.run(spark, config.model_copy(update={"pipelines": {"people": no_label}}), "m")
     one_class = lake / "one_class"
     EmbeddedDelta(spark).write(people.withColumn("label", F.lit(1)), str(one_class))
     single = config.pipelines["people"].model_copy(update={"view": "one_class"})
     with pytest.raises(InputError, match="label label has a single class"):
-        train.run(spark, config.model_copy(update={"pipelines": {"people": single}}), "m")
+        train_job.run(spark, config.model_copy(update={"pipelines": {"people": single}}), "m")
     assert len(registry(spark, lake).list()) == before
 
 
 def test_progress_logs_lines_when_not_a_terminal(spark, caplog) -> None:
-    slow = spark.range(0, 6_000_000, 1, 2).select(
-        F.max(F.sha2(F.col("id").cast("string"), 512)))  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="batchml.lib.progress"), \
-            progress(spark, "slow work", interval=0.2, terminal=False):  # fmt: skip
+    slow = spark.range(0, 6_000_000, 1, 2).select(F.max(F.sha2(F.col("id").cast("string"), 512)))
+    with (
+        caplog.at_level(logging.INFO, logger="batchml.lib.progress"),
+        progress(spark, "slow work", interval=0.2, terminal=False),
+    ):
         slow.collect()
     lines = [r.getMessage() for r in caplog.records if r.name == "batchml.lib.progress"]
     assert len(lines) >= 3 and all(line.startswith("slow work: ") for line in lines), lines
@@ -379,7 +418,8 @@ def test_snapshot_shows_the_running_stage_of_its_job_group(spark) -> None:
         context.setJobGroup(group, "long hashing", interruptOnCancel=True)
         try:
             spark.range(0, 60_000_000, 1, 2).select(
-                F.max(F.sha2(F.col("id").cast("string"), 512))).collect()  # fmt: skip
+                F.max(F.sha2(F.col("id").cast("string"), 512))
+            ).collect()
         except Exception as exc:  # cancelled below
             failures.append(exc)
 
@@ -408,8 +448,9 @@ def test_progress_draws_a_bar_on_a_terminal(spark) -> None:
         ).collect()
     drawn = stream.getvalue()
     assert "\r\033[Kbar [" in drawn and drawn.endswith("\r\033[K")  # drawn, then cleared
-    half = Snapshot(jobs_done=3, jobs_running=1, stage="stage 7 (fit)", tasks_done=5,
-                    tasks_total=10, seconds=75)  # fmt: skip
+    half = Snapshot(
+        jobs_done=3, jobs_running=1, stage="stage 7 (fit)", tasks_done=5, tasks_total=10, seconds=75
+    )
     assert (
         half.bar("train m")
         == "train m [############------------] 5/10 stage 7 (fit) · jobs 3 · 1:15"
@@ -428,10 +469,15 @@ def test_one_pass_holdout_metrics_agree_with_mllib_evaluators(spark) -> None:
     from batchml.lib.training import holdout_metrics
 
     p = F.rand(3)
-    scored = spark.range(20000, numPartitions=3).select(
-        (F.rand(4) < p).cast("int").alias("label"), (p > 0.4).cast("double").alias("prediction"),
-        array_to_vector(F.array(1 - p, p)).alias("probability"),
-    ).cache()  # fmt: skip
+    scored = (
+        spark.range(20000, numPartitions=3)
+        .select(
+            (F.rand(4) < p).cast("int").alias("label"),
+            (p > 0.4).cast("double").alias("prediction"),
+            array_to_vector(F.array(1 - p, p)).alias("probability"),
+        )
+        .cache()
+    )
     rows, metrics = holdout_metrics(scored, "classification", "label")
     assert rows == 20000
     for name in ("areaUnderROC", "areaUnderPR"):  # MLlib exact (numBins 0) vs 10,000 bins
@@ -453,12 +499,13 @@ def test_one_pass_holdout_metrics_agree_with_mllib_evaluators(spark) -> None:
 
 
 def test_training_data_is_persisted_only_when_it_fits_in_storage_memory(spark) -> None:
-    assert train._fits_in_storage(spark, 10_000, 23)
-    assert not train._fits_in_storage(spark, 10_000_000_000, 23)  # 3.4 TB estimated
+    assert train_fit._fits_in_storage(spark, 10_000, 23)
+    assert not train_fit._fits_in_storage(spark, 10_000_000_000, 23)  # 3.4 TB estimated
 
 
-def test_reproduce_still_works_after_vacuum_removed_newer_versions(spark, cli_globals, lake,
-                                                                   tmp_path) -> None:  # fmt: skip
+def test_reproduce_still_works_after_vacuum_removed_newer_versions(
+    spark, cli_globals, lake, tmp_path
+) -> None:
     people = EmbeddedDelta(spark).read(str(lake / "people")).df
     table = lake / "people_v"
     EmbeddedDelta(spark).write(people, str(table))  # version 0: the model trains on it
@@ -471,8 +518,9 @@ def test_reproduce_still_works_after_vacuum_removed_newer_versions(spark, cli_gl
     version = json.loads(trained.stdout)["version"]
     for _ in range(2):  # newer versions replace every file of version 0
         EmbeddedDelta(spark).write(people.limit(100), str(table), mode="overwrite")
-    vacuumed = CliRunner().invoke(app, [*base, "table", "vacuum", str(table), "--retain-hours",
-                                        "0", "--force", "--json"])  # fmt: skip
+    vacuumed = CliRunner().invoke(
+        app, [*base, "table", "vacuum", str(table), "--retain-hours", "0", "--force", "--json"]
+    )
     assert vacuumed.exit_code == 0, vacuumed.stderr
     assert json.loads(vacuumed.stdout)["kept_versions"] == [0]
     again = CliRunner().invoke(app, [*base, "train", "--reproduce", f"m@{version}", "--json"])

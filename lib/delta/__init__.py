@@ -1,4 +1,6 @@
-"""Delta Lake table I/O behind one small API, with two backends (see DESIGN.md).
+"""Delta Lake table I/O behind one small API (`api.py`), with two backends: `connector.py`
+(Delta's Spark connector, what clusters run) and `embedded.py` (delta-rs for the log,
+Spark for the Parquet data; no jar to download). `backend.py` picks one.
 
 tables = delta_tables(spark, settings)      # backend from delta.backend
 read = tables.read(uri, version=3)           # read.df, read.version

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 
 from batchml.lib.errors import InputError
 
@@ -65,6 +65,7 @@ class DeltaTables(Protocol):
     """Read, write and inspect Delta tables through one backend."""
 
     name: str
+    spark: SparkSession
 
     def read(
         self, uri: str, *, version: int | None = None, timestamp: datetime | None = None
@@ -90,6 +91,11 @@ class DeltaTables(Protocol):
     def version(self, uri: str) -> int | None: ...
 
     def exists(self, uri: str) -> bool: ...
+
+    def column_centres(self, uri: str, version: int, columns: list[str]) -> dict[str, float]:
+        """Rough centres of numeric columns from the log's file statistics, where the
+        backend exposes them (a feature fit then skips a pass); {} where it does not."""
+        ...
 
     def has_token(self, uri: str, token: WriteToken) -> bool:
         """Whether a write with this idempotency token is committed to the table."""

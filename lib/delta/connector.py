@@ -104,6 +104,9 @@ class ConnectorDelta:
             return None
         return int(self._table(uri).history(1).collect()[0]["version"])
 
+    def column_centres(self, uri: str, version: int, columns: list[str]) -> dict[str, float]:
+        return {}  # the connector's Spark API does not expose file statistics
+
     def history(self, uri: str, limit: int | None = None) -> list[dict[str, Any]]:
         frame = self._table(uri).history(limit) if limit else self._table(uri).history()
         return [row.asDict(recursive=True) for row in frame.collect()]

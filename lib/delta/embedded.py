@@ -110,6 +110,10 @@ class EmbeddedDelta:
     def history(self, uri: str, limit: int | None = None) -> list[dict[str, Any]]:
         return delta_log.history(_root(uri), limit)
 
+    def column_centres(self, uri: str, version: int, columns: list[str]) -> dict[str, float]:
+        snapshot = delta_log.open_snapshot(_root(uri), version=version)
+        return delta_log.column_centres(snapshot, columns)
+
     # -------------------------------------------------------------------- read
     def read(
         self, uri: str, *, version: int | None = None, timestamp: datetime | None = None
@@ -320,11 +324,15 @@ class EmbeddedDelta:
     ) -> WriteResult:
         adds = [
             AddAction(
-                f.relative, f.size, f.partition_values, f.modification_time,
-                True, f.stats,
+                f.relative,
+                f.size,
+                f.partition_values,
+                f.modification_time,
+                True,
+                f.stats,
             )
             for f in staged
-        ]  # fmt: skip
+        ]
         info = {"operation": mode, **({"predicate": predicate} if predicate else {}), **commit_info}
         properties = CommitProperties(
             custom_metadata={"batchml": info},
@@ -338,9 +346,13 @@ class EmbeddedDelta:
             try:
                 if base is None:
                     create_table_with_add_actions(
-                        root, delta_schema, adds, mode="error",
-                        partition_by=plan.partitions or None, commit_properties=properties,
-                    )  # fmt: skip
+                        root,
+                        delta_schema,
+                        adds,
+                        mode="error",
+                        partition_by=plan.partitions or None,
+                        commit_properties=properties,
+                    )
                     removed = 0
                 else:
                     if affected is None:
@@ -350,28 +362,48 @@ class EmbeddedDelta:
                         plan = plan.without_new_fields()
                     if plan.replace_schema:  # delta-rs's overwrite: new metadata, all removed
                         base.table.create_write_transaction(
-                            adds, "overwrite", delta_schema,
-                            partition_by=plan.partitions or None, commit_properties=properties,
-                        )  # fmt: skip
+                            adds,
+                            "overwrite",
+                            delta_schema,
+                            partition_by=plan.partitions or None,
+                            commit_properties=properties,
+                        )
                         version = _our_version(root, commit_info["commit_id"])
-                        return WriteResult(root, version, True, len(adds), len(affected), rows,
-                                           "committed (schema replaced)", attempt)  # fmt: skip
+                        return WriteResult(
+                            root,
+                            version,
+                            True,
+                            len(adds),
+                            len(affected),
+                            rows,
+                            "committed (schema replaced)",
+                            attempt,
+                        )
                     now = int(time.time() * 1000)
                     # delta-rs encodes action paths itself: hand it the plain relative path
                     removes = [
                         RemoveAction(relative_file(p), True, now, size) for p, size in affected
                     ]
                     base.table.create_write_transaction(
-                        adds + removes, "append", delta_schema,
-                        partition_by=plan.partitions or None, commit_properties=properties,
-                    )  # fmt: skip
+                        adds + removes,
+                        "append",
+                        delta_schema,
+                        partition_by=plan.partitions or None,
+                        commit_properties=properties,
+                    )
                     removed = len(removes)
                 version = _our_version(root, commit_info["commit_id"])
                 log.info(
                     "delta commit",
-                    extra={"table": root, "version": version, "operation": mode,
-                           "files_added": len(adds), "files_removed": removed, "rows": rows},
-                )  # fmt: skip
+                    extra={
+                        "table": root,
+                        "version": version,
+                        "operation": mode,
+                        "files_added": len(adds),
+                        "files_removed": removed,
+                        "rows": rows,
+                    },
+                )
                 return WriteResult(
                     root, version, True, len(adds), removed, rows, "committed", attempt
                 )
@@ -486,8 +518,9 @@ def _token_committed(snapshot: delta_log.Snapshot, token: WriteToken | None) -> 
 def _noop(root: str, version: int, token: WriteToken | None) -> WriteResult:
     message = (
         f"token {token.app_id}@{token.version} is already committed to {root}; nothing written"
-        if token else "nothing written"
-    )  # fmt: skip
+        if token
+        else "nothing written"
+    )
     log.info("delta write skipped", extra={"table": root, "version": version, "reason": message})
     return WriteResult(root, version, False, message=message)
 

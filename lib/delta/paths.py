@@ -16,13 +16,19 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
-# the characters Spark's partition-path escaping replaces by %XX (besides control chars)
-_HIVE_SPECIAL = set("\"#%'*/:=?\\\x7f{[]^")
 _GLOB_SPECIAL = re.compile(r"([\[\]{}*?\\])")
 PARTITION_TYPES = (
-    "string", "date", "timestamp", "timestamp_ntz", "byte", "short", "integer", "long",
-    "boolean", "decimal",
-)  # fmt: skip
+    "string",
+    "date",
+    "timestamp",
+    "timestamp_ntz",
+    "byte",
+    "short",
+    "integer",
+    "long",
+    "boolean",
+    "decimal",
+)
 
 
 def is_local(uri: str) -> bool:
@@ -40,13 +46,6 @@ def local_path(uri: str) -> str:
 def normalize_uri(uri: str) -> str:
     """The canonical form of a table location: absolute local path, or the URI as given."""
     return local_path(uri) if is_local(uri) else uri.rstrip("/")
-
-
-def hive_escape(value: str) -> str:
-    """Spark's escaping of a partition value in a directory name."""
-    return "".join(
-        f"%{ord(ch):02X}" if ch in _HIVE_SPECIAL or ord(ch) < 0x20 else ch for ch in value
-    )
 
 
 _ESCAPED = re.compile(r"%([0-9A-Fa-f]{2})")

@@ -26,9 +26,15 @@ from batchml.lib.errors import InputError, first_line
 SUPPORTED_READER_FEATURES = frozenset({"timestampNtz", "v2Checkpoint", "vacuumProtocolCheck"})
 # Writer features the embedded writer honours (appendOnly is enforced by delta-rs itself).
 SUPPORTED_WRITER_FEATURES = frozenset(
-    {"appendOnly", "timestampNtz", "v2Checkpoint", "vacuumProtocolCheck", "invariants",
-     "checkpointProtection"}
-)  # fmt: skip
+    {
+        "appendOnly",
+        "timestampNtz",
+        "v2Checkpoint",
+        "vacuumProtocolCheck",
+        "invariants",
+        "checkpointProtection",
+    }
+)
 _UNSUPPORTED_FEATURE = re.compile(r"Feature '([^']+)' is not supported")
 FEATURE_NAMES = {
     "deletionVectors": "deletion vectors",
@@ -160,9 +166,16 @@ def check_writable(snapshot: Snapshot) -> None:
             raise _unsupported(snapshot.uri, f"generated column {field['name']}", action="write")
 
 
-def _unsupported(uri: str, feature: str, detail: str = "", *, action: str = "read") -> InputError:
+class UnsupportedFeature(InputError):
+    """The table uses a Delta feature the embedded backend (delta-rs log, plain Parquet
+    reads) cannot honour; Delta's Spark connector can."""
+
+
+def _unsupported(
+    uri: str, feature: str, detail: str = "", *, action: str = "read"
+) -> UnsupportedFeature:
     extra = f" ({detail})" if detail else ""
-    return InputError(
+    return UnsupportedFeature(
         f"table {uri} uses {feature}{extra}, which the embedded Delta backend cannot {action} "
         "correctly; use delta.backend = 'connector' on a cluster with Delta's Spark connector"
     )
@@ -187,9 +200,74 @@ def nullable(data_type: Any) -> Any:
 
 
 def history(uri: str, limit: int | None = None) -> list[dict[str, Any]]:
-    """Commit infos, newest first, each with its `version`."""
-    table = open_snapshot(uri).table
-    return table.history(limit)
+    """Commit infos, newest first, each with its `version`.
+
+    A commit written through Delta's Spark connector carries batchml's commit metadata in
+    `userMetadata` (JSON); it is lifted into `batchml`, where the embedded writer puts it.
+    """
+    commits = open_snapshot(uri).table.history(limit)
+    for commit in commits:
+        if "batchml" not in commit and commit.get("userMetadata"):
+            try:
+                lifted = json.loads(commit["userMetadata"]).get("batchml")
+            except (json.JSONDecodeError, AttributeError):
+                lifted = None
+            if isinstance(lifted, dict):
+                commit["batchml"] = lifted
+    return commits
+
+
+def table_rows(uri: str) -> list[dict[str, Any]]:
+    """Every row of a small table at its latest version (the registry's index), read by
+    delta-rs without Spark. Timestamps come back naive in UTC, as a UTC Spark session
+    collects them.
+
+    Raises:
+        InputError: no table there; UnsupportedFeature: a feature delta-rs reads wrong.
+    """
+    snapshot = open_snapshot(uri)
+    check_readable(snapshot)
+    return [spark_like(row) for row in snapshot.table.to_pyarrow_table().to_pylist()]
+
+
+def preview(snapshot: Snapshot, limit: int) -> tuple[int, list[dict[str, Any]]]:
+    """(row count, the first `limit` rows) of a snapshot: the count from the log's
+    per-file record counts (the Parquet footers where a writer left them out), the rows
+    from the first files. Reads no more than `limit` rows of data.
+
+    Raises:
+        UnsupportedFeature: a feature (deletion vectors, column mapping) that would make
+            plain Parquet reads wrong.
+    """
+    check_readable(snapshot)
+    actions = snapshot.add_actions()
+    dataset = snapshot.table.to_pyarrow_dataset()
+    counts = (
+        actions.column("num_records").to_pylist() if "num_records" in actions.column_names else []
+    )
+    if actions.num_rows == 0:
+        count = 0
+    elif all(isinstance(c, int) for c in counts) and len(counts) == actions.num_rows:
+        count = sum(counts)
+    else:
+        count = dataset.count_rows()
+    columns = [field.name for field in snapshot.spark_schema()]
+    rows = dataset.head(limit, columns=columns).to_pylist() if limit and count else []
+    return count, [spark_like(row) for row in rows]
+
+
+def spark_like(value: Any) -> Any:
+    """An Arrow value as a UTC Spark session collects it: aware timestamps as naive UTC,
+    maps as dicts."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    if isinstance(value, dict):
+        return {key: spark_like(item) for key, item in value.items()}
+    if isinstance(value, list):
+        if value and all(isinstance(item, tuple) and len(item) == 2 for item in value):
+            return {key: spark_like(item) for key, item in value}
+        return [spark_like(item) for item in value]
+    return value
 
 
 def column_centres(snapshot: Snapshot, columns: list[str]) -> dict[str, float]:

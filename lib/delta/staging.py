@@ -54,8 +54,11 @@ def plan_write(
 ) -> WritePlan:
     """Validate the data against the table (or a new table's declaration)."""
     if base is None or overwrite_schema:
-        partitions = list(partition_by if partition_by is not None else
-                          (base.partition_columns if base is not None else []))  # fmt: skip
+        partitions = list(
+            partition_by
+            if partition_by is not None
+            else (base.partition_columns if base is not None else [])
+        )
         check_partition_columns(incoming, partitions, root)
         return WritePlan(delta_log.nullable(incoming), partitions, (), base is not None)
     table_schema = base.spark_schema()

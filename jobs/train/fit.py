@@ -1,0 +1,298 @@
+"""Fitting one plan: split, feature pipeline, estimator, early stopping, holdout metrics.
+
+Registers nothing: `job.py` registers, `--reproduce` compares."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.ml import PipelineModel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from batchml.jobs.train.plan import FOLD, IS_VALIDATION, SPLIT, WEIGHT, TrainPlan, check_plan
+from batchml.jobs.train.tuning import candidates, tune
+from batchml.lib.delta import delta_tables
+from batchml.lib.errors import EXIT_INPUT, BatchmlError, InputError, first_line
+from batchml.lib.feature_pipeline import fit_features, profile_of
+from batchml.lib.logs import get_logger
+from batchml.lib.progress import progress
+from batchml.lib.settings import Settings
+from batchml.lib.splits import with_fold, with_split
+from batchml.lib.training import (
+    ITERATIVE,
+    class_weights,
+    estimator,
+    holdout_metrics,
+    is_xgboost,
+    weight_column,
+)
+
+log = get_logger(__name__)
+
+
+XGB_EARLY_STOPPING_ROUNDS = 10
+
+
+@dataclass
+class Trained:
+    """A fitted pipeline and everything measured on the way."""
+
+    fitted: PipelineModel
+    table_uri: str
+    table_version: int
+    task: str
+    params: dict[str, Any]
+    rows: dict[str, int]
+    metrics: dict[str, dict[str, float]]
+    seconds: float
+    profile: dict[str, Any]
+    spark_jobs_feature_fit: int
+    persisted: bool
+    tuning: dict[str, Any] | None = None
+    early_stopping: dict[str, Any] | None = None
+    partitions: int = 1  # the training data was cut into this many (by key hash)
+
+
+def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
+    """Split, fit features and estimator, tune / stop early, measure. Registers nothing."""
+    task = check_plan(plan)
+    spec, pipeline = plan.spec, plan.pipeline
+    label, slots = pipeline.label, spark.sparkContext.defaultParallelism
+    model = estimator(
+        spec.algorithm,
+        dict(spec.params),
+        label=label,
+        features=pipeline.output,
+        seed=spec.seed,
+        task_slots=slots,
+        reproducing=plan.partitions is not None,
+    )
+    searched = candidates(plan, model, slots)
+    tables = delta_tables(spark, settings)
+    read = tables.read(plan.table_uri, version=plan.table_version)
+    for column in (pipeline.key, label):
+        if column not in read.df.columns:
+            raise InputError(
+                f"column {column} is not in {read.uri}@{read.version} "
+                f"(columns: {', '.join(read.df.columns)})"
+            )
+    started = time.perf_counter()
+    split_df = with_split(read.df, pipeline.key, spec.split, seed=spec.seed, column=SPLIT)
+    labelled = split_df.filter(F.col(label).isNotNull())
+    train_df = labelled.filter(F.col(SPLIT) == "train")
+    if train_df.limit(1).count() == 0:
+        raise InputError(f"the training split of {read.uri}@{read.version} has no labelled rows")
+    features = fit_features(
+        train_df,
+        plan.pipeline_name,
+        pipeline,
+        profile=True,
+        centres=tables.column_centres(read.uri, read.version, list(pipeline.numeric)),
+    )
+    counts: dict[Any, int] = {}
+    if task == "classification":
+        counts = {r[0]: int(r[1]) for r in train_df.groupBy(label).count().collect()}
+        if len(counts) < 2:
+            raise InputError(
+                f"label {label} has a single class in the training split of "
+                f"{read.uri}@{read.version}: {list(counts)}"
+            )
+    classes = len(counts)
+    weights = class_weights(counts, spec.class_weight)
+    fit_df = (
+        labelled.filter(F.col(SPLIT).isin("train", "validation"))
+        if spec.early_stopping
+        else train_df
+    )
+    columns = [F.col(label), F.col(pipeline.output)]
+    if weights:
+        columns.append(weight_column(label, weights).alias(WEIGHT))
+        model.set(model.getParam("weightCol"), WEIGHT)
+    if spec.early_stopping:
+        columns.append((F.col(SPLIT) == "validation").alias(IS_VALIDATION))
+        model.set(model.getParam("validationIndicatorCol"), IS_VALIDATION)
+        if is_xgboost(spec.algorithm) and "early_stopping_rounds" not in spec.params:
+            model.set(model.getParam("early_stopping_rounds"), XGB_EARLY_STOPPING_ROUNDS)
+    if spec.tuning is not None and spec.tuning.strategy == "cross_validation":
+        fit_df = with_fold(fit_df, pipeline.key, spec.tuning.folds, seed=spec.seed, column=FOLD)
+        columns.append(F.col(FOLD))
+    partitions = _training_partitions(plan, model, slots)
+    if is_xgboost(spec.algorithm):
+        partitions = _workers_with_data(
+            fit_df, pipeline.key, partitions, plan, validation=spec.early_stopping
+        )
+        model.set(model.getParam("num_workers"), partitions)
+    # The estimator sees the same partitions, in the same order, whatever the layout of
+    # the table and the master: MLlib's forests sample per partition, xgboost builds its
+    # histograms per worker, and sums depend on their order.
+    fit_df = fit_df.repartition(partitions, F.col(pipeline.key)).sortWithinPartitions(pipeline.key)
+    assembled = features.model.transform(fit_df).select(*columns)
+    persist = spec.persist
+    if persist is None:
+        persist = spec.algorithm in ITERATIVE and _fits_in_storage(
+            spark, features.stats.rows, len(features.model.stages[-1].getInputCols())
+        )
+    if persist:
+        assembled = assembled.persist(StorageLevel.MEMORY_AND_DISK)  # serialized in PySpark
+    tuning = stopping = None
+    interval = settings.logging.progress_interval
+    try:
+        with progress(spark, f"train {plan.model}", interval=interval):
+            if searched:
+                best, tuning = tune(
+                    spark, plan, model, searched, assembled, features, labelled, task, classes
+                )
+            else:
+                best = model.fit(assembled)
+    except BatchmlError:
+        raise
+    except Exception as exc:  # inside Spark, Py4J, an executor or the estimator's library
+        raise EstimatorFailed(plan.model, spec.algorithm, exc) from exc
+    finally:
+        if persist:
+            assembled.unpersist()
+    if spec.early_stopping:
+        stopping = _stopped_at(best, spec.algorithm)
+    fitted = PipelineModel(stages=[*features.model.stages, best])
+    rows = {"train": features.stats.rows}
+    metrics: dict[str, dict[str, float]] = {}
+    for part in spec.split:
+        if part == "train":
+            continue
+        scored = fitted.transform(labelled.filter(F.col(SPLIT) == part))
+        rows[part], metrics[part] = holdout_metrics(scored, task, label, binary=classes == 2)
+        if rows[part] == 0:
+            raise InputError(f"the {part} split of {read.uri}@{read.version} is empty")
+    params = {
+        p.name: _plain(v)
+        for p, v in best.extractParamMap().items()
+        if p.name in spec.params
+        or (tuning and p.name in tuning["best_params"])
+        or p.name in ("num_workers", "early_stopping_rounds")
+    }
+    return Trained(
+        fitted,
+        read.uri,
+        read.version,
+        task,
+        params,
+        rows,
+        metrics,
+        time.perf_counter() - started,
+        profile_of(features.stats),
+        features.spark_jobs,
+        persist,
+        tuning,
+        stopping,
+        partitions,
+    )
+
+
+def _training_partitions(plan: TrainPlan, model, slots: int) -> int:
+    """How many partitions the training data is cut into: recorded (reproduce), from the
+    spec, xgboost's num_workers, else the session's task slots."""
+    if plan.partitions is not None:
+        return int(plan.partitions)
+    if plan.spec.partitions is not None:
+        return plan.spec.partitions
+    if is_xgboost(plan.spec.algorithm):
+        return int(model.getOrDefault(model.getParam("num_workers")))
+    return max(1, slots)
+
+
+def _workers_with_data(
+    fit_df: DataFrame, key: str, workers: int, plan: TrainPlan, *, validation: bool
+) -> int:
+    """The most xgboost workers (at most `workers`) whose hash partitions of the data
+    each hold training rows (and validation rows, when stopping early): a worker with
+    no rows fails the whole barrier stage ("Empty dataset at worker")."""
+    split = F.col(SPLIT)
+    for count in range(workers, 0, -1):
+        slot = F.expr(f"pmod(hash(`{key}`), {count})")
+        rows = (
+            fit_df.groupBy(slot.alias("worker"))
+            .agg(
+                F.sum((split == "train").cast("int")).alias("train"),
+                F.sum((split == "validation").cast("int")).alias("validation"),
+            )
+            .collect()
+        )
+        filled = [r for r in rows if r["train"] and (r["validation"] or not validation)]
+        if len(filled) == count:
+            if count < workers:
+                if plan.partitions is not None:
+                    raise InputError(
+                        f"{plan.model}: the recorded num_workers = {workers} "
+                        "leaves a worker without rows"
+                    )
+                log.info(
+                    "fewer xgboost workers: some would get no rows",
+                    extra={"model": plan.model, "asked": workers, "used": count},
+                )
+            return count
+    wanted = "training and validation rows" if validation else "training rows"
+    raise InputError(f"{plan.model}: no worker gets {wanted} (the split left none)")
+
+
+class EstimatorFailed(BatchmlError):
+    """Fitting failed inside Spark or the estimator's library (exit 4: the data or the
+    params it was given); the executor traceback is logged at DEBUG (`--verbose`)."""
+
+    exit_code = EXIT_INPUT
+
+    def __init__(self, model: str, algorithm: str, exc: BaseException) -> None:
+        log.debug("estimator failure", exc_info=exc)
+        super().__init__(f"training {model} ({algorithm}) failed: {_root_cause(exc)}")
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The most telling line of a failure that crossed Spark, Py4J and Python workers."""
+    text = str(exc)
+    for marker in (
+        "XGBoostError:",
+        "ValueError:",
+        "RuntimeError:",
+        "IllegalArgumentException:",
+        "SparkException:",
+        "Exception:",
+    ):
+        for line in text.splitlines():
+            if marker in line:
+                return line.strip()[:300]
+    return f"{type(exc).__name__}: {first_line(exc)[:300]}"
+
+
+def _fits_in_storage(spark: SparkSession, rows: int, inputs: int) -> bool:
+    """Whether the assembled training data (about 12 bytes per assembler input and row,
+    plus row overhead) fits in the cluster's storage memory. Caching more than that
+    did not spill gracefully in a trial: the columnar cache ran the heap out of memory."""
+    status = spark.sparkContext._jsc.sc().getExecutorMemoryStatus()
+    storage, entries = 0, status.values().iterator()
+    while entries.hasNext():
+        storage += entries.next()._1()
+    estimate = rows * (12 * inputs + 64)
+    if estimate > storage:
+        log.info(
+            "not persisting the training data: estimated larger than storage memory",
+            extra={"estimate_mb": estimate >> 20, "storage_mb": storage >> 20},
+        )
+    return estimate <= storage
+
+
+def _stopped_at(model, algorithm: str) -> dict[str, Any]:
+    """How many boosting rounds early stopping kept."""
+    if is_xgboost(algorithm):
+        booster = model.get_booster()
+        return {
+            "best_iteration": int(booster.best_iteration),
+            "rounds_trained": int(booster.num_boosted_rounds()),
+        }
+    return {"trees": int(model.getNumTrees)}
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
