@@ -4,8 +4,8 @@ vs scikit-learn HistGradientBoosting vs native xgboost.
 The synthetic table of `train_lr.py` (20 numeric columns with nulls, 3 categorical of
 10 / 50 / 200 levels, label from a logistic model), the same 80/20 hash split. Same
 settings everywhere: --trees trees of depth --depth, learning rate 0.1, --bins bins.
-  (gbt)      batchml.jobs.train_fit.fit with gbt_classifier (MLlib GBTClassifier)
-  (xgb)      batchml.jobs.train_fit.fit with xgboost_classifier (xgboost.spark, hist,
+  (gbt)      batchml.jobs.train.fit.fit with gbt_classifier (MLlib GBTClassifier)
+  (xgb)      batchml.jobs.train.fit.fit with xgboost_classifier (xgboost.spark, hist,
              num_workers = 2 task slots); also with --xgb-extra-trees rounds when its AUC
              is below GBT's, to compare at equal AUC
   (hgb)      deltalake -> pandas, HistGradientBoostingClassifier (categories as ordinal

@@ -5,7 +5,7 @@ categorical columns of 10 / 50 / 200 levels; the label is drawn from a logistic 
 all of them, so the best AUC is below 1 and the three fits can be compared on it. The
 same 80/20 hash split for all three (batchml's `with_split`, written into the table as a
 column for the other two). Each measures read -> fit pipeline -> score the holdout:
-  (ours)    batchml.jobs.train_fit.fit: one-pass feature statistics (plus the training
+  (ours)    batchml.jobs.train.fit.fit: one-pass feature statistics (plus the training
             profile), assembled training data persisted, LogisticRegression, metrics
   (naive)   Imputer, VectorAssembler + StandardScaler, StringIndexer + OneHotEncoder,
             LogisticRegression as one MLlib Pipeline.fit on the training rows (no
