@@ -40,11 +40,15 @@ def through_spark(lake: str, name: str) -> None:
     from batchml.lib.spark import build_session
 
     configure_logging("WARNING")
-    settings = load_config(overrides=[f'lakehouse.root="{lake}"']).settings
+    settings = load_config(
+        overrides=[f'lakehouse.root="{lake}"', 'delta.backend="embedded"']
+    ).settings
     tables = EmbeddedDelta(build_session(settings))
     if name.startswith("models"):
-        rows = tables.read(f"{lake}/_registry/versions").df.collect()
-        rows += tables.read(f"{lake}/_registry/aliases").df.collect()
+        rows = []
+        for index in ("versions", "aliases"):
+            if tables.exists(f"{lake}/_registry/{index}"):
+                rows += tables.read(f"{lake}/_registry/{index}").df.collect()
     elif name == "table history":
         rows = tables.history(f"{lake}/flights", 3)
     else:
