@@ -8,13 +8,14 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from pyspark.sql import SparkSession
 
 from batchml.jobs.app import JsonOption, RunContext, emit, fail, reports_errors
 from batchml.lib.config import ResolvedConfig
+from batchml.lib.delta import connector_jar as delta_jar
 from batchml.lib.delta.backend import session_backend
 from batchml.lib.errors import EXIT_ENVIRONMENT, BatchmlError, EnvironmentProblem, first_line
 from batchml.lib.runtime import (
@@ -154,13 +155,32 @@ def _check_spark(
         return
     report.facts["delta_backend"] = choice.name
     report.facts["delta_connector_loadable"] = choice.connector_loadable
-    report.checks.append(Check("delta_backend", "ok", f"{choice.name} ({choice.reason})"))
+    detail = f"{choice.name} ({choice.reason})"
+    if not choice.connector_loadable:
+        detail += (
+            f"; `batchml doctor --fetch-delta` caches {delta_jar.CONNECTOR} once, "
+            "and `auto` then uses it"
+        )
+    report.checks.append(Check("delta_backend", "ok", detail))
 
 
 @reports_errors
-def command(ctx: typer.Context, *, as_json: JsonOption = False) -> None:
+def command(
+    ctx: typer.Context,
+    *,
+    fetch_delta: Annotated[
+        bool,
+        typer.Option(
+            "--fetch-delta",
+            help="First fetch Delta's Spark connector jar into delta.jar_cache (once).",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
     """Check Java, libraries, memory, the lakehouse root, Spark and the Delta backend."""
     state: RunContext = ctx.find_object(RunContext)
+    if fetch_delta:
+        delta_jar.fetch(state.config().settings.delta.jar_cache)
     report = run(state.config(), state.spark)
     emit(report.to_dict(), as_json, _render_doctor)
     failure = report.failure()

@@ -45,6 +45,8 @@ class DeltaSettings(Section):
     """Which Delta Lake backend reads and writes tables."""
 
     backend: Literal["auto", "connector", "embedded"] = "auto"
+    # where Delta's Spark connector jars are cached (one folder per Delta version)
+    jar_cache: str = "~/.cache/batchml/delta"
 
 
 class LakehouseSettings(Section):

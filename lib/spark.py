@@ -40,8 +40,13 @@ def checkpoint_dir(settings: Settings) -> str:
     return local_or_uri(configured or f"{root}/_checkpoints")
 
 
-def session_conf(settings: Settings, *, verbose: bool = False) -> dict[str, str]:
-    """Every Spark setting batchml sets, user pass-through settings last."""
+def session_conf(
+    settings: Settings, *, verbose: bool = False, connector_jars: list[Path] | None = None
+) -> dict[str, str]:
+    """Every Spark setting batchml sets, user pass-through settings last.
+
+    `connector_jars` (Delta's Spark connector from the cache) go on `spark.jars`.
+    """
     spark = settings.spark
     java_options = ["-Duser.timezone=UTC"]
     if not verbose:
@@ -67,6 +72,9 @@ def session_conf(settings: Settings, *, verbose: bool = False) -> dict[str, str]
         if key.endswith("extraJavaOptions") and key in conf:
             value = f"{conf[key]} {value}"
         conf[key] = value
+    if connector_jars:
+        listed = [conf["spark.jars"]] if conf.get("spark.jars") else []
+        conf["spark.jars"] = ",".join([*listed, *(str(jar) for jar in connector_jars)])
     if settings.delta.backend == "connector" or (
         settings.delta.backend == "auto" and _connector_hinted(conf)
     ):
@@ -87,7 +95,7 @@ def build_session(settings: Settings, *, verbose: bool = False) -> SparkSession:
     if settings.spark.master.startswith("local"):
         # Local mode talks to itself only; this also stops Spark's hostname warning.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    conf = session_conf(settings, verbose=verbose)
+    conf = session_conf(settings, verbose=verbose, connector_jars=connector_jars(settings))
     builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)
@@ -105,6 +113,27 @@ def build_session(settings: Settings, *, verbose: bool = False) -> SparkSession:
         ) from exc
     log.debug("spark session ready", extra={"master": spark.sparkContext.master})
     return spark
+
+
+def connector_jars(settings: Settings) -> list[Path] | None:
+    """Delta's connector jars to put on the classpath: the cached ones under `auto`, fetched
+    first (once per machine) under `connector`; none when the classpath already has them
+    (a cluster, `--packages`) or the JVM is already running (spark-submit).
+
+    Raises:
+        EnvironmentProblem: `connector` asked for and the jar cannot be fetched.
+    """
+    from batchml.lib.delta import connector_jar as delta_jar  # (lib.delta imports this module)
+
+    backend = settings.delta.backend
+    if backend == "embedded" or "PYSPARK_GATEWAY_PORT" in os.environ:
+        return None
+    if _connector_hinted(session_conf(settings)):
+        return None
+    jars = delta_jar.cached_jars(settings.delta.jar_cache)
+    if jars is None and backend == "connector":
+        jars = delta_jar.fetch(settings.delta.jar_cache)
+    return jars
 
 
 def _launch_jvm(conf: dict[str, str], *, verbose: bool) -> None:

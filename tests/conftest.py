@@ -10,7 +10,8 @@ import pytest
 from pyspark.sql import SparkSession
 
 from batchml.lib.config import load_config
-from batchml.lib.spark import build_session
+from batchml.lib.delta import connector_jar
+from batchml.lib.spark import DELTA_CATALOG, DELTA_EXTENSION, build_session
 
 
 @pytest.fixture(scope="session")
@@ -19,12 +20,22 @@ def lakehouse_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def session_overrides(lakehouse_root: Path) -> list[str]:
+def connector_jars() -> list[Path]:
+    """Delta's Spark connector, fetched from Maven Central once per machine (the cache in
+    `delta.jar_cache`); the test session runs with it, so both backends are tested."""
+    return connector_jar.fetch(load_config(env="local", environ={}).settings.delta.jar_cache)
+
+
+@pytest.fixture(scope="session")
+def session_overrides(lakehouse_root: Path, connector_jars: list[Path]) -> list[str]:
     """The `--set` values the test session is built with.
 
     A command run in a test joins that session, and getOrCreate applies the joining
     builder's SQL settings to it: CLI tests pass these so the session stays as built.
+    The session carries Delta's connector (jars, SQL extension, catalog); commands use
+    the embedded backend unless a test asks for the connector.
     """
+    jars = ",".join(str(jar) for jar in connector_jars)
     return [
         'spark.master="local[2]"',
         "spark.shuffle_partitions=2",
@@ -32,6 +43,10 @@ def session_overrides(lakehouse_root: Path) -> list[str]:
         f'lakehouse.root="{lakehouse_root}"',
         'spark.conf."spark.default.parallelism"=2',
         'spark.conf."spark.sql.warehouse.dir"="' + str(lakehouse_root / "_warehouse") + '"',
+        'delta.backend="embedded"',
+        f'spark.conf."spark.jars"="{jars}"',
+        f'spark.conf."spark.sql.extensions"="{DELTA_EXTENSION}"',
+        f'spark.conf."spark.sql.catalog.spark_catalog"="{DELTA_CATALOG}"',
     ]
 
 

@@ -1,5 +1,5 @@
-"""The connector backend. Its integration tests run wherever Delta's Spark connector jar is
-on the classpath (clusters, or `spark.jars.packages`); this machine cannot download it."""
+"""The connector backend: Delta Lake's Spark connector, on the test session's classpath
+(fetched from Maven Central once per machine, see conftest.py)."""
 
 from __future__ import annotations
 
@@ -64,12 +64,10 @@ def test_factory_follows_delta_backend_setting(spark: SparkSession) -> None:
 
 @pytest.fixture
 def connector(spark: SparkSession) -> ConnectorDelta:
-    if not connector_loadable(spark):
-        pytest.skip("Delta Lake's Spark connector jar is not on this session's classpath")
+    assert connector_loadable(spark), "the test session is built with the connector jars"
     return ConnectorDelta(spark)
 
 
-@pytest.mark.connector
 def test_connector_round_trip_replace_token_and_time_travel(
     connector: ConnectorDelta, spark: SparkSession, tmp_path: Path
 ) -> None:

@@ -150,6 +150,8 @@ def test_143_sigterm_stops_a_write_cleanly(tmp_path: Path) -> None:
         f'lakehouse.root="{tmp_path / "lake"}"',
         "--set",
         'spark.driver_memory="700m"',
+        "--set",
+        'delta.backend="embedded"',  # the test watches the embedded writer's staging folder
         "generate",
         "agrawal",
         "--rows",

@@ -15,6 +15,7 @@ from batchml.jobs import features
 from batchml.jobs.cli import app
 from batchml.lib.config import load_config
 from batchml.lib.delta.embedded import EmbeddedDelta
+from batchml.lib.delta.snapshots import history as delta_history
 from batchml.lib.errors import ConfigError, InputError
 
 VIEW = """
@@ -70,7 +71,7 @@ def test_view_is_materialised_with_its_pinned_sources(spark, lake: Path, tmp_pat
         {"id": 3, "city": None, "population": None, "minutes": None, "is_long": None},
         {"id": 4, "city": "nyc", "population": 8, "minutes": 31, "is_long": 1},
     ]
-    commit = DeltaTable(str(lake / "trip_features")).history(1)[0]["batchml"]
+    commit = delta_history(str(lake / "trip_features"), 1)[0]["batchml"]
     assert (commit["job"], commit["view"]) == ("features", "trips")
     assert commit["sources"]["trips"]["version"] == 1
 

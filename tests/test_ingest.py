@@ -70,6 +70,9 @@ def settings_for(
             f'lakehouse.root="{tmp_path / "lake"}"',
             'spark.master="local[2]"',
             "spark.shuffle_partitions=2",
+            # these tests break the embedded writer at chosen points (staging, commit):
+            # the connector's ingest runs end to end in test_demo_connector.py
+            'delta.backend="embedded"',
             *more,
         ],
         environ={},

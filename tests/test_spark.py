@@ -87,6 +87,7 @@ def test_backend_choice() -> None:
         choose_backend("connector", loadable=False)
 
 
-def test_this_session_has_no_connector_so_auto_is_embedded(spark: SparkSession) -> None:
+def test_this_session_has_the_connector_so_auto_picks_it(spark: SparkSession) -> None:
     choice = session_backend(spark, "auto")
-    assert (choice.name, choice.connector_loadable) == ("embedded", False)
+    assert (choice.name, choice.connector_loadable) == ("connector", True)
+    assert session_backend(spark, "embedded").name == "embedded"

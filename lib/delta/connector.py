@@ -23,7 +23,11 @@ from batchml.lib.delta.api import (
     WriteResult,
     WriteToken,
 )
+from batchml.lib.delta.schemas import compare_schemas
 from batchml.lib.errors import InputError, first_line
+from batchml.lib.logs import get_logger
+
+log = get_logger(__name__)
 
 
 def read_options(version: int | None, timestamp: datetime | None) -> dict[str, str]:
@@ -85,10 +89,19 @@ class ConnectorDelta:
         return bool(DeltaTable.isDeltaTable(self.spark, uri))
 
     def has_token(self, uri: str, token: WriteToken) -> bool:
-        """Delta's connector keeps txn versions internal: look for the token batchml put
-        into each commit's userMetadata."""
+        """Whether the table's `txn` action for the token's app id has reached its version,
+        whoever wrote it (this backend or the embedded one). The connector keeps txn
+        versions internal, so the log is read with delta-rs; where delta-rs cannot open
+        the table, the token batchml put into each commit's userMetadata is looked for."""
         if not self.exists(uri):
             return False
+        try:
+            from deltalake import DeltaTable
+
+            committed = DeltaTable(uri).transaction_version(token.app_id)
+            return committed is not None and committed >= token.version
+        except Exception:  # a table delta-rs cannot open (a reader feature it lacks)
+            log.debug("txn through delta-rs failed; reading commit metadata", exc_info=True)
         for commit in self.history(uri):
             try:
                 info = json.loads(commit.get("userMetadata") or "{}").get("batchml", {})
@@ -108,15 +121,29 @@ class ConnectorDelta:
         return {}  # the connector's Spark API does not expose file statistics
 
     def history(self, uri: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Commits, newest first, each with batchml's commit metadata under `batchml`
+        (lifted from userMetadata, where the connector stores it), as the embedded
+        backend returns them."""
         frame = self._table(uri).history(limit) if limit else self._table(uri).history()
-        return [row.asDict(recursive=True) for row in frame.collect()]
+        commits = [row.asDict(recursive=True) for row in frame.collect()]
+        for commit in commits:
+            try:
+                info = json.loads(commit.get("userMetadata") or "{}").get("batchml")
+            except (json.JSONDecodeError, AttributeError):
+                info = None
+            if isinstance(info, dict):
+                commit["batchml"] = info
+        return commits
 
     def read(
         self, uri: str, *, version: int | None = None, timestamp: datetime | None = None
     ) -> TableRead:
         options = read_options(version, timestamp)
+        latest = self._require_version(uri)
         if not options:  # pin the latest version so the caller knows what it read
-            options = {"versionAsOf": str(self._require_version(uri))}
+            options = {"versionAsOf": str(latest)}
+        elif version is not None and not 0 <= version <= latest:
+            raise InputError(f"table {uri} has no version {version} (latest is {latest})")
         try:
             df = self.spark.read.format("delta").options(**options).load(uri)
         except AnalysisException as exc:
@@ -159,6 +186,12 @@ class ConnectorDelta:
             mode, replace_where, token, merge_schema, commit_info or {}
         )
         before = self.version(uri)
+        if before is not None and not overwrite_schema:
+            # the same one-line error as the embedded backend, before Spark writes a byte
+            current = self.spark.read.format("delta").load(uri).schema
+            problem = compare_schemas(current, df.schema).describe(uri, allow_extra=merge_schema)
+            if problem:
+                raise InputError(problem)
         writer = df.write.format("delta").mode(save_mode).options(**options)
         if overwrite_schema:
             writer = writer.option("overwriteSchema", "true")
@@ -173,7 +206,16 @@ class ConnectorDelta:
             return WriteResult(
                 uri, after, False, message="token already committed; nothing written"
             )
-        return WriteResult(uri, after, True, message="committed")
+        metrics = self._table(uri).history(1).collect()[0]["operationMetrics"] or {}
+        return WriteResult(
+            uri,
+            after,
+            True,
+            files_added=int(metrics.get("numFiles", 0)),
+            files_removed=int(metrics.get("numRemovedFiles", 0)),
+            rows_added=int(metrics.get("numOutputRows", 0)),
+            message="committed",
+        )
 
     def vacuum(
         self,
