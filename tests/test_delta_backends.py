@@ -132,3 +132,30 @@ def test_missing_tables_and_bad_predicates_are_input_errors(tables, spark, tmp_p
             replace_where="city = 'nyc'",  # the new rows do not match the predicate
         )
     assert ids(tables, uri) == [1] and tables.version(uri) == 0
+
+
+def test_connector_tables_with_deletion_vectors_and_column_mapping(spark, tmp_path) -> None:
+    connector, embedded = ConnectorDelta(spark), EmbeddedDelta(spark)
+    vectors = str(tmp_path / "vectors")
+    connector.write(
+        spark.createDataFrame([(i, "nyc", float(i)) for i in range(6)], SCHEMA), vectors
+    )
+    spark.sql(
+        f"ALTER TABLE delta.`{vectors}` SET TBLPROPERTIES (delta.enableDeletionVectors = true)"
+    )
+    spark.sql(f"DELETE FROM delta.`{vectors}` WHERE id % 2 = 0")  # a deletion vector, no rewrite
+    assert ids(connector, vectors) == [1, 3, 5]
+    with pytest.raises(InputError, match=r"uses deletion vectors.*delta\.backend = 'connector'"):
+        embedded.read(vectors)  # refused by name, never read with the deleted rows
+    mapped = str(tmp_path / "mapped")
+    connector.write(spark.createDataFrame([(1, "nyc", 1.0)], SCHEMA), mapped)
+    spark.sql(
+        f"ALTER TABLE delta.`{mapped}` SET TBLPROPERTIES ('delta.columnMapping.mode' = 'name', "
+        "'delta.minReaderVersion' = '2', 'delta.minWriterVersion' = '5')"
+    )
+    spark.sql(f"ALTER TABLE delta.`{mapped}` RENAME COLUMN amount TO fare")
+    read = connector.read(mapped)
+    assert [f.name for f in read.df.schema] == ["id", "city", "fare"]
+    assert [r["fare"] for r in read.df.collect()] == [1.0]
+    with pytest.raises(InputError, match=r"uses column mapping.*delta\.backend = 'connector'"):
+        embedded.read(mapped)

@@ -177,7 +177,8 @@ def _unsupported(
     extra = f" ({detail})" if detail else ""
     return UnsupportedFeature(
         f"table {uri} uses {feature}{extra}, which the embedded Delta backend cannot {action} "
-        "correctly; use delta.backend = 'connector' on a cluster with Delta's Spark connector"
+        "correctly; use delta.backend = 'connector' (Delta's Spark connector: on a cluster, "
+        "or here once `batchml doctor --fetch-delta` has cached its jar)"
     )
 
 
