@@ -87,6 +87,7 @@ def main() -> None:
     cfg = load_config(
         overrides=[
             'spark.master="local[2]"',
+            'delta.backend="embedded"',
             "spark.driver_memory=6g",
             f'lakehouse.root="{work}"',
         ]

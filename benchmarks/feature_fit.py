@@ -76,7 +76,12 @@ def main() -> None:
     args = parser.parse_args()
     work = (args.workdir or Path(tempfile.mkdtemp(prefix="batchml-fit-bench-"))).resolve()
     cfg = load_config(
-        overrides=['spark.master="local[2]"', "spark.driver_memory=8g", f'lakehouse.root="{work}"']
+        overrides=[
+            'spark.master="local[2]"',
+            'delta.backend="embedded"',
+            "spark.driver_memory=8g",
+            f'lakehouse.root="{work}"',
+        ]
     )
     configure_logging("WARNING")
     spark = build_session(cfg.settings)

@@ -78,7 +78,12 @@ def main() -> None:
 
     work = (args.workdir or Path(tempfile.mkdtemp(prefix="batchml-ingest-bench-"))).resolve()
     csv_dir = work / "raw_people"
-    base = ['spark.master="local[2]"', "spark.driver_memory=6g", f'lakehouse.root="{work}"']
+    base = [
+        'spark.master="local[2]"',
+        'delta.backend="embedded"',
+        "spark.driver_memory=6g",
+        f'lakehouse.root="{work}"',
+    ]
     configure_logging("WARNING")
     settings = {}
     variants = (

@@ -77,7 +77,11 @@ def main() -> None:
     conf.write_text(CONTRACT.format(landing=landing))
     settings = load_config(
         conf_file=conf,
-        overrides=[f'lakehouse.root="{lake}"', 'spark.driver_memory="4g"'],
+        overrides=[
+            f'lakehouse.root="{lake}"',
+            'spark.driver_memory="4g"',
+            'delta.backend="embedded"',
+        ],
     ).settings
     configure_logging("WARNING", "text")
     spark = build_session(settings)

@@ -224,6 +224,7 @@ def main() -> None:
     cfg = load_config(
         overrides=[
             'spark.master="local[2]"',
+            'delta.backend="embedded"',
             "spark.shuffle_partitions=4",
             f"spark.driver_memory={args.driver_memory}",
             f'lakehouse.root="{work}"',
