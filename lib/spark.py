@@ -55,6 +55,9 @@ def session_conf(
         "spark.app.name": spark.app_name,
         "spark.driver.memory": spark.driver_memory,
         "spark.sql.shuffle.partitions": str(spark.shuffle_partitions),
+        # Delta's connector rebuilds a table's state in 50 partitions by default: dozens
+        # of empty tasks per read or write on a small machine; as many as a shuffle
+        "spark.databricks.delta.snapshotPartitions": str(spark.shuffle_partitions),
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",

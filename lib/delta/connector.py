@@ -8,9 +8,11 @@ is the same API as the embedded backend and errors a user can act on.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+from urllib.parse import urlparse
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
@@ -30,18 +32,6 @@ from batchml.lib.logs import get_logger
 log = get_logger(__name__)
 
 
-def read_options(version: int | None, timestamp: datetime | None) -> dict[str, str]:
-    """DataFrameReader options for time travel."""
-    if version is not None and timestamp is not None:
-        raise InputError("give a version or a timestamp, not both")
-    if version is not None:
-        return {"versionAsOf": str(version)}
-    if timestamp is not None:
-        when = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
-        return {"timestampAsOf": when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")}
-    return {}
-
-
 def write_options(
     mode: WriteMode,
     replace_where: str | None,
@@ -54,7 +44,11 @@ def write_options(
         raise InputError(f"unknown write mode {mode!r} (use {', '.join(WRITE_MODES)})")
     if (mode == "replace") != (replace_where is not None):
         raise InputError("mode 'replace' needs replace_where, and only it takes one")
-    info = {"operation": mode, **commit_info}
+    # a fresh id per commit, as the embedded backend writes it
+    info: dict[str, Any] = {"operation": mode}
+    if replace_where is not None:
+        info["predicate"] = replace_where
+    info.update(commit_info, commit_id=uuid.uuid4().hex)
     if token is not None:
         info["token"] = f"{token.app_id}@{token.version}"
     options = {"userMetadata": json.dumps({"batchml": info})}
@@ -138,20 +132,22 @@ class ConnectorDelta:
     def read(
         self, uri: str, *, version: int | None = None, timestamp: datetime | None = None
     ) -> TableRead:
-        options = read_options(version, timestamp)
+        if version is not None and timestamp is not None:
+            raise InputError("give a version or a timestamp, not both")
         latest = self._require_version(uri)
-        if not options:  # pin the latest version so the caller knows what it read
-            options = {"versionAsOf": str(latest)}
-        elif version is not None and not 0 <= version <= latest:
+        if timestamp is not None:
+            # resolved here, as the embedded backend does: the connector refuses a timestamp
+            # after the latest commit, which for a reader means "the latest version"
+            version = self._version_at(uri, timestamp)
+        elif version is None:  # pin the latest version so the caller knows what it read
+            version = latest
+        elif not 0 <= version <= latest:
             raise InputError(f"table {uri} has no version {version} (latest is {latest})")
         try:
-            df = self.spark.read.format("delta").options(**options).load(uri)
+            df = self.spark.read.format("delta").option("versionAsOf", str(version)).load(uri)
         except AnalysisException as exc:
             raise InputError(f"cannot read Delta table {uri}: {first_line(exc)}") from None
-        read_version = int(options.get("versionAsOf", -1))
-        if read_version < 0:
-            read_version = self._version_at(uri, options["timestampAsOf"])
-        return TableRead(df, uri, read_version)
+        return TableRead(df, uri, version)
 
     def _require_version(self, uri: str) -> int:
         current = self.version(uri)
@@ -159,9 +155,19 @@ class ConnectorDelta:
             raise InputError(f"no Delta table at {uri}")
         return current
 
-    def _version_at(self, uri: str, timestamp: str) -> int:
-        frame = self._table(uri).history().filter(f"timestamp <= '{timestamp}'")
-        return int(frame.agg({"version": "max"}).collect()[0][0])
+    def _version_at(self, uri: str, timestamp: datetime) -> int:
+        from pyspark.sql import functions as F
+
+        from batchml.lib.delta.snapshots import version_as_of
+
+        # epoch millis, so the session time zone plays no part
+        frame = (
+            self._table(uri)
+            .history()
+            .select("version", (F.unix_micros("timestamp") / 1000).cast("long").alias("millis"))
+        )
+        commits = [(int(row["version"]), int(row["millis"])) for row in frame.collect()]
+        return version_as_of(commits, uri, timestamp)
 
     def write(
         self,
@@ -186,12 +192,9 @@ class ConnectorDelta:
             mode, replace_where, token, merge_schema, commit_info or {}
         )
         before = self.version(uri)
-        if before is not None and not overwrite_schema:
-            # the same one-line error as the embedded backend, before Spark writes a byte
-            current = self.spark.read.format("delta").load(uri).schema
-            problem = compare_schemas(current, df.schema).describe(uri, allow_extra=merge_schema)
-            if problem:
-                raise InputError(problem)
+        self._check_write(
+            df, uri, before, partition_by, replace_where, merge_schema, overwrite_schema
+        )
         writer = df.write.format("delta").mode(save_mode).options(**options)
         if overwrite_schema:
             writer = writer.option("overwriteSchema", "true")
@@ -200,22 +203,88 @@ class ConnectorDelta:
         try:
             writer.save(uri)
         except AnalysisException as exc:
+            if "DELTA_REPLACE_WHERE_MISMATCH" in str(exc):
+                # Delta checks this as it writes: its files are left unreferenced (vacuum
+                # removes them), the log untouched
+                raise InputError(
+                    f"data for table {uri} has rows outside the replace predicate "
+                    f"{replace_where!r}, e.g. {self._row_outside(df, replace_where)}; "
+                    "nothing was committed"
+                ) from None
             raise InputError(f"write to Delta table {uri} failed: {first_line(exc)}") from None
-        after = self._require_version(uri)
-        if after == before:
+        commit_id = json.loads(options["userMetadata"])["batchml"]["commit_id"]
+        ours = self._commit_with_id(uri, commit_id, after=before)
+        if ours is None:  # Delta skipped the write: the token was committed already
             return WriteResult(
-                uri, after, False, message="token already committed; nothing written"
+                uri,
+                self._require_version(uri),
+                False,
+                message="token already committed; nothing written",
             )
-        metrics = self._table(uri).history(1).collect()[0]["operationMetrics"] or {}
+        metrics = ours["operationMetrics"] or {}
         return WriteResult(
             uri,
-            after,
+            int(ours["version"]),
             True,
             files_added=int(metrics.get("numFiles", 0)),
             files_removed=int(metrics.get("numRemovedFiles", 0)),
             rows_added=int(metrics.get("numOutputRows", 0)),
             message="committed",
         )
+
+    def _commit_with_id(self, uri: str, commit_id: str, after: int | None) -> Any:
+        """Our commit (a history row), found by its id: with concurrent writers the latest
+        version may be someone else's."""
+        from pyspark.sql import functions as F
+
+        frame = self._table(uri).history()
+        if after is not None:
+            frame = frame.filter(F.col("version") > after)
+        found = frame.filter(F.col("userMetadata").contains(commit_id)).collect()
+        return found[0] if found else None
+
+    def _row_outside(self, df: DataFrame, predicate: str) -> dict[str, Any]:
+        """One row of `df` the predicate does not hold for (for the error message only)."""
+        from pyspark.sql import functions as F
+
+        found = df.filter(~F.coalesce(F.expr(predicate), F.lit(False))).limit(1).collect()
+        return found[0].asDict() if found else {}
+
+    def _check_write(
+        self,
+        df: DataFrame,
+        uri: str,
+        before: int | None,
+        partition_by: list[str] | None,
+        replace_where: str | None,
+        merge_schema: bool,
+        overwrite_schema: bool,
+    ) -> None:
+        """The embedded backend's checks and one-line errors, before Spark writes a byte:
+        partition columns a new table can have, the table's own partitioning, the schema,
+        a replace predicate over partition columns only (the API's contract; Delta itself
+        would take any predicate)."""
+        from batchml.lib.delta.replace import check_predicate
+        from batchml.lib.delta.schemas import check_partition_columns
+
+        if before is None or overwrite_schema:
+            check_partition_columns(df.schema, list(partition_by or []), uri)
+            if before is None:
+                return
+        detail = self._table(uri).detail().select("partitionColumns").collect()[0][0]
+        partitions = list(detail or [])
+        if partition_by is not None and not overwrite_schema and list(partition_by) != partitions:
+            raise InputError(
+                f"table {uri} is partitioned by ({', '.join(partitions) or 'nothing'}), "
+                f"not ({', '.join(partition_by) or 'nothing'})"
+            )
+        current = self.spark.read.format("delta").load(uri).schema
+        if not overwrite_schema:
+            problem = compare_schemas(current, df.schema).describe(uri, allow_extra=merge_schema)
+            if problem:
+                raise InputError(problem)
+        if replace_where is not None:
+            check_predicate(self.spark, replace_where, current, partitions, uri)
 
     def vacuum(
         self,
@@ -226,13 +295,41 @@ class ConnectorDelta:
         keep_versions: list[int] | None = None,
     ) -> VacuumResult:
         if keep_versions:
-            raise InputError(
-                "the connector backend cannot keep chosen versions through vacuum; "
-                "vacuum this table with delta.backend = 'embedded'"
+            # Delta's VACUUM cannot keep chosen old versions; the embedded backend's vacuum
+            # can, and works on any table delta-rs can open (it refuses the others by name)
+            from batchml.lib.delta.embedded import EmbeddedDelta
+
+            return EmbeddedDelta(self.spark).vacuum(
+                uri, retain_hours=retain_hours, dry_run=dry_run, keep_versions=keep_versions
             )
-        if dry_run:
+        self._require_version(uri)
+        # the retention floor is the caller's (`batchml table vacuum --force`), not Delta's;
+        # Delta lists the table in as many tasks as parallelPartitionDiscovery.parallelism
+        # says, 10,000 by default: minutes on a small machine for a small table
+        listing = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
+        tasks = str(max(8, 4 * self.spark.sparkContext.defaultParallelism))
+        overrides = {"spark.databricks.delta.retentionDurationCheck.enabled": "false"}
+        if self.spark.conf.get(listing, "10000") == "10000":
+            overrides[listing] = tasks
+        previous = {key: self.spark.conf.get(key, None) for key in overrides}
+        for key, value in overrides.items():
+            self.spark.conf.set(key, value)
+        try:
             sql = f"VACUUM delta.`{uri}` RETAIN {retain_hours} HOURS DRY RUN"
-            files = [row[0] for row in self.spark.sql(sql).collect()]
-            return VacuumResult(uri, True, files)
-        self._table(uri).vacuum(retain_hours)
-        return VacuumResult(uri, False, [])
+            files = sorted(_relative(row[0], uri) for row in self.spark.sql(sql).collect())
+            if not dry_run and files:
+                self._table(uri).vacuum(retain_hours)
+        finally:
+            for key, value in previous.items():
+                if value is None:
+                    self.spark.conf.unset(key)
+                else:
+                    self.spark.conf.set(key, value)
+        return VacuumResult(uri, dry_run, files)
+
+
+def _relative(path: str, uri: str) -> str:
+    """A file Delta's VACUUM names (a full URI) relative to the table's root, as the
+    embedded backend names it."""
+    file_path, root = urlparse(path).path, urlparse(uri).path.rstrip("/")
+    return file_path[len(root) + 1 :] if file_path.startswith(root + "/") else path

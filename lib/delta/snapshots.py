@@ -109,22 +109,27 @@ def open_snapshot(
 
 
 def version_at(table: DeltaTable, uri: str, timestamp: datetime) -> int:
-    """The latest version committed at or before `timestamp`, checked against the history.
+    """The latest version committed at or before `timestamp` (see `version_as_of`)."""
+    commits = [(entry["version"], entry["timestamp"]) for entry in table.history()]
+    return version_as_of(commits, uri, timestamp)
 
-    delta-rs silently clamps an out-of-range timestamp to the first or last version;
-    here a timestamp before the first commit or after the last one is an error.
+
+def version_as_of(commits: list[tuple[int, int]], uri: str, timestamp: datetime) -> int:
+    """The latest of `commits` ((version, epoch millis) pairs) at or before `timestamp`.
+
+    A timestamp before the first available commit is an error (delta-rs would silently
+    clamp it to the first version); one after the last commit reads the latest version.
     """
     when = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
     millis = int(when.timestamp() * 1000)
-    commits = sorted((entry["version"], entry["timestamp"]) for entry in table.history())
-    first_version, first_ts = commits[0]
+    ordered = sorted(commits)
+    first_version, first_ts = ordered[0]
     if millis < first_ts:
         raise InputError(
             f"table {uri} has no version as of {when.isoformat()}: its first available commit "
             f"(version {first_version}) is at {_iso(first_ts)}"
         )
-    candidates = [version for version, ts in commits if ts <= millis]
-    return candidates[-1]
+    return [version for version, ts in ordered if ts <= millis][-1]
 
 
 def _iso(millis: int) -> str:
