@@ -1,7 +1,9 @@
 """A separate writer process for concurrency and crash tests (run as a script, never forked).
 
-    python tests/delta_worker.py append|replace|slow URI TAG COUNT LAKEHOUSE
+    python tests/delta_worker.py append|replace|slow URI TAG COUNT LAKEHOUSE [BACKEND]
     python tests/delta_worker.py pause-staging|pause-moved|pause-committed URI TAG 1 LAKEHOUSE
+BACKEND is `embedded` (the default) or `connector`. A `slow` write carries the token
+(`worker-TAG`, 1), so a rerun after a kill can be tested.
 Prints one JSON line per write. A `pause-*` writer prints `AT <point>` and sleeps there:
 while Spark writes the staged files, after moving them into the table (before the
 commit), or right after delta-rs accepted the commit. It stops on SIGTERM the way the
@@ -16,7 +18,8 @@ import time
 
 from child_session import child_session
 
-from batchml.lib.delta import embedded
+from batchml.lib.delta import WriteToken, embedded
+from batchml.lib.delta.connector import ConnectorDelta
 from batchml.lib.delta.embedded import EmbeddedDelta
 from batchml.lib.signals import EXIT_SIGTERM, Terminated, install_termination_handler
 
@@ -50,10 +53,10 @@ def pause_at(point: str) -> None:
         embedded.find_commit = committed_then_wait
 
 
-def main(action: str, uri: str, tag: str, count: int, lakehouse: str) -> None:
+def main(action: str, uri: str, tag: str, count: int, lakehouse: str, backend: str) -> None:
     install_termination_handler()
-    _, spark = child_session(lakehouse)
-    tables = EmbeddedDelta(spark)
+    _, spark = child_session(lakehouse, extra=(f'delta.backend="{backend}"',))
+    tables = ConnectorDelta(spark) if backend == "connector" else EmbeddedDelta(spark)
     if action.startswith("pause-"):
         pause_at(action.removeprefix("pause-"))
     for round_ in range(count):
@@ -69,6 +72,8 @@ def main(action: str, uri: str, tag: str, count: int, lakehouse: str) -> None:
             )
         if action == "replace":
             result = tables.write(df, uri, mode="replace", replace_where=f"tag = '{tag}'")
+        elif action == "slow":
+            result = tables.write(df, uri, token=WriteToken(f"worker-{tag}", 1))
         else:
             result = tables.write(df, uri)
         print(
@@ -86,6 +91,7 @@ def main(action: str, uri: str, tag: str, count: int, lakehouse: str) -> None:
 
 if __name__ == "__main__":
     try:
-        main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+        backend = sys.argv[6] if len(sys.argv) > 6 else "embedded"
+        main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], backend)
     except Terminated:
         sys.exit(EXIT_SIGTERM)

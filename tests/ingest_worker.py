@@ -1,6 +1,6 @@
 """An ingest run in its own process that dies by SIGKILL at a chosen point (crash tests).
 
-    python tests/ingest_worker.py CONF LAKEHOUSE SOURCE after-table-commit
+    python tests/ingest_worker.py CONF LAKEHOUSE SOURCE after-table-commit BACKEND
 Run as a script (spawned, never forked): it builds its own SparkSession.
 """
 
@@ -16,8 +16,8 @@ from batchml.jobs import ingest
 from batchml.lib.ledger import INGESTED, IngestLedger
 
 
-def main(conf: str, lakehouse: str, source: str, point: str) -> None:
-    settings, spark = child_session(lakehouse, conf=conf)
+def main(conf: str, lakehouse: str, source: str, point: str, backend: str) -> None:
+    settings, spark = child_session(lakehouse, conf=conf, extra=(f'delta.backend="{backend}"',))
     record = IngestLedger.record
 
     def dying_record(self, files, *, state, **kwargs):
@@ -31,4 +31,4 @@ def main(conf: str, lakehouse: str, source: str, point: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:6])

@@ -15,14 +15,18 @@ from deltalake import DeltaTable
 from oracles import oracle_rows
 from pyspark.sql import SparkSession
 
+from batchml.lib.delta import WriteToken
+from batchml.lib.delta.connector import ConnectorDelta
 from batchml.lib.delta.embedded import STAGING_DIR, EmbeddedDelta
 
 WORKER = Path(__file__).with_name("delta_worker.py")
 
 
-def start(action: str, uri: Path, tag: str, count: int, lakehouse: Path) -> subprocess.Popen:
+def start(
+    action: str, uri: Path, tag: str, count: int, lakehouse: Path, backend: str = "embedded"
+) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(WORKER), action, str(uri), tag, str(count), str(lakehouse)],
+        [sys.executable, str(WORKER), action, str(uri), tag, str(count), str(lakehouse), backend],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -35,27 +39,31 @@ def seed(spark: SparkSession, uri: Path) -> None:
     EmbeddedDelta(spark).write(df, str(uri), partition_by=["tag"])
 
 
-def test_concurrent_writers_lose_no_commit(spark: SparkSession, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["connector", "embedded"])
+def test_concurrent_writers_lose_no_commit(
+    spark: SparkSession, tmp_path: Path, backend: str
+) -> None:
     uri = tmp_path / "shared"
     seed(spark, uri)
     workers = [
-        start("append", uri, "a", 4, tmp_path / "lh_a"),
-        start("append", uri, "b", 4, tmp_path / "lh_b"),
-        start("replace", uri, "c", 3, tmp_path / "lh_c"),
+        start("append", uri, "a", 3, tmp_path / "lh_a", backend),
+        start("append", uri, "b", 3, tmp_path / "lh_b", backend),
+        start("replace", uri, "c", 2, tmp_path / "lh_c", backend),
     ]
     outputs = [w.communicate(timeout=300) for w in workers]
     for worker, (_, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err[-2000:]
     results = [json.loads(line) for out, _ in outputs for line in out.splitlines()]
 
-    assert len(results) == 11 and all(r["committed"] for r in results)
-    assert sorted(r["version"] for r in results) == list(range(1, 12))  # every version once
-    assert DeltaTable(str(uri)).version() == 11
+    assert len(results) == 8 and all(r["committed"] for r in results)
+    assert sorted(r["version"] for r in results) == list(range(1, 9))  # every version once
+    assert DeltaTable(str(uri)).version() == 8
     rows = EmbeddedDelta(spark).read(str(uri)).df
     counts = {r["tag"]: r["count"] for r in rows.groupBy("tag").count().collect()}
-    assert counts == {"seed": 1, "a": 20, "b": 20, "c": 5}  # replace keeps its last round
-    assert sorted(r["n"] for r in rows.filter("tag = 'c'").collect()) == [200, 201, 202, 203, 204]
-    assert len(oracle_rows(str(uri))) == 46
+    assert counts == {"seed": 1, "a": 15, "b": 15, "c": 5}  # replace keeps its last round
+    assert sorted(r["n"] for r in rows.filter("tag = 'c'").collect()) == [100, 101, 102, 103, 104]
+    assert len(oracle_rows(str(uri))) == 36
+    assert len(oracle_rows(str(uri))) == ConnectorDelta(spark).read(str(uri)).df.count()
     print("commit attempts per write:", [r["attempts"] for r in results])
 
 
@@ -86,6 +94,42 @@ def test_writer_killed_mid_write_leaves_the_table_as_it_was(
     assert len(cleaned.staging_dirs) == 1
     assert not staging.exists()
     assert tables.read(str(uri)).df.count() == 1
+
+
+def test_connector_writer_killed_mid_write_then_rerun_with_its_token(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """Delta's connector writes its files straight into the table's folders and commits
+    at the end: a kill leaves files no commit names, the table as it was, and the token
+    uncommitted, so the rerun writes once and the next rerun is a no-op."""
+    uri = tmp_path / "crash"
+    seed(spark, uri)
+    before = oracle_rows(str(uri))
+    worker = start("slow", uri, "big", 1, tmp_path / "lh_slow", "connector")
+    deadline = time.monotonic() + 180
+    while not any(uri.glob("tag=big/*.parquet")) and time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise AssertionError(f"worker ended early: {worker.stderr.read()[-2000:]}")
+        time.sleep(0.1)
+    time.sleep(1.0)  # Spark is writing its Parquet files now
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=60)
+
+    assert worker.returncode == -signal.SIGKILL
+    assert DeltaTable(str(uri)).version() == 0
+    assert oracle_rows(str(uri)) == before
+    assert data_files(uri) - referenced(uri)  # half-written, in no commit
+    tables, token = ConnectorDelta(spark), WriteToken("worker-big", 1)
+    assert not tables.has_token(str(uri), token)
+    rerun = spark.range(0, 1000).selectExpr("'big' AS tag", "id AS n", "'' AS h")
+    first = tables.write(rerun, str(uri), token=token)
+    again = tables.write(rerun, str(uri), token=token)
+    assert (first.committed, first.version, first.rows_added) == (True, 1, 1000)
+    assert (again.committed, again.version) == (False, 1)
+    assert len(oracle_rows(str(uri))) == 1001
+    cleaned = tables.vacuum(str(uri), retain_hours=0)
+    assert cleaned.files and data_files(uri) == referenced(uri)
+    assert tables.read(str(uri)).df.count() == 1001
 
 
 def wait_for(worker: subprocess.Popen, text: str, timeout: float = 180) -> None:

@@ -1,4 +1,4 @@
-"""The embedded writer never corrupts a table, and reads never change a value.
+"""The embedded writer never corrupts a table, and reads (on both backends) never change a value.
 
 Failures are injected where they hurt: after delta-rs accepted a commit, between the
 move and the commit, with a concurrent writer; every version is then checked with
@@ -16,6 +16,7 @@ from oracles import oracle_rows, spark_rows
 from pyspark.sql import SparkSession
 
 from batchml.lib.delta import embedded
+from batchml.lib.delta.connector import ConnectorDelta
 from batchml.lib.delta.embedded import STAGING_DIR, EmbeddedDelta
 from batchml.lib.errors import InputError
 
@@ -137,10 +138,12 @@ def test_two_writers_creating_one_table_both_land(
     assert sorted(r["id"] for r in oracle_rows(uri)) == [0, 1, 2, 3, 7]
 
 
+@pytest.mark.parametrize("backend", ["connector", "embedded"])
 @pytest.mark.parametrize("writer", ["deltalake", "spark"])
 def test_partition_values_read_as_the_log_says(
-    spark: SparkSession, tables: EmbeddedDelta, tmp_path: Path, writer: str
+    spark: SparkSession, tmp_path: Path, writer: str, backend: str
 ) -> None:
+    tables = ConnectorDelta(spark) if backend == "connector" else EmbeddedDelta(spark)
     uri = str(tmp_path / writer)
     values = ["ü[1]", "🚀 launch", "a%20b", "50%", "x/y", "é=e", "plain"]
     data = pa.table({"id": pa.array(range(len(values)), pa.int64()), "p": values})

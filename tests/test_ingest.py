@@ -23,6 +23,8 @@ from batchml.jobs import ingest
 from batchml.jobs.cli import app
 from batchml.jobs.ingest import write as ingest_write
 from batchml.lib.config import load_config
+from batchml.lib.delta import DeltaTables
+from batchml.lib.delta.connector import ConnectorDelta
 from batchml.lib.delta.embedded import EmbeddedDelta
 from batchml.lib.errors import ConfigError, InputError
 from batchml.lib.ledger import IngestLedger
@@ -61,6 +63,7 @@ def settings_for(
     fmt: str = "csv",
     ext: str = "csv",
     *more: str,
+    backend: str = "embedded",
 ):
     conf = tmp_path / "orders.toml"
     conf.write_text(CONTRACT.format(policy=policy, fmt=fmt, ext=ext))
@@ -70,9 +73,9 @@ def settings_for(
             f'lakehouse.root="{tmp_path / "lake"}"',
             'spark.master="local[2]"',
             "spark.shuffle_partitions=2",
-            # these tests break the embedded writer at chosen points (staging, commit):
-            # the connector's ingest runs end to end in test_demo_connector.py
-            'delta.backend="embedded"',
+            # most tests break the embedded writer at chosen points (staging, commit); the
+            # ones marked BOTH_BACKENDS run on the connector too
+            f'delta.backend="{backend}"',
             *more,
         ],
         environ={},
@@ -87,12 +90,22 @@ def land(tmp_path: Path, name: str, lines: list[str], header: str = HEADER) -> P
     return path
 
 
+BOTH_BACKENDS = pytest.mark.parametrize("backend", ["connector", "embedded"])
+
+
+def backend_tables(spark: SparkSession, backend: str) -> DeltaTables:
+    return ConnectorDelta(spark) if backend == "connector" else EmbeddedDelta(spark)
+
+
 def run(spark, settings, **kwargs):
     return ingest.run(spark, settings, ingest.IngestRequest("orders", **kwargs))
 
 
-def test_good_and_bad_rows_are_split_with_reasons(spark: SparkSession, tmp_path: Path) -> None:
-    settings = settings_for(tmp_path)
+@BOTH_BACKENDS
+def test_good_and_bad_rows_are_split_with_reasons(
+    spark: SparkSession, tmp_path: Path, backend: str
+) -> None:
+    settings = settings_for(tmp_path, backend=backend)
     land(
         tmp_path,
         "jan.csv",
@@ -113,13 +126,13 @@ def test_good_and_bad_rows_are_split_with_reasons(spark: SparkSession, tmp_path:
         "type:id": 1,
         "unique_key": 2,
     }
-    table = EmbeddedDelta(spark).read(report.table_uri)
+    table = backend_tables(spark, backend).read(report.table_uri)
     assert table.version == report.table_version == 0
     assert table.df.columns == ["id", "month", "carrier", "delay", "at", "is_late"]
     assert sorted((r["id"], r["is_late"]) for r in table.df.collect()) == [(2, True), (3, None)]
     quarantine = {
         row["raw_record"]: row
-        for row in EmbeddedDelta(spark).read(report.quarantine_uri).df.collect()
+        for row in backend_tables(spark, backend).read(report.quarantine_uri).df.collect()
     }
     assert quarantine["6,1,UA"]["failed_rules"] == ["malformed"]
     assert quarantine["x,1,UA,5,NA"]["failed_rules"] == ["type:id"]
@@ -134,10 +147,11 @@ def test_good_and_bad_rows_are_split_with_reasons(spark: SparkSession, tmp_path:
     assert len(oracle_rows(report.table_uri)) == 2
 
 
+@BOTH_BACKENDS
 def test_each_file_is_ingested_once_as_the_folder_grows(
-    spark: SparkSession, tmp_path: Path
+    spark: SparkSession, tmp_path: Path, backend: str
 ) -> None:
-    settings = settings_for(tmp_path)
+    settings = settings_for(tmp_path, backend=backend)
     land(tmp_path, "jan.csv", GOOD)
     first = run(spark, settings)
     again = run(spark, settings)
@@ -247,10 +261,11 @@ def test_a_batch_whose_table_commit_failed_is_ingested_by_the_next_run(
     ]
 
 
+@BOTH_BACKENDS
 def test_a_run_killed_between_table_and_ledger_commits_is_completed_not_repeated(
-    spark: SparkSession, tmp_path: Path
+    spark: SparkSession, tmp_path: Path, backend: str
 ) -> None:
-    settings = settings_for(tmp_path)
+    settings = settings_for(tmp_path, backend=backend)
     conf = tmp_path / "orders.toml"
     land(tmp_path, "jan.csv", GOOD)
     run(spark, settings)
@@ -264,6 +279,7 @@ def test_a_run_killed_between_table_and_ledger_commits_is_completed_not_repeated
             str(tmp_path / "lake"),
             "orders",
             "after-table-commit",
+            backend,
         ],
         capture_output=True,
         text=True,
@@ -284,12 +300,14 @@ def test_a_run_killed_between_table_and_ledger_commits_is_completed_not_repeated
     assert run(spark, settings).status == "skipped"
 
 
+@BOTH_BACKENDS
 def test_rerun_after_a_crash_between_table_and_quarantine_completes_it(
-    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
-    settings = settings_for(tmp_path)
+    settings = settings_for(tmp_path, backend=backend)
     land(tmp_path, "jan.csv", [*GOOD, "9,1,ua,1,NA"])
-    write = EmbeddedDelta.write
+    backend_class = type(backend_tables(spark, backend))
+    write = backend_class.write
 
     def dies_before_quarantine(self, df, uri, **kwargs):
         if uri.endswith("_quarantine"):
@@ -297,7 +315,7 @@ def test_rerun_after_a_crash_between_table_and_quarantine_completes_it(
         return write(self, df, uri, **kwargs)
 
     with monkeypatch.context() as patched:
-        patched.setattr(EmbeddedDelta, "write", dies_before_quarantine)
+        patched.setattr(backend_class, "write", dies_before_quarantine)
         with pytest.raises(KeyboardInterrupt):
             run(spark, settings)
     table = str(tmp_path / "lake/orders")
@@ -336,13 +354,14 @@ def test_policy_threshold(spark: SparkSession, tmp_path: Path) -> None:
     assert DeltaTable(str(tmp_path / "lake" / "orders")).version() == 0
 
 
-def test_replace_a_month(spark: SparkSession, tmp_path: Path) -> None:
-    settings = settings_for(tmp_path)
+@BOTH_BACKENDS
+def test_replace_a_month(spark: SparkSession, tmp_path: Path, backend: str) -> None:
+    settings = settings_for(tmp_path, backend=backend)
     land(tmp_path, "jan.csv", GOOD)
     run(spark, settings)
     fixed = land(tmp_path, "jan_fixed.csv", ["1,1,UA,11,NA"])
     report = run(spark, settings, path=str(fixed), mode="replace", replace_where="month = 1")
-    rows = EmbeddedDelta(spark).read(report.table_uri).df.collect()
+    rows = backend_tables(spark, backend).read(report.table_uri).df.collect()
     assert [(r["id"], r["delay"]) for r in rows] == [(1, 11.0)]
     with pytest.raises(ConfigError, match="mode 'replace' needs replace_where"):
         run(spark, settings, path=str(fixed), mode="replace")
