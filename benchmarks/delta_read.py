@@ -1,15 +1,18 @@
-"""Delta read and commit costs of the embedded backend, side by side with the alternatives.
+"""Delta read and commit costs of both backends, side by side with the alternatives.
 
 Reads, on one table of N rows in F files (warm, best of R runs):
   (a) Spark reading the same Parquet files directly (no Delta log),
   (b) the embedded Delta read (delta-rs file list + Spark Parquet scan),
-  (c) deltalake -> pyarrow -> spark.createDataFrame (what a user might do otherwise).
+  (c) deltalake -> pyarrow -> spark.createDataFrame (what a user might do otherwise),
+  (d) Delta's Spark connector (`spark.read.format("delta")`, its jar from the cache).
 Each answers two queries: a full scan (every column materialised, noop sink) and a
 scan plus aggregation.
 
-Commit: one write of 1,000 files through the embedded backend vs Spark writing the
-same DataFrame as plain Parquet: the difference is the price of staging, footer
-statistics and the delta-rs commit.
+Commit: one write of 1,000 files through each backend vs Spark writing the same
+DataFrame as plain Parquet: the difference is the price of the Delta commit.
+
+JVM start: a fresh process to its first Spark job, without Delta's jar (the embedded
+backend) and with it (the connector: 33 more jars on the classpath).
 
     uv run python benchmarks/delta_read.py [--rows 10000000] [--files 40] [--repeat 3]
 """
@@ -21,6 +24,8 @@ import json
 import platform
 import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,6 +37,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from batchml.lib.config import load_config
+from batchml.lib.delta.connector import ConnectorDelta
 from batchml.lib.delta.embedded import EmbeddedDelta
 from batchml.lib.delta.snapshots import open_snapshot
 from batchml.lib.logs import configure_logging
@@ -58,6 +64,32 @@ def best_of(repeat: int, action: Callable[[], None]) -> float:
 
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+JVM_START = """
+import time
+started = time.perf_counter()
+from batchml.lib.config import load_config
+from batchml.lib.spark import build_session
+cfg = load_config(overrides=['spark.master="local[2]"', 'delta.backend="{backend}"'], environ={{}})
+spark = build_session(cfg.settings)
+spark.range(10).count()
+print(time.perf_counter() - started)
+"""
+
+
+def jvm_start_seconds(backend: str, repeat: int) -> float:
+    """A fresh Python process to its first Spark job (best of `repeat`)."""
+    times = []
+    for _ in range(repeat):
+        done = subprocess.run(
+            [sys.executable, "-c", JVM_START.format(backend=backend)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        times.append(float(done.stdout.strip().splitlines()[-1]))
+    return min(times)
 
 
 def make_table(spark: SparkSession, tables: EmbeddedDelta, uri: str, rows: int, files: int) -> None:
@@ -87,7 +119,7 @@ def main() -> None:
     cfg = load_config(
         overrides=[
             'spark.master="local[2]"',
-            'delta.backend="embedded"',
+            'delta.backend="connector"',  # the jar (fetched once); reads use both backends
             "spark.driver_memory=6g",
             f'lakehouse.root="{work}"',
         ]
@@ -95,6 +127,7 @@ def main() -> None:
     configure_logging("WARNING")
     spark = build_session(cfg.settings)
     tables = EmbeddedDelta(spark)
+    connector = ConnectorDelta(spark)
     uri = str(work / "bench_table")
     if not Path(uri).exists():
         make_table(spark, tables, uri, args.rows, args.files)
@@ -110,6 +143,9 @@ def main() -> None:
             args.repeat, lambda q=query: q(spark.read.parquet(*paths))
         )
         results[f"b_embedded_{name}"] = best_of(args.repeat, lambda q=query: q(tables.read(uri).df))
+        results[f"d_connector_{name}"] = best_of(
+            args.repeat, lambda q=query: q(connector.read(uri).df)
+        )
 
     rss_before = rss_mb()
 
@@ -138,35 +174,58 @@ def main() -> None:
         shutil.rmtree(delta_dir, ignore_errors=True)
         tables.write(many, str(delta_dir))
 
+    connector_dir = work / "connector_1000"
+
+    def connector_write() -> None:
+        shutil.rmtree(connector_dir, ignore_errors=True)
+        connector.write(many, str(connector_dir))
+
     results["commit_plain_parquet_seconds"] = best_of(args.repeat, plain_write)
+    results["commit_connector_delta_seconds"] = best_of(args.repeat, connector_write)
     results["commit_embedded_delta_seconds"] = best_of(args.repeat, delta_write)
     parts = tables.last_write_seconds
     results["commit_parts_parquet_write"] = parts.get("parquet_write", float("nan"))
     results["commit_parts_stats"] = parts.get("stats", float("nan"))
     results["commit_parts_move_and_commit"] = parts.get("commit", float("nan"))
     results["commit_files"] = len(DeltaTable(str(delta_dir)).file_uris())
+    results["commit_files_connector"] = len(DeltaTable(str(connector_dir)).file_uris())
+    machine = (
+        f"{platform.machine()}, {spark.sparkContext.defaultParallelism} cores "
+        f"(local[2]), Python {platform.python_version()}, Spark {spark.version}"
+    )
+    spark.stop()
+    results["jvm_start_without_jar"] = jvm_start_seconds("embedded", args.repeat)
+    results["jvm_start_with_connector_jar"] = jvm_start_seconds("connector", args.repeat)
 
     ratios = {
         "b/a scan": results["b_embedded_scan"] / results["a_direct_scan"],
         "b/a agg": results["b_embedded_agg"] / results["a_direct_agg"],
         "c/b scan": results["c_arrow_scan"] / results["b_embedded_scan"],
         "c/b agg": results["c_arrow_agg"] / results["b_embedded_agg"],
+        "d/a scan": results["d_connector_scan"] / results["a_direct_scan"],
+        "d/a agg": results["d_connector_agg"] / results["a_direct_agg"],
+        "d/b scan": results["d_connector_scan"] / results["b_embedded_scan"],
+        "d/b agg": results["d_connector_agg"] / results["b_embedded_agg"],
         "commit overhead seconds (stats + move + commit)": results["commit_parts_stats"]
         + results["commit_parts_move_and_commit"],
-        "delta write / plain write": results["commit_embedded_delta_seconds"]
+        "embedded write / plain write": results["commit_embedded_delta_seconds"]
         / results["commit_plain_parquet_seconds"],
+        "connector write / plain write": results["commit_connector_delta_seconds"]
+        / results["commit_plain_parquet_seconds"],
+        "connector write / embedded write": results["commit_connector_delta_seconds"]
+        / results["commit_embedded_delta_seconds"],
+        "JVM start with jar / without": results["jvm_start_with_connector_jar"]
+        / results["jvm_start_without_jar"],
     }
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {spark.sparkContext.defaultParallelism} cores "
-        f"(local[2]), Python {platform.python_version()}, Spark {spark.version}",
+        "machine": machine,
         "rows": args.rows,
         "files": len(paths),
         "seconds": {k: round(v, 3) for k, v in results.items()},
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
     }
     print(json.dumps(report, indent=2))
-    spark.stop()
 
 
 if __name__ == "__main__":

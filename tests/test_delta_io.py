@@ -522,6 +522,29 @@ def test_refuses_reader_features_it_cannot_honour(
     assert sorted(p.name for p in (root / "_delta_log").iterdir()) == log_before
 
 
+def test_the_connector_names_a_reader_feature_newer_than_it(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    root = tmp_path / "future"
+    write_log(
+        root,
+        {
+            "minReaderVersion": 3,
+            "minWriterVersion": 7,
+            "readerFeatures": ["fancyFutureThing"],
+            "writerFeatures": ["fancyFutureThing"],
+        },
+    )
+    connector = ConnectorDelta(spark)
+    for action in (
+        lambda: connector.read(str(root)),
+        lambda: connector.write(spark.range(1), str(root)),
+    ):
+        with pytest.raises(InputError, match=r"fancyFutureThing"):
+            action()
+    assert sorted(p.name for p in (root / "_delta_log").iterdir()) == ["00000000000000000000.json"]
+
+
 def test_refuses_to_write_generated_columns(
     spark: SparkSession, embedded: EmbeddedDelta, tmp_path: Path
 ) -> None:

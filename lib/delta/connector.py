@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
@@ -62,6 +63,22 @@ def write_options(
     return ("append" if mode == "append" else "overwrite"), options
 
 
+@contextmanager
+def delta_errors(uri: str) -> Iterator[None]:
+    """Delta's own refusals of a table (a reader or writer feature newer than this
+    connector, a corrupt log), which reach Python as a bare Py4JJavaError, become one-line
+    input errors naming the table."""
+    from py4j.protocol import Py4JJavaError
+
+    try:
+        yield
+    except Py4JJavaError as exc:
+        message = str(exc.java_exception.getMessage() or "")
+        if "[DELTA_" not in message:
+            raise
+        raise InputError(f"Delta table {uri}: {message.strip().splitlines()[0]}") from None
+
+
 class ConnectorDelta:
     """Delta tables through `spark.read/write.format("delta")`."""
 
@@ -73,14 +90,16 @@ class ConnectorDelta:
     def _table(self, uri: str):  # -> delta.tables.DeltaTable
         from delta.tables import DeltaTable
 
-        if not DeltaTable.isDeltaTable(self.spark, uri):
+        if not self.exists(uri):
             raise InputError(f"no Delta table at {uri}")
-        return DeltaTable.forPath(self.spark, uri)
+        with delta_errors(uri):
+            return DeltaTable.forPath(self.spark, uri)
 
     def exists(self, uri: str) -> bool:
         from delta.tables import DeltaTable
 
-        return bool(DeltaTable.isDeltaTable(self.spark, uri))
+        with delta_errors(uri):
+            return bool(DeltaTable.isDeltaTable(self.spark, uri))
 
     def has_token(self, uri: str, token: WriteToken) -> bool:
         """Whether the table's `txn` action for the token's app id has reached its version,
