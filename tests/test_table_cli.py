@@ -215,7 +215,7 @@ def test_table_location_is_the_one_resolver(tmp_path: Path) -> None:
 
 
 def test_show_refuses_what_no_backend_here_can_read(cli_globals, tmp_path: Path) -> None:
-    from test_delta_embedded import write_log
+    from test_delta_io import write_log
 
     root = tmp_path / "mapped"
     configuration = {"delta.columnMapping.mode": "name", "delta.columnMapping.maxColumnId": "1"}
