@@ -218,6 +218,18 @@ class ModelSpec(Section):
     partitions: int | None = Field(default=None, ge=1)
 
 
+class PredictionSpec(Section):
+    """Batch scoring of one input table with a registered model (`batchml predict`)."""
+
+    model: str  # NAME, NAME@VERSION or NAME@ALIAS
+    input: str  # a table name or path
+    output: str  # a table name or path
+    key: list[str] | None = None  # default: the model's feature pipeline key
+    passthrough: list[str] = Field(default_factory=list)  # input columns copied as they are
+    partition_by: str | None = None  # a date column of the input, copied; output partitions
+    retention_days: int | None = Field(default=None, ge=1)
+
+
 class Settings(Section):
     """The whole resolved configuration of one run."""
 
@@ -231,6 +243,7 @@ class Settings(Section):
     views: dict[str, FeatureView] = Field(default_factory=dict)
     pipelines: dict[str, FeaturePipelineSpec] = Field(default_factory=dict)
     models: dict[str, ModelSpec] = Field(default_factory=dict)
+    predictions: dict[str, PredictionSpec] = Field(default_factory=dict)
 
 
 def known_keys(model: type[BaseModel] = Settings, prefix: str = "") -> list[str]:

@@ -33,6 +33,7 @@ def test_help_lists_the_commands(runner: CliRunner) -> None:
         "demo",
         "features",
         "train",
+        "predict",
         "doctor",
         "config",
         "table",

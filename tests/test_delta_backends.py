@@ -159,3 +159,26 @@ def test_connector_tables_with_deletion_vectors_and_column_mapping(spark, tmp_pa
     assert [r["fare"] for r in read.df.collect()] == [1.0]
     with pytest.raises(InputError, match=r"uses column mapping.*delta\.backend = 'connector'"):
         embedded.read(mapped)
+
+
+def test_read_added_returns_the_rows_of_new_files_only(tables, spark, tmp_path: Path) -> None:
+    uri = str(tmp_path / "t")
+    tables.write(
+        spark.createDataFrame([(1, "nyc", 1.0), (2, "sf", 2.0)], SCHEMA), uri, partition_by=["city"]
+    )
+    tables.write(spark.createDataFrame([(3, "nyc", 3.0)], SCHEMA), uri)
+    tables.write(spark.createDataFrame([(4, "la", 4.0), (5, None, 5.0)], SCHEMA), uri)
+    for since, wanted in ((0, [3, 4, 5]), (1, [4, 5]), (2, [])):
+        added = tables.read_added(uri, since, 2)
+        assert added.version == 2
+        assert sorted(r["id"] for r in added.df.collect()) == wanted
+    assert [f.name for f in tables.read_added(uri, 0, 2).df.schema] == ["id", "city", "amount"]
+    tables.write(
+        spark.createDataFrame([(6, "nyc", 6.0)], SCHEMA),
+        uri,
+        mode="replace",
+        replace_where="city = 'nyc'",
+    )
+    assert tables.read_added(uri, 2, 3) is None  # files were rewritten: read it whole
+    with pytest.raises(InputError, match="version 7"):
+        tables.read_added(uri, 2, 7)

@@ -55,6 +55,7 @@ class Trained:
     tuning: dict[str, Any] | None = None
     early_stopping: dict[str, Any] | None = None
     partitions: int = 1  # the training data was cut into this many (by key hash)
+    classes: int = 0  # label values of a classifier (0 for a regressor)
 
 
 def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
@@ -189,6 +190,7 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
         tuning,
         stopping,
         partitions,
+        classes,
     )
 
 

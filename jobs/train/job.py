@@ -84,6 +84,7 @@ def run(
             "algorithm": spec.algorithm,
             "params": trained.params,
             "task": trained.task,
+            "classes": trained.classes,
             "model_spec": spec.model_dump(mode="json"),
             "feature_pipeline": plan.pipeline_name,
             "feature_spec": plan.pipeline.model_dump(mode="json"),

@@ -168,6 +168,26 @@ class ConnectorDelta:
             raise InputError(f"cannot read Delta table {uri}: {first_line(exc)}") from None
         return TableRead(df, uri, version)
 
+    def read_added(self, uri: str, since: int, version: int) -> TableRead | None:
+        """The rows of the files added between versions `since` and `version`; None when
+        files were also removed in between, or when delta-rs (which finds the files from
+        the two versions' logs) cannot open the table."""
+        from pyspark.sql import functions as F
+
+        from batchml.lib.delta.snapshots import UnsupportedFeature, file_changes
+
+        try:
+            changes = file_changes(uri, since, version)
+        except UnsupportedFeature:
+            return None
+        if changes.removed:
+            return None
+        read = self.read(uri, version=version)
+        # Delta names data files with a unique id: the file name alone tells them apart
+        names = [path.rsplit("/", 1)[-1] for path in changes.added]
+        name = F.element_at(F.split(F.col("_metadata.file_path"), "/"), -1)
+        return TableRead(read.df.filter(name.isin(names)), uri, version)
+
     def _require_version(self, uri: str) -> int:
         current = self.version(uri)
         if current is None:

@@ -21,6 +21,7 @@ from functools import reduce
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import CommitProperties
 from deltalake.exceptions import CommitFailedError, DeltaError
@@ -121,10 +122,28 @@ class EmbeddedDelta:
         """Read a table at its latest version, a version, or as of a timestamp."""
         root = _root(uri)
         snapshot = delta_log.open_snapshot(root, version=version, timestamp=timestamp)
+        return self._read_snapshot(root, snapshot)
+
+    def read_added(self, uri: str, since: int, version: int) -> TableRead | None:
+        """The rows of the files added between versions `since` and `version`; None when
+        files were also removed in between (an overwrite or a replace rewrote rows)."""
+        root = _root(uri)
+        changes = delta_log.file_changes(root, since, version)
+        if changes.removed:
+            return None
+        snapshot = delta_log.open_snapshot(root, version=version)
+        return self._read_snapshot(root, snapshot, only=set(changes.added))
+
+    def _read_snapshot(
+        self, root: str, snapshot: delta_log.Snapshot, only: set[str] | None = None
+    ) -> TableRead:
         delta_log.check_readable(snapshot)
         schema = snapshot.spark_schema()
         partitions = snapshot.partition_columns
         actions = snapshot.add_actions()
+        if only is not None:  # these files only (relative paths)
+            keep = [relative_file(p) in only for p in actions.column("path").to_pylist()]
+            actions = actions.filter(pa.array(keep, pa.bool_()))
         files = [relative_file(p) for p in actions.column("path").to_pylist()]
         _check_files_present(root, snapshot.version, files)
         log.debug(

@@ -19,6 +19,7 @@ from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import DeltaError, TableNotFoundError
 from pyspark.sql import types as T
 
+from batchml.lib.delta.paths import relative_file
 from batchml.lib.errors import InputError, first_line
 
 # Reader features the embedded reader honours: it reads the log through delta-rs and the
@@ -106,6 +107,36 @@ def open_snapshot(
                 f"cleaned up): {str(exc).splitlines()[0]}"
             ) from None
     return Snapshot(uri, table)
+
+
+@dataclass(frozen=True)
+class FileChanges:
+    """The data files a table gained and lost between two versions (relative paths)."""
+
+    since: int
+    version: int
+    added: list[str]
+    removed: list[str]
+
+
+def file_changes(uri: str, since: int, version: int) -> FileChanges:
+    """Files added and removed between version `since` and `version`, from the log's two
+    snapshots (an overwrite or a replace in between shows as removed files).
+
+    Raises:
+        InputError: a version is missing, or delta-rs cannot open the table.
+    """
+    before = open_snapshot(uri, version=since)
+    after = open_snapshot(uri, version=version)
+    check_readable(after)
+    old = set(before.add_actions().column("path").to_pylist())
+    new = set(after.add_actions().column("path").to_pylist())
+    return FileChanges(
+        since,
+        version,
+        sorted(relative_file(p) for p in new - old),
+        sorted(relative_file(p) for p in old - new),
+    )
 
 
 def version_at(table: DeltaTable, uri: str, timestamp: datetime) -> int:

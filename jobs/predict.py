@@ -1,0 +1,429 @@
+"""`batchml predict`: score a pinned version of a Delta table with a registered model and
+write the predictions back to Delta: idempotent, incremental, with lineage.
+
+The output table holds, per model name, the predictions of one model version. It is
+partitioned by `model_name` (then by the date column `partition_by` names, when set), so
+that a full rescore replaces exactly this model's slice in one commit.
+
+- Idempotent by construction: every commit carries the Delta txn token
+  (`predict/<model>@<version>/<input table>`, input version). A rerun for the same model
+  version and input version finds the token committed and writes nothing, on either
+  Delta backend, after a crash between the Parquet write and the commit as after a
+  completed run.
+- Incremental: when this model version's newest predictions came from an earlier
+  version of the same input, only the rows of the files added to the input since then
+  are scored (the two versions' file lists from the Delta log; no anti-join over the
+  output) and appended. Files removed in between (an overwrite, a replace) mean rows
+  changed: the whole current version is rescored and replaces this model's slice.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
+from batchml.lib.delta import DeltaTables, WriteToken, delta_tables
+from batchml.lib.errors import ConfigError, InputError
+from batchml.lib.lakehouse import table_location
+from batchml.lib.logs import get_logger
+from batchml.lib.registry import ModelVersion, registry_of
+from batchml.lib.settings import PredictionSpec, Settings
+
+log = get_logger(__name__)
+
+MODEL_NAME = "model_name"
+LINEAGE = (MODEL_NAME, "model_version", "input_table", "input_version", "run_id", "scored_at")
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """What `batchml predict` was asked: a model ref, and overrides of its conf section."""
+
+    model: str  # NAME, NAME@VERSION or NAME@ALIAS; NAME may be a [predictions.NAME] section
+    input: str | None = None  # TABLE or TABLE@VERSION
+    output: str | None = None
+    full: bool = False
+
+
+@dataclass
+class PredictReport:
+    """What one run scored and wrote."""
+
+    model: str
+    model_version: int
+    input_table: str
+    input_version: int
+    output_table: str
+    run_id: str
+    mode: str  # full | incremental | skipped
+    rows_scored: int = 0
+    output_version: int | None = None
+    message: str = ""
+    retention_removed_files: int = 0
+    seconds: float = 0.0
+    columns: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The request resolved against the config: locations, pins and the model ref."""
+
+    model_ref: str
+    input_uri: str
+    input_version: int | None
+    output_uri: str
+    spec: PredictionSpec
+
+
+def split_version(ref: str) -> tuple[str, int | None]:
+    """`TABLE@VERSION` -> (TABLE, VERSION); a table without `@` reads its latest version."""
+    table, at, version = ref.rpartition("@")
+    if not at:
+        return ref, None
+    if not version.isdigit():
+        raise ConfigError(f"--input {ref!r}: the part after @ must be a table version number")
+    return table, int(version)
+
+
+def plan_for(settings: Settings, request: PredictRequest, cwd: Path | None = None) -> Plan:
+    """Resolve the model ref, input and output from the request and `[predictions.NAME]`.
+
+    Raises:
+        ConfigError: no input or output from either, or a bad `TABLE@VERSION`.
+    """
+    name, at, selector = request.model.partition("@")
+    section = settings.predictions.get(name)
+    if section is not None:
+        model_name = section.model.partition("@")[0]
+        model_ref = f"{model_name}@{selector}" if at else section.model
+        input_ref = request.input or section.input
+        output_ref = request.output or section.output
+        spec = section
+    else:
+        if not (request.input and request.output):
+            known = ", ".join(sorted(settings.predictions)) or "none"
+            raise ConfigError(
+                f"predict {request.model}: no [predictions.{name}] section in the config "
+                f"(sections: {known}); give --input and --output"
+            )
+        model_ref, input_ref, output_ref = request.model, request.input, request.output
+        spec = PredictionSpec(model=request.model, input=input_ref, output=output_ref)
+    table, version = split_version(input_ref)
+    where = cwd or Path.cwd()
+    return Plan(
+        model_ref,
+        table_location(table, settings, relative_to=where),
+        version,
+        table_location(output_ref, settings, relative_to=where),
+        spec,
+    )
+
+
+def feature_columns(manifest: dict[str, Any]) -> list[str]:
+    """The input columns the model's feature pipeline reads."""
+    spec = manifest.get("feature_spec") or {}
+    columns: list[str] = []
+    for group in ("numeric", "categorical", "hashed"):
+        columns.extend(spec.get(group) or {})
+    return columns
+
+
+def check_input(
+    schema: T.StructType,
+    needed: dict[str, str],
+    trained_types: dict[str, str],
+    uri: str,
+    version: int,
+) -> None:
+    """Every column the model and the output need is in the input, with the type the model
+    was trained on. One error lists every problem; nothing is written.
+
+    `needed` maps a column to why it is needed (feature, key, passthrough, partition).
+    """
+    present = {f.name: f.dataType.simpleString() for f in schema}
+    missing = [f"{c} ({why})" for c, why in needed.items() if c not in present]
+    mistyped = [
+        f"{c} (model {trained_types[c]}, input {present[c]})"
+        for c in needed
+        if c in present and c in trained_types and present[c] != trained_types[c]
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing columns {', '.join(missing)}")
+    if mistyped:
+        problems.append(f"mistyped columns {', '.join(mistyped)}")
+    if problems:
+        raise InputError(f"input {uri}@{version}: {'; '.join(problems)}; nothing was written")
+
+
+def _trained_types(tables: DeltaTables, model: ModelVersion) -> dict[str, str]:
+    """Column types of the model's training table at its pinned version ({} when that
+    version cannot be read any more: then only presence is checked)."""
+    try:
+        read = tables.read(model.training_table, version=model.training_version)
+    except InputError as exc:
+        log.warning(
+            "training table version unreadable; checking input columns by name only",
+            extra={"table": model.training_table, "reason": str(exc)},
+        )
+        return {}
+    return {f.name: f.dataType.simpleString() for f in read.df.schema}
+
+
+def _classes(model: ModelVersion, fitted) -> int:
+    """Label values of a classifier (0 for a regressor)."""
+    if model.manifest.get("task") != "classification":
+        return 0
+    recorded = model.manifest.get("classes")
+    if recorded:
+        return int(recorded)
+    stage = fitted.stages[-1]
+    counted = getattr(stage, "numClasses", None)
+    return int(counted) if counted else 2
+
+
+def scored_columns(
+    scored: DataFrame,
+    classes: int,
+    keep: list[str],
+    lineage: dict[str, Any],
+) -> DataFrame:
+    """What a consumer needs: keys and passthrough columns, the prediction, the positive
+    class's probability (binary) or every class's (multiclass), and lineage. No vectors.
+    `vector_to_array` runs in the JVM (no Python UDF)."""
+    from pyspark.ml.functions import vector_to_array
+
+    columns = [F.col(f"`{c}`") for c in keep]
+    columns.append(F.col("prediction").cast("double").alias("prediction"))
+    if classes == 2:
+        columns.append(vector_to_array("probability")[1].alias("probability"))
+    elif classes > 2:
+        columns.append(vector_to_array("probability").alias("probabilities"))
+    columns.extend(F.lit(value).alias(name) for name, value in lineage.items())
+    return scored.select(*columns)
+
+
+def last_run(tables: DeltaTables, output: str, model_name: str) -> dict[str, Any] | None:
+    """batchml's commit info of the newest predict commit for `model_name` in the output."""
+    if not tables.exists(output):
+        return None
+    for commit in tables.history(output):
+        info = commit.get("batchml") or {}
+        if info.get("job") == "predict" and info.get("model") == model_name:
+            return info
+    return None
+
+
+def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> PredictReport:
+    """Score the input with the model and write the predictions (see the module doc)."""
+    started = time.perf_counter()
+    plan = plan_for(settings, request)
+    tables = delta_tables(spark, settings)
+    registry = registry_of(settings, tables)
+    model = registry.get(plan.model_ref)
+    read = tables.read(plan.input_uri, version=plan.input_version)
+    pipeline_key = (model.manifest.get("feature_spec") or {}).get("key")
+    key = plan.spec.key or ([pipeline_key] if pipeline_key else [])
+    if not key:
+        raise ConfigError(
+            f"predict {model.name}: no key column (the model's feature pipeline has none; "
+            "set key in its [predictions] section)"
+        )
+    keep = list(dict.fromkeys([*key, *plan.spec.passthrough]))
+    if plan.spec.partition_by and plan.spec.partition_by not in keep:
+        keep.append(plan.spec.partition_by)
+    needed = {c: "feature" for c in feature_columns(model.manifest)}
+    needed.update({c: "key" for c in key if c not in needed})
+    needed.update({c: "passthrough" for c in plan.spec.passthrough if c not in needed})
+    if plan.spec.partition_by:
+        needed.setdefault(plan.spec.partition_by, "partition")
+    check_input(read.df.schema, needed, _trained_types(tables, model), read.uri, read.version)
+    if plan.spec.retention_days and plan.spec.partition_by:
+        kind = read.df.schema[plan.spec.partition_by].dataType
+        if not isinstance(kind, T.DateType):
+            raise ConfigError(
+                f"predictions for {model.name}: retention_days needs partition_by to be a "
+                f"date column, and {plan.spec.partition_by} is {kind.simpleString()}"
+            )
+
+    run_id = uuid.uuid4().hex[:16]
+    app_id = f"predict/{model.name}@{model.version}/{read.uri}"
+    token = WriteToken(app_id, read.version)
+    report = PredictReport(
+        model.name, model.version, read.uri, read.version, plan.output_uri, run_id, "full"
+    )
+    previous = last_run(tables, plan.output_uri, model.name)
+    same_slice = (
+        previous is not None
+        and previous.get("model_version") == model.version
+        and previous.get("input") == read.uri
+    )
+    if not request.full and tables.has_token(plan.output_uri, token) and same_slice:
+        report.mode = "skipped"
+        report.message = (
+            f"{model.name}@{model.version} already scored {read.uri}@{read.version}; "
+            "nothing written"
+        )
+        return _finish(report, started)
+    frame = read.df
+    if same_slice and not request.full:
+        since = int(previous["input_version"])
+        if since > read.version:
+            raise InputError(
+                f"{model.name}@{model.version} already scored the newer version {since} of "
+                f"{read.uri}; pass --full to replace its predictions with version "
+                f"{read.version}'s"
+            )
+        added = tables.read_added(read.uri, since, read.version)
+        if added is None:
+            report.message = (
+                f"files of {read.uri} were removed or rewritten between versions {since} and "
+                f"{read.version}: full rescore"
+            )
+            log.info("full rescore", extra={"reason": report.message})
+        else:
+            frame, report.mode = added.df, "incremental"
+    fitted = registry.load(f"{model.name}@{model.version}")
+    lineage = {
+        MODEL_NAME: model.name,
+        "model_version": model.version,
+        "input_table": read.uri,
+        "input_version": read.version,
+        "run_id": run_id,
+        "scored_at": datetime.now(UTC).replace(microsecond=0),
+    }
+    out = scored_columns(fitted.transform(frame), _classes(model, fitted), keep, lineage)
+    report.columns = out.columns
+    commit = {
+        "job": "predict",
+        "run_id": run_id,
+        "model": model.name,
+        "model_version": model.version,
+        "input": read.uri,
+        "input_version": read.version,
+        "mode": report.mode,
+    }
+    replacing = report.mode == "full" and tables.exists(plan.output_uri)
+    # A rescore whose token is already in the table (--full, or a model version scoring
+    # again after another took its slice) cannot carry it: the write would be skipped.
+    # Replacing the model's slice is idempotent by itself.
+    spent = tables.has_token(plan.output_uri, token)
+    written = tables.write(
+        out,
+        plan.output_uri,
+        mode="replace" if replacing else "append",
+        replace_where=f"{MODEL_NAME} = {_sql(model.name)}" if replacing else None,
+        partition_by=[MODEL_NAME, *([plan.spec.partition_by] if plan.spec.partition_by else [])],
+        token=None if spent else token,
+        commit_info=commit,
+    )
+    report.output_version = written.version
+    report.rows_scored = written.rows_added
+    if not written.committed:
+        report.mode = "skipped"
+        report.message = written.message
+        return _finish(report, started)
+    if not report.message:
+        report.message = f"{report.mode}: {written.rows_added} rows scored"
+    if plan.spec.retention_days and plan.spec.partition_by:
+        report.retention_removed_files = _apply_retention(
+            tables, out, plan.output_uri, model.name, plan.spec
+        )
+    return _finish(report, started)
+
+
+def _apply_retention(
+    tables: DeltaTables, out: DataFrame, output: str, model_name: str, spec: PredictionSpec
+) -> int:
+    """Drop this model's prediction partitions more than `retention_days` older than its
+    newest one, in one commit. The newest scored date, not today, is the reference: a
+    backfill of old data keeps its predictions."""
+    column = spec.partition_by
+    current = tables.read(output).df.filter(F.col(MODEL_NAME) == model_name)
+    newest = current.agg(F.max(F.col(f"`{column}`"))).collect()[0][0]
+    if not isinstance(newest, date):
+        return 0
+    cutoff = newest - timedelta(days=int(spec.retention_days or 0))
+    predicate = f"{MODEL_NAME} = {_sql(model_name)} AND `{column}` < DATE'{cutoff.isoformat()}'"
+    if not current.filter(F.expr(predicate)).limit(1).collect():
+        return 0
+    empty = out.limit(0)
+    dropped = tables.write(
+        empty,
+        output,
+        mode="replace",
+        replace_where=predicate,
+        commit_info={"job": "predict-retention", "model": model_name, "before": str(cutoff)},
+    )
+    log.info("retention", extra={"table": output, "before": str(cutoff)})
+    return dropped.files_removed
+
+
+def _sql(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _finish(report: PredictReport, started: float) -> PredictReport:
+    report.seconds = round(time.perf_counter() - started, 3)
+    summary = {k: v for k, v in report.to_dict().items() if k not in ("columns", "message")}
+    log.info("predict finished", extra={**summary, "outcome": report.message})
+    return report
+
+
+@reports_errors
+def command(
+    ctx: typer.Context,
+    model: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL[@VERSION|@ALIAS]",
+            help="A registered model, or the name of a predictions section of the config.",
+        ),
+    ],
+    *,
+    input_ref: Annotated[
+        str | None,
+        typer.Option(
+            "--input", metavar="TABLE[@VERSION]", help="The table to score (default: conf)."
+        ),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option("--output", metavar="TABLE", help="The predictions table (default: conf)."),
+    ] = None,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Rescore the whole input version, not only new files."),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Score a pinned Delta table version with a registered model; write the predictions."""
+    state: RunContext = ctx.find_object(RunContext)
+    report = run(
+        state.spark(), state.config().settings, PredictRequest(model, input_ref, output, full)
+    )
+    emit(report.to_dict(), as_json, _render)
+
+
+def _render(data: dict[str, Any]) -> str:
+    where = f"{data['output_table']}" + (
+        f"@{data['output_version']}" if data["output_version"] is not None else ""
+    )
+    return (
+        f"predict {data['model']}@{data['model_version']} on "
+        f"{data['input_table']}@{data['input_version']}: {data['mode']}, "
+        f"{data['rows_scored']} rows -> {where} ({data['message']}; {data['seconds']} s)"
+    )
