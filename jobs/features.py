@@ -10,9 +10,14 @@ import typer
 from pyspark.sql import SparkSession
 
 from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
-from batchml.lib.delta import DeltaTables, WriteResult, delta_tables
+from batchml.lib.delta import DeltaTables, WriteResult, WriteToken, delta_tables
 from batchml.lib.errors import ConfigError, InputError
-from batchml.lib.feature_views import ResolvedView, configured_view, resolve_view
+from batchml.lib.feature_views import (
+    ResolvedView,
+    configured_view,
+    driving_source,
+    resolve_view,
+)
 from batchml.lib.lakehouse import table_location
 from batchml.lib.logs import get_logger
 from batchml.lib.settings import FeatureView, Settings
@@ -48,15 +53,20 @@ def run(
     *,
     explain: bool = False,
     overwrite_schema: bool = False,
+    full: bool = False,
 ) -> FeaturesReport:
-    """Resolve the view's sources to versions and write the view as one overwrite commit.
+    """Resolve the view's sources to versions and write the view as one overwrite commit,
+    or, for an `incremental` view, append the rows of the driving source's new files.
 
     A rerun while the feature table's latest version already holds this view over the
     same source versions (same SQL) writes nothing.
     """
     name, view = configured_view(settings, view_name)
     tables = delta_tables(spark, settings)
+    if view.incremental:
+        driving_source(name, view)  # a bad `driving` is a config error before any read
     resolved = resolve_view(spark, tables, settings, name, view)
+    assert resolved is not None  # only an incremental resolution can come back empty
     report = FeaturesReport(
         name,
         resolved.output_uri,
@@ -82,19 +92,115 @@ def run(
                 f"view {name} over these source versions; nothing written"
             )
             return report
+    sql_hash = uuid.uuid5(uuid.NAMESPACE_URL, f"{name}|{resolved.sql}").hex[:20]
+    report.extra["mode"] = "full"
+    if view.incremental and not (full or overwrite_schema):
+        appended = _incremental(
+            spark, tables, settings, resolved, view, report, fingerprint, sql_hash
+        )
+        if appended is not None:
+            return appended
     try:
-        result = _write(tables, resolved, view, report, fingerprint, overwrite_schema)
+        result = _write(tables, resolved, view, report, fingerprint, overwrite_schema, sql_hash)
     except InputError as exc:
         if "does not match the schema" not in str(exc) or overwrite_schema:
             raise
         raise InputError(f"{exc}; rerun with --overwrite-schema to replace it") from None
     report.version = result.version
     report.rows = result.rows_added
+    reason = report.extra.get("rebuild_reason")
     report.message = (
         f"wrote {result.rows_added} rows to {resolved.output_uri} (version {result.version})"
+        + (f"; rebuilt: {reason}" if reason else "")
     )
     log.info("features", extra={"view": name, "status": report.status, "version": report.version})
     return report
+
+
+def _incremental(
+    spark: SparkSession,
+    tables: DeltaTables,
+    settings: Settings,
+    resolved: ResolvedView,
+    view: FeatureView,
+    report: FeaturesReport,
+    fingerprint: str,
+    sql_hash: str,
+) -> FeaturesReport | None:
+    """Append the view over the driving source's files added since the version the last
+    materialisation pinned (the other sources at their pinned versions). None when the
+    table must be rebuilt instead (first run, changed SQL, rewritten driving source); the
+    reason is in `report.extra["rebuild_reason"]`."""
+    driving = driving_source(report.view, view)
+    pins = {s.name: s for s in resolved.sources}
+    latest = tables.history(resolved.output_uri, 1)[0] if tables.exists(resolved.output_uri) else {}
+    info = latest.get("batchml") or {}
+    before = (info.get("sources") or {}).get(driving) or {}
+    if info.get("view") != report.view or info.get("sql_hash") != sql_hash:
+        report.extra["rebuild_reason"] = (
+            "the SQL changed since the last materialisation"
+            if info.get("view") == report.view
+            else "no earlier materialisation of this view to build on"
+        )
+        return None
+    if before.get("uri") != pins[driving].uri or before.get("version") is None:
+        report.extra["rebuild_reason"] = f"driving source {driving} is another table"
+        return None
+    since, current = int(before["version"]), pins[driving].version
+    if since == current:
+        report.status, report.version = "skipped", latest["version"]
+        report.message = (
+            f"no new files in driving source {driving} since version {since}; nothing "
+            "written (lookup sources are read as of each run; --full rebuilds)"
+        )
+        return report
+    if since > current:
+        report.extra["rebuild_reason"] = (
+            f"driving source {driving} is pinned at {current}, before {since}"
+        )
+        return None
+    pinned_view = view.model_copy(update={"sources": {n: p.version for n, p in pins.items()}})
+    added = resolve_view(
+        spark, tables, settings, report.view, pinned_view, rows_added_since={driving: since}
+    )
+    if added is None:
+        report.extra["rebuild_reason"] = (
+            f"files of driving source {driving} were removed or rewritten between versions "
+            f"{since} and {current}"
+        )
+        return None
+    result = tables.write(
+        added.df,
+        resolved.output_uri,
+        mode="append",
+        token=WriteToken(f"features/{report.view}/{sql_hash}", current),
+        commit_info=_commit_info(report, fingerprint, sql_hash, "incremental"),
+    )
+    report.extra["mode"] = "incremental"
+    report.version, report.rows = result.version, result.rows_added
+    report.status = "written" if result.committed else "skipped"
+    report.message = (
+        f"appended {result.rows_added} rows from the files added to {driving} between "
+        f"versions {since} and {current} (version {result.version})"
+        if result.committed
+        else result.message
+    )
+    log.info(
+        "features", extra={"view": report.view, "status": report.status, "mode": "incremental"}
+    )
+    return report
+
+
+def _commit_info(report: FeaturesReport, fingerprint: str, sql_hash: str, mode: str):
+    return {
+        "job": "features",
+        "view": report.view,
+        "run_id": report.run_id,
+        "fingerprint": fingerprint,
+        "sql_hash": sql_hash,
+        "mode": mode,
+        "sources": report.sources,
+    }
 
 
 def _write(
@@ -104,6 +210,7 @@ def _write(
     report: FeaturesReport,
     fingerprint: str,
     overwrite_schema: bool,
+    sql_hash: str,
 ) -> WriteResult:
     return tables.write(
         resolved.df,
@@ -111,13 +218,7 @@ def _write(
         mode="overwrite",
         partition_by=view.partition_by or None,
         overwrite_schema=overwrite_schema,
-        commit_info={
-            "job": "features",
-            "view": report.view,
-            "run_id": report.run_id,
-            "fingerprint": fingerprint,
-            "sources": report.sources,
-        },
+        commit_info=_commit_info(report, fingerprint, sql_hash, "full"),
     )
 
 
@@ -186,6 +287,10 @@ def command(
             "--overwrite-schema", help="Replace the feature table's schema if it changed."
         ),
     ] = False,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Rebuild an incremental view's table from all its rows."),
+    ] = False,
     fit: Annotated[
         str | None,
         typer.Option(
@@ -214,5 +319,6 @@ def command(
         view,
         explain=explain,
         overwrite_schema=overwrite_schema,
+        full=full,
     )
     emit(report.to_dict(), as_json, _render_features)

@@ -51,10 +51,35 @@ def configured_view(settings: Settings, name: str | None) -> tuple[str, FeatureV
     return name, settings.views[name]
 
 
+def driving_source(name: str, view: FeatureView) -> str:
+    """The source whose new files an incremental view materialises (default: the first).
+
+    Raises:
+        ConfigError: `driving` names no source of the view.
+    """
+    driving = view.driving or next(iter(view.sources))
+    if driving not in view.sources:
+        raise ConfigError(
+            f"feature view {name}: driving source {driving!r} is not one of its sources "
+            f"({', '.join(view.sources)})"
+        )
+    return driving
+
+
 def resolve_view(
-    spark: SparkSession, tables: DeltaTables, settings: Settings, name: str, view: FeatureView
-) -> ResolvedView:
+    spark: SparkSession,
+    tables: DeltaTables,
+    settings: Settings,
+    name: str,
+    view: FeatureView,
+    *,
+    rows_added_since: dict[str, int] | None = None,
+) -> ResolvedView | None:
     """Pin every source, register it as a temp view, and analyse the SQL (no job runs).
+
+    `rows_added_since` ({source: version}) registers that source as only the rows of the
+    files added to it since that version (an incremental run); None is returned when
+    files were also removed in between (the caller rebuilds).
 
     Raises:
         InputError: a missing source table or version, or SQL that does not parse or
@@ -64,6 +89,12 @@ def resolve_view(
     for source, wanted in view.sources.items():
         uri = table_location(source, settings)
         read = tables.read(uri, version=None if wanted == "latest" else wanted)
+        since = (rows_added_since or {}).get(source)
+        if since is not None:
+            added = tables.read_added(uri, since, read.version)
+            if added is None:
+                return None
+            read = added
         read.df.createOrReplaceTempView(source)
         pinned.append(PinnedSource(source, read.uri, read.version))
     try:

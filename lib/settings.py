@@ -128,6 +128,11 @@ class FeatureView(Section):
     sources: dict[str, int | Literal["latest"]]
     table: str | None = None  # output table; default: the view's name
     partition_by: list[str] = Field(default_factory=list)
+    # materialise only the rows from files added to the driving source since the last
+    # run (append-only driving source; the other sources are lookups read at their
+    # latest version); a changed SQL, a rewritten driving source or --full rebuilds
+    incremental: bool = False
+    driving: str | None = None  # the driving source; default: the first of `sources`
 
 
 class NumericFeature(Section):

@@ -156,3 +156,68 @@ def test_features_command(spark, cli_globals, lake: Path, tmp_path: Path) -> Non
     written = CliRunner().invoke(app, [*args, "--json"])
     assert written.exit_code == 0, written.stderr
     assert json.loads(written.stdout)["version"] == 0
+
+
+def test_an_incremental_view_appends_only_the_driving_sources_new_rows(
+    spark, lake: Path, tmp_path: Path
+) -> None:
+    tables = EmbeddedDelta(spark)
+    conf = tmp_path / "view.toml"
+    text = VIEW.format(trips='"latest"').replace(
+        'table = "trip_features"', 'table = "trip_features"\nincremental = true'
+    )
+    conf.write_text(text)
+    cfg = load_config(conf_file=conf, overrides=[f'lakehouse.root="{lake}"'], environ={})
+    out = str(lake / "trip_features")
+
+    def population() -> dict[int, int | None]:
+        return {r["id"]: r["population"] for r in oracle_rows(out)}
+
+    first = features.run(spark, cfg.settings, "trips")
+    assert (first.extra["mode"], first.rows, first.version) == ("full", 4, 0)
+    assert "no earlier materialisation" in first.message
+    assert features.run(spark, cfg.settings, "trips").status == "skipped"
+
+    tables.write(
+        spark.createDataFrame([(5, "sf", 50)], "id int, city string, minutes int"),
+        str(lake / "trips"),
+    )
+    grown = features.run(spark, cfg.settings, "trips")
+    assert (grown.extra["mode"], grown.rows, grown.version) == ("incremental", 1, 1)
+    assert population() == {1: 8, 2: 1, 3: None, 4: 8, 5: 1}
+    again = features.run(spark, cfg.settings, "trips")
+    assert (again.status, again.version) == ("skipped", 1)
+
+    # a lookup changes: new rows join its new version, rows already there keep theirs
+    tables.write(
+        spark.createDataFrame([("nyc", 9), ("sf", 2)], "city string, population int"),
+        str(lake / "cities"),
+        mode="overwrite",
+    )
+    unchanged_driver = features.run(spark, cfg.settings, "trips")
+    assert unchanged_driver.status == "skipped"
+    assert "no new files in driving source trips" in unchanged_driver.message
+    tables.write(
+        spark.createDataFrame([(6, "nyc", 5)], "id int, city string, minutes int"),
+        str(lake / "trips"),
+    )
+    assert features.run(spark, cfg.settings, "trips").rows == 1
+    assert population() == {1: 8, 2: 1, 3: None, 4: 8, 5: 1, 6: 9}
+
+    tables.write(
+        spark.createDataFrame([(7, "sf", 1)], "id int, city string, minutes int"),
+        str(lake / "trips"),
+        mode="overwrite",
+    )
+    rebuilt = features.run(spark, cfg.settings, "trips")
+    assert (rebuilt.extra["mode"], rebuilt.rows) == ("full", 1)
+    assert "removed or rewritten" in rebuilt.message
+    assert population() == {7: 2}
+
+    forced = features.run(spark, cfg.settings, "trips", full=True)
+    assert forced.status == "skipped"  # same SQL, same source versions: nothing to rebuild
+    conf.write_text(text.replace("t.minutes >= 30", "t.minutes >= 40"))
+    changed = load_config(conf_file=conf, overrides=[f'lakehouse.root="{lake}"'], environ={})
+    resql = features.run(spark, changed.settings, "trips")
+    assert resql.extra["mode"] == "full" and "SQL changed" in resql.message
+    assert [r["is_long"] for r in oracle_rows(out)] == [0]
