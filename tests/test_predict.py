@@ -229,3 +229,21 @@ def test_predict_command_json_and_exit_codes(
     missing = runner.invoke(app, [*base, "predict", "people_lr", "--input", str(tmp_path / "no")])
     assert missing.exit_code == 4
     assert missing.stderr.count("\n") == 1 and "no Delta table" in missing.stderr
+
+
+def test_since_scores_only_rows_added_after_a_version(
+    spark: SparkSession, lake: Path, tmp_path: Path
+) -> None:
+    settings = settings_for(lake, tmp_path)
+    tables = EmbeddedDelta(spark)
+    source, out = str(tmp_path / "in"), str(tmp_path / "out")
+    tables.write(applicants(spark, 0, 100), source)  # the training era: not to be scored
+    tables.write(applicants(spark, 100, 130), source)
+    first = run(spark, settings, input=source, output=out, since=0)
+    assert (first.mode, first.rows_scored) == ("incremental", 30)
+    assert scored_ids(out) == list(range(100, 130))
+    tables.write(applicants(spark, 130, 140), source)
+    assert run(spark, settings, input=source, output=out, since=0).rows_scored == 10
+    assert scored_ids(out) == list(range(100, 140))
+    with pytest.raises(InputError, match="--since 9 is after"):
+        run(spark, settings, input=source, output=str(tmp_path / "other"), since=9)
