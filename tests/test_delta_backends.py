@@ -134,7 +134,9 @@ def test_missing_tables_and_bad_predicates_are_input_errors(tables, spark, tmp_p
     assert ids(tables, uri) == [1] and tables.version(uri) == 0
 
 
-def test_connector_tables_with_deletion_vectors_and_column_mapping(spark, tmp_path) -> None:
+def test_connector_tables_with_deletion_vectors_column_mapping_and_type_widening(
+    spark, tmp_path
+) -> None:
     connector, embedded = ConnectorDelta(spark), EmbeddedDelta(spark)
     vectors = str(tmp_path / "vectors")
     connector.write(
@@ -159,6 +161,20 @@ def test_connector_tables_with_deletion_vectors_and_column_mapping(spark, tmp_pa
     assert [r["fare"] for r in read.df.collect()] == [1.0]
     with pytest.raises(InputError, match=r"uses column mapping.*delta\.backend = 'connector'"):
         embedded.read(mapped)
+    widened = str(tmp_path / "widened")
+    connector.write(spark.createDataFrame([(1, "nyc", 1.0)], SCHEMA), widened)
+    spark.sql(
+        f"ALTER TABLE delta.`{widened}` SET TBLPROPERTIES ('delta.enableTypeWidening' = 'true')"
+    )
+    spark.sql(f"ALTER TABLE delta.`{widened}` CHANGE COLUMN id TYPE BIGINT")  # int -> long
+    connector.write(
+        spark.createDataFrame([(2**40, "sf", 2.0)], "id long, city string, amount double"), widened
+    )
+    read = connector.read(widened)
+    assert read.df.schema["id"].dataType.simpleString() == "bigint"
+    assert sorted(r["id"] for r in read.df.collect()) == [1, 2**40]  # the old file widened
+    with pytest.raises(InputError, match=r"uses type widening.*delta\.backend = 'connector'"):
+        embedded.read(widened)
 
 
 def test_read_added_returns_the_rows_of_new_files_only(tables, spark, tmp_path: Path) -> None:
