@@ -33,6 +33,7 @@ from pyspark.sql import types as T
 
 from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
 from batchml.lib.delta import DeltaTables, WriteToken, delta_tables
+from batchml.lib.delta.schemas import compare_schemas
 from batchml.lib.errors import ConfigError, InputError
 from batchml.lib.lakehouse import table_location
 from batchml.lib.logs import get_logger
@@ -302,6 +303,14 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
             log.info("full rescore", extra={"reason": report.message})
         else:
             frame, report.mode = added.df, "incremental"
+    if frame.isEmpty():  # one small job: the first row of the first non-empty file
+        report.message = (
+            f"no rows added to {read.uri} since version {since}; nothing written"
+            if report.mode == "incremental"
+            else f"{read.uri}@{read.version} is empty; nothing written"
+        )
+        report.mode = "skipped"
+        return _finish(report, started)
     fitted = registry.load(f"{model.name}@{model.version}")
     lineage = {
         MODEL_NAME: model.name,
@@ -313,6 +322,14 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
     }
     out = scored_columns(fitted.transform(frame), _classes(model, fitted), keep, lineage)
     report.columns = out.columns
+    if tables.exists(plan.output_uri):  # named before any scoring runs
+        current = tables.read(plan.output_uri).df.schema
+        problem = compare_schemas(current, out.schema).describe(plan.output_uri, allow_extra=False)
+        if problem:
+            raise InputError(
+                f"predictions table {plan.output_uri} does not take these predictions: "
+                f"{problem.split(': ', 1)[1]}; nothing was written"
+            )
     commit = {
         "job": "predict",
         "run_id": run_id,

@@ -247,3 +247,29 @@ def test_since_scores_only_rows_added_after_a_version(
     assert scored_ids(out) == list(range(100, 140))
     with pytest.raises(InputError, match="--since 9 is after"):
         run(spark, settings, input=source, output=str(tmp_path / "other"), since=9)
+
+
+def test_empty_inputs_are_no_ops_and_an_incompatible_output_is_named(
+    spark: SparkSession, lake: Path, tmp_path: Path
+) -> None:
+    settings = settings_for(lake, tmp_path)
+    tables = EmbeddedDelta(spark)
+    source, out = str(tmp_path / "in"), str(tmp_path / "out")
+    tables.write(applicants(spark, 0, 20).limit(0), source)
+    empty = run(spark, settings, input=source, output=out)
+    assert (empty.mode, empty.rows_scored) == ("skipped", 0)
+    assert "is empty; nothing written" in empty.message and not Path(out).exists()
+
+    tables.write(applicants(spark, 0, 20), source)
+    assert run(spark, settings, input=source, output=out).rows_scored == 20
+    tables.write(applicants(spark, 0, 20).limit(0), source)  # a commit that adds no file
+    nothing = run(spark, settings, input=source, output=out)
+    assert nothing.mode == "skipped" and "no rows added" in nothing.message
+    assert tables.version(out) == 0
+
+    other = str(tmp_path / "other_out")
+    tables.write(spark.createDataFrame([(1, "x")], "id long, note string"), other)
+    with pytest.raises(InputError, match=r"missing columns note") as caught:
+        run(spark, settings, input=source, output=other)
+    assert "extra columns age" in str(caught.value)
+    assert tables.version(other) == 0
