@@ -42,6 +42,11 @@ pipeline = "people"
 algorithm = "logistic_regression"
 params = {{ maxIter = 30 }}
 
+[models.people_xgb]
+pipeline = "people"
+algorithm = "xgboost_classifier"
+params = {{ n_estimators = 10, max_depth = 3 }}
+
 [predictions.people_lr]
 model = "people_lr"
 input = "applicants"
@@ -273,3 +278,20 @@ def test_empty_inputs_are_no_ops_and_an_incompatible_output_is_named(
         run(spark, settings, input=source, output=other)
     assert "extra columns age" in str(caught.value)
     assert tables.version(other) == 0
+
+
+def test_an_xgboost_model_scores_the_same_as_its_pipeline(
+    spark: SparkSession, lake: Path, tmp_path: Path
+) -> None:
+    settings = settings_for(lake, tmp_path)
+    train_job.run(spark, settings, "people_xgb")
+    source, out = str(tmp_path / "in"), str(tmp_path / "out")
+    EmbeddedDelta(spark).write(applicants(spark, 0, 60), source)
+    report = run(spark, settings, model="people_xgb", input=source, output=out)
+    assert (report.mode, report.rows_scored) == ("full", 60)
+    rows = {r["id"]: r for r in oracle_rows(out)}
+    fitted = Registry(str(lake / "_registry")).load("people_xgb")
+    direct = fitted.transform(EmbeddedDelta(spark).read(source).df).collect()
+    for row in direct:
+        assert rows[row["id"]]["probability"] == pytest.approx(float(row["probability"][1]))
+        assert rows[row["id"]]["prediction"] == row["prediction"]
