@@ -34,10 +34,11 @@ from pyspark.sql import types as T
 from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
 from batchml.lib.delta import DeltaTables, WriteToken, delta_tables
 from batchml.lib.delta.schemas import compare_schemas
+from batchml.lib.delta.snapshots import open_snapshot
 from batchml.lib.errors import ConfigError, InputError
 from batchml.lib.lakehouse import table_location
 from batchml.lib.logs import get_logger
-from batchml.lib.registry import ModelVersion, registry_of
+from batchml.lib.registry import ModelVersion, Registry, registry_of
 from batchml.lib.settings import PredictionSpec, Settings
 
 log = get_logger(__name__)
@@ -70,6 +71,7 @@ class PredictReport:
     output_table: str
     run_id: str
     mode: str  # full | incremental | skipped
+    scorer: str = ""  # sql (a linear model as one SQL expression) | mllib (its stages)
     rows_scored: int = 0
     output_version: int | None = None
     message: str = ""
@@ -199,6 +201,32 @@ def _classes(model: ModelVersion, fitted) -> int:
     return int(counted) if counted else 2
 
 
+def score_with(
+    registry: Registry, model: ModelVersion, frame: DataFrame
+) -> tuple[DataFrame, int, str]:
+    """`frame` scored by the model: (scored frame, classes, "sql" or "mllib").
+
+    A linear model runs as one code-generated SQL expression (`lib/linear_scorer.py`,
+    several times faster than its MLlib stages, equal scores), from the scorer saved at
+    registration, without loading the MLlib stages at all. Anything else runs its
+    pipeline's own transform (the xgboost.spark stage runs the booster in Python workers
+    on Arrow batches)."""
+    from batchml.lib.linear_scorer import NotLinear, compile_pipeline
+
+    scorer = registry.scorer(model)
+    fitted = None
+    if scorer is None:  # registered before scorers were saved, or not linear
+        fitted = registry.load(model)
+        try:
+            scorer = compile_pipeline(fitted)
+        except NotLinear as exc:
+            log.info("scoring with the MLlib stages", extra={"why": str(exc)})
+    if scorer is not None:
+        classes = 2 if scorer.task == "binary_logistic" else 0
+        return scorer.score(frame), classes, "sql"
+    return fitted.transform(frame), _classes(model, fitted), "mllib"
+
+
 def scored_columns(
     scored: DataFrame,
     classes: int,
@@ -212,7 +240,9 @@ def scored_columns(
 
     columns = [F.col(f"`{c}`") for c in keep]
     columns.append(F.col("prediction").cast("double").alias("prediction"))
-    if classes == 2:
+    if classes == 2 and isinstance(scored.schema["probability"].dataType, T.DoubleType):
+        columns.append(F.col("probability"))  # the linear scorer's: already class 1's
+    elif classes == 2:
         columns.append(vector_to_array("probability")[1].alias("probability"))
     elif classes > 2:
         columns.append(vector_to_array("probability").alias("probabilities"))
@@ -269,13 +299,18 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
     report = PredictReport(
         model.name, model.version, read.uri, read.version, plan.output_uri, run_id, "full"
     )
-    previous = last_run(tables, plan.output_uri, model.name)
+    output_exists = tables.exists(plan.output_uri)
+    # A rescore whose token is already in the table (--full, or a model version scoring
+    # again after another took its slice) cannot carry it: the write would be skipped.
+    # Replacing the model's slice is idempotent by itself.
+    spent = output_exists and tables.has_token(plan.output_uri, token)
+    previous = last_run(tables, plan.output_uri, model.name) if output_exists else None
     same_slice = (
         previous is not None
         and previous.get("model_version") == model.version
         and previous.get("input") == read.uri
     )
-    if not request.full and tables.has_token(plan.output_uri, token) and same_slice:
+    if not request.full and spent and same_slice:
         report.mode = "skipped"
         report.message = (
             f"{model.name}@{model.version} already scored {read.uri}@{read.version}; "
@@ -311,7 +346,6 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
         )
         report.mode = "skipped"
         return _finish(report, started)
-    fitted = registry.load(f"{model.name}@{model.version}")
     lineage = {
         MODEL_NAME: model.name,
         "model_version": model.version,
@@ -320,9 +354,10 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
         "run_id": run_id,
         "scored_at": datetime.now(UTC).replace(microsecond=0),
     }
-    out = scored_columns(fitted.transform(frame), _classes(model, fitted), keep, lineage)
+    scored, classes, report.scorer = score_with(registry, model, frame)
+    out = scored_columns(scored, classes, keep, lineage)
     report.columns = out.columns
-    if tables.exists(plan.output_uri):  # named before any scoring runs
+    if output_exists:  # named before any scoring runs
         current = tables.read(plan.output_uri).df.schema
         problem = compare_schemas(current, out.schema).describe(plan.output_uri, allow_extra=False)
         if problem:
@@ -340,11 +375,7 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
         "mode": report.mode,
     }
     # appended to this model version's own slice, or replacing whatever the slice held
-    replacing = not (report.mode == "incremental" and same_slice) and tables.exists(plan.output_uri)
-    # A rescore whose token is already in the table (--full, or a model version scoring
-    # again after another took its slice) cannot carry it: the write would be skipped.
-    # Replacing the model's slice is idempotent by itself.
-    spent = tables.has_token(plan.output_uri, token)
+    replacing = not (report.mode == "incremental" and same_slice) and output_exists
     written = tables.write(
         out,
         plan.output_uri,
@@ -376,14 +407,20 @@ def _apply_retention(
     newest one, in one commit. The newest scored date, not today, is the reference: a
     backfill of old data keeps its predictions."""
     column = spec.partition_by
-    current = tables.read(output).df.filter(F.col(MODEL_NAME) == model_name)
-    newest = current.agg(F.max(F.col(f"`{column}`"))).collect()[0][0]
-    if not isinstance(newest, date):
+    # the partition values in the log say which dates the slice holds: no Spark job
+    actions = open_snapshot(output).add_actions()
+    names = actions.column(f"partition.{MODEL_NAME}").to_pylist()
+    dates = [
+        d
+        for n, d in zip(names, actions.column(f"partition.{column}").to_pylist(), strict=True)
+        if n == model_name and isinstance(d, date)
+    ]
+    if not dates:
         return 0
-    cutoff = newest - timedelta(days=int(spec.retention_days or 0))
+    cutoff = max(dates) - timedelta(days=int(spec.retention_days or 0))
+    if min(dates) >= cutoff:
+        return 0
     predicate = f"{MODEL_NAME} = {_sql(model_name)} AND `{column}` < DATE'{cutoff.isoformat()}'"
-    if not current.filter(F.expr(predicate)).limit(1).collect():
-        return 0
     empty = out.limit(0)
     dropped = tables.write(
         empty,

@@ -3,7 +3,9 @@
 Layout under the registry root (default `<lakehouse>/_registry`, `registry.root`):
 - `artifacts/<name>/<id>/model`: the fitted `PipelineModel`, saved by MLlib, with
   `manifest.json` beside it (`<id>` is random: a writer that loses the race for a
-  version number keeps its folder, and the version number lives in the manifest);
+  version number keeps its folder, and the version number lives in the manifest), and
+  for a linear model `scorer.json`: the same model as one SQL expression's data
+  (`lib/linear_scorer.py`), which batch prediction runs without loading MLlib stages;
 - `versions`: a Delta table, one row per model version (name, version, algorithm, the
   training table and its Delta version, metrics, config hash, the manifest as JSON);
 - `aliases`: a Delta table, one row per (name, alias), partitioned by both, so setting
@@ -44,6 +46,8 @@ from batchml.lib.settings import Settings
 if TYPE_CHECKING:  # pyspark.ml imports pandas and scipy: loaded only to load a model
     from pyspark.ml import PipelineModel
 
+    from batchml.lib.linear_scorer import LinearScorer
+
 log = get_logger(__name__)
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
 VERSIONS_SCHEMA = T.StructType(
@@ -69,6 +73,7 @@ ALIASES_SCHEMA = T.StructType(
     ]
 )
 MAX_RACE_RETRIES = 20
+SCORER_FILE = "scorer.json"
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,7 @@ class Registry:
         artifact = f"{self.root}/artifacts/{name}/{uuid.uuid4().hex[:12]}"
         try:
             model.write().save(f"{artifact}/model")
+            _save_scorer(model, artifact)
             for _ in range(MAX_RACE_RETRIES):
                 version = self._next_version(name)
                 entry = {**manifest, "name": name, "version": version}
@@ -240,11 +246,20 @@ class Registry:
             )
         return found[0]
 
-    def load(self, ref: str) -> PipelineModel:
+    def load(self, ref: str | ModelVersion) -> PipelineModel:
         """The fitted pipeline of a version."""
         from pyspark.ml import PipelineModel
 
-        return PipelineModel.load(f"{self.get(ref).artifact_uri}/model")
+        version = ref if isinstance(ref, ModelVersion) else self.get(ref)
+        return PipelineModel.load(f"{version.artifact_uri}/model")
+
+    def scorer(self, version: ModelVersion) -> LinearScorer | None:
+        """The version's linear scorer saved at registration (None: not a linear model,
+        or registered before scorers were saved)."""
+        from batchml.lib.linear_scorer import LinearScorer
+
+        path = Path(version.artifact_uri) / SCORER_FILE
+        return LinearScorer.from_json(path.read_text()) if path.exists() else None
 
     def pinned_table_versions(self) -> dict[str, set[int]]:
         """Table -> the versions registered models were trained on (vacuum must keep them)."""
@@ -269,6 +284,19 @@ class Registry:
         for row in latest.values():
             found.setdefault((row["name"], row["version"]), []).append(row["alias"])
         return {key: tuple(sorted(value)) for key, value in found.items()}
+
+
+def _save_scorer(model: PipelineModel, artifact: str) -> None:
+    """Save the linear scorer of `model` beside it, when it has one."""
+    from batchml.lib.linear_scorer import NotLinear, compile_pipeline
+
+    try:
+        scorer = compile_pipeline(model)
+    except NotLinear as exc:
+        log.info("no linear scorer: predictions will run the MLlib stages", extra={"why": str(exc)})
+        return
+    Path(artifact).mkdir(parents=True, exist_ok=True)
+    (Path(artifact) / SCORER_FILE).write_text(scorer.to_json())
 
 
 def registry_of(settings: Settings, tables: DeltaTables | None = None) -> Registry:

@@ -118,10 +118,14 @@ def test_full_rerun_incremental_and_rewritten_input(
         ("people_lr", 1, 0)
     }
     assert {r["run_id"] for r in rows} == {first.run_id}
-    # the same predictions as the registered pipeline gives for these rows
+    # scored as one SQL expression, with the predictions the registered pipeline gives
+    assert first.scorer == "sql"
     fitted = Registry(str(lake / "_registry")).load("people_lr@1")
-    direct = fitted.transform(tables.read(lake_in).df).select("id", "prediction").collect()
+    direct = fitted.transform(tables.read(lake_in).df).collect()
     assert {r["id"]: r["prediction"] for r in direct} == {r["id"]: r["prediction"] for r in rows}
+    mine = {r["id"]: r["probability"] for r in rows}
+    for row in direct:
+        assert mine[row["id"]] == pytest.approx(float(row["probability"][1]), abs=1e-12)
 
     again = run(spark, settings)
     assert (again.mode, again.rows_scored, again.output_version) == ("skipped", 0, None)
@@ -141,8 +145,12 @@ def test_full_rerun_incremental_and_rewritten_input(
     assert "removed or rewritten" in rewritten.message
     assert scored_ids(out) == list(range(100, 250))  # this model's slice replaced
 
+    # a model registered before scorers were saved beside it is compiled when loaded
+    (
+        Path(Registry(str(lake / "_registry")).get("people_lr@1").artifact_uri) / "scorer.json"
+    ).unlink(missing_ok=True)
     forced = run(spark, settings, full=True)
-    assert (forced.mode, forced.rows_scored) == ("full", 150)
+    assert (forced.mode, forced.rows_scored, forced.scorer) == ("full", 150, "sql")
     assert scored_ids(out) == list(range(100, 250))
 
 
@@ -288,7 +296,7 @@ def test_an_xgboost_model_scores_the_same_as_its_pipeline(
     source, out = str(tmp_path / "in"), str(tmp_path / "out")
     EmbeddedDelta(spark).write(applicants(spark, 0, 60), source)
     report = run(spark, settings, model="people_xgb", input=source, output=out)
-    assert (report.mode, report.rows_scored) == ("full", 60)
+    assert (report.mode, report.rows_scored, report.scorer) == ("full", 60, "mllib")
     rows = {r["id"]: r for r in oracle_rows(out)}
     fitted = Registry(str(lake / "_registry")).load("people_xgb")
     direct = fitted.transform(EmbeddedDelta(spark).read(source).df).collect()
