@@ -5,12 +5,18 @@ Data: the logistic regression benchmark's synthetic table (`train_lr.make_table`
 numeric columns with nulls, 3 skewed categorical columns). A model is trained and
 registered on a 200,000-row sample; the input table to score has --rows rows.
   (ours)        `batchml predict` (jobs.predict.run, --full): key, prediction,
-                probability and lineage columns into a Delta table
+                probability and lineage columns into a Delta table; the LR model runs
+                as one SQL expression (lib/linear_scorer.py)
   (ours, parquet) the same columns written as plain Parquet: Delta's share of the time
   (a) naive     PipelineModel.transform(df).write.parquet with every column (vectors too)
   (b) pandas    scikit-learn (the same pipeline shape) predict_proba over the rows read
                 in chunks with pyarrow, in a child process whose peak RSS is measured
   (c) mapInPandas the same scikit-learn model inside Spark, written as Parquet
+xgboost (the training benchmark's booster: 100 trees of depth 5, trained on the sample):
+  (ours)        `batchml predict --full`: feature stages in the JVM, the booster on
+                Arrow batches (lib/booster_scorer.py), into Delta
+  (xgb.spark)   the pipeline's own transform (xgboost.spark's pandas UDF), the same
+                columns written as Parquet
 Memory: `batchml predict` in a child process with a 1 GB driver, on --rows and on
 4 x --rows: peak RSS of the driver JVM and of Python.
 Incremental: the input grown by one "month" (1/12 of --rows) after a scored version, vs
@@ -57,10 +63,21 @@ algorithm = "logistic_regression"
 split = {{ train = 0.8, test = 0.2 }}
 params = {{ maxIter = 50, regParam = 0.0, tol = 1e-6 }}
 
+[models.bench_xgb]
+pipeline = "bench"
+algorithm = "xgboost_classifier"
+split = {{ train = 0.8, test = 0.2 }}
+params = {{ n_estimators = 100, max_depth = 5, learning_rate = 0.1, max_bin = 32 }}
+
 [predictions.bench_lr]
 model = "bench_lr"
 input = "score_input"
 output = "scores"
+
+[predictions.bench_xgb]
+model = "bench_xgb"
+input = "score_input"
+output = "scores_xgb"
 """
 
 
@@ -202,6 +219,9 @@ def main() -> None:
     big = str(work / "score_input_x4")
     if not Path(sample).exists():
         make_table(spark, sample, 200_000)
+    if Path(source).exists() and tables.version(source) != 0:
+        shutil.rmtree(source)  # grown by a month in an earlier run
+        shutil.rmtree(work / "scores", ignore_errors=True)
     if not Path(source).exists():
         make_table(spark, source, args.rows)
     if not registry_of(settings).list("bench_lr"):
@@ -216,10 +236,14 @@ def main() -> None:
 
     seconds["ours_delta"] = timed(ours)
 
+    registry = registry_of(settings, tables)
+    version = registry.get("bench_lr")
+
     def ours_parquet() -> None:
         read = tables.read(source)
         lineage = {"model_name": "bench_lr", "model_version": 1, "input_version": read.version}
-        out = predict.scored_columns(fitted.transform(read.df), 2, ["id"], lineage)
+        scored, classes, _ = predict.score_with(registry, version, read.df, ["id"])
+        out = predict.scored_columns(scored, classes, ["id"], lineage)
         out.write.mode("overwrite").parquet(str(work / "out_ours_parquet"))
 
     seconds["ours_parquet"] = timed(ours_parquet)
@@ -251,6 +275,27 @@ def main() -> None:
     pandas_dir.mkdir()
     pandas = in_child(pandas_child, sample, source, str(pandas_dir))
     seconds["b_pandas_chunks"] = pandas["seconds"]
+
+    if not registry.list("bench_xgb"):
+        train_job.run(spark, settings, "bench_xgb")
+    boosted = registry.load("bench_xgb")
+
+    def xgb_ours() -> None:
+        request = predict.PredictRequest("bench_xgb", full=True)
+        report = predict.run(spark, settings, request)
+        assert (report.rows_scored, report.scorer) == (rows, "arrow")
+
+    seconds["xgb_ours_delta"] = timed(xgb_ours)
+
+    def xgb_spark() -> None:
+        from pyspark.ml.functions import vector_to_array
+
+        scored = boosted.transform(tables.read(source).df).select(
+            "id", "prediction", vector_to_array("probability")[1].alias("probability")
+        )
+        scored.write.mode("overwrite").parquet(str(work / "out_xgb_spark"))
+
+    seconds["xgb_spark_transform"] = timed(xgb_spark)
 
     # incremental: one more "month" after the scored version, then the whole year again
     grown = make_month(spark, source, rows, rows // 12)
@@ -286,6 +331,9 @@ def main() -> None:
         "memory_1g_driver": memory,
         "ratios": {
             "ours / (a) naive, speed": round(seconds["a_naive"] / seconds["ours_delta"], 2),
+            "xgboost: ours / xgboost.spark transform, speed": round(
+                seconds["xgb_spark_transform"] / seconds["xgb_ours_delta"], 2
+            ),
             "ours / (c) mapInPandas, speed": round(
                 seconds["c_map_in_pandas"] / seconds["ours_delta"], 2
             ),

@@ -71,7 +71,9 @@ class PredictReport:
     output_table: str
     run_id: str
     mode: str  # full | incremental | skipped
-    scorer: str = ""  # sql (a linear model as one SQL expression) | mllib (its stages)
+    # sql: a linear model as one SQL expression; arrow: an xgboost booster on Arrow
+    # batches; mllib: the pipeline's own transform
+    scorer: str = ""
     rows_scored: int = 0
     output_version: int | None = None
     message: str = ""
@@ -202,15 +204,19 @@ def _classes(model: ModelVersion, fitted) -> int:
 
 
 def score_with(
-    registry: Registry, model: ModelVersion, frame: DataFrame
+    registry: Registry, model: ModelVersion, frame: DataFrame, keep: list[str]
 ) -> tuple[DataFrame, int, str]:
-    """`frame` scored by the model: (scored frame, classes, "sql" or "mllib").
+    """`frame` scored by the model: (scored frame, classes, how: sql, arrow or mllib).
 
-    A linear model runs as one code-generated SQL expression (`lib/linear_scorer.py`,
-    several times faster than its MLlib stages, equal scores), from the scorer saved at
-    registration, without loading the MLlib stages at all. Anything else runs its
-    pipeline's own transform (the xgboost.spark stage runs the booster in Python workers
-    on Arrow batches)."""
+    - A linear model runs as one code-generated SQL expression (`lib/linear_scorer.py`:
+      several times faster than its MLlib stages, the same scores), from the scorer
+      saved at registration, without loading the MLlib stages at all.
+    - An xgboost model runs its feature stages in the JVM and the booster on Arrow
+      batches (`lib/booster_scorer.py`: faster than xgboost.spark's pandas transform,
+      the same scores).
+    - Anything else runs its pipeline's own transform.
+    """
+    from batchml.lib import booster_scorer
     from batchml.lib.linear_scorer import NotLinear, compile_pipeline
 
     scorer = registry.scorer(model)
@@ -220,10 +226,15 @@ def score_with(
         try:
             scorer = compile_pipeline(fitted)
         except NotLinear as exc:
-            log.info("scoring with the MLlib stages", extra={"why": str(exc)})
+            log.info("no linear scorer", extra={"why": str(exc)})
     if scorer is not None:
         classes = 2 if scorer.task == "binary_logistic" else 0
         return scorer.score(frame), classes, "sql"
+    try:
+        scored = booster_scorer.score(fitted, frame, keep)
+        return scored, booster_scorer.booster_classes(fitted), "arrow"
+    except booster_scorer.NotBooster as exc:
+        log.info("scoring with the pipeline's stages", extra={"why": str(exc)})
     return fitted.transform(frame), _classes(model, fitted), "mllib"
 
 
@@ -240,10 +251,13 @@ def scored_columns(
 
     columns = [F.col(f"`{c}`") for c in keep]
     columns.append(F.col("prediction").cast("double").alias("prediction"))
-    if classes == 2 and isinstance(scored.schema["probability"].dataType, T.DoubleType):
-        columns.append(F.col("probability"))  # the linear scorer's: already class 1's
+    probability = scored.schema["probability"].dataType if "probability" in scored.columns else None
+    if classes == 2 and isinstance(probability, T.DoubleType):
+        columns.append(F.col("probability"))  # a scorer's: already class 1's
     elif classes == 2:
         columns.append(vector_to_array("probability")[1].alias("probability"))
+    elif classes > 2 and "probabilities" in scored.columns:
+        columns.append(F.col("probabilities"))
     elif classes > 2:
         columns.append(vector_to_array("probability").alias("probabilities"))
     columns.extend(F.lit(value).alias(name) for name, value in lineage.items())
@@ -354,7 +368,7 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
         "run_id": run_id,
         "scored_at": datetime.now(UTC).replace(microsecond=0),
     }
-    scored, classes, report.scorer = score_with(registry, model, frame)
+    scored, classes, report.scorer = score_with(registry, model, frame, keep)
     out = scored_columns(scored, classes, keep, lineage)
     report.columns = out.columns
     if output_exists:  # named before any scoring runs

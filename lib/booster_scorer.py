@@ -1,0 +1,139 @@
+"""xgboost models scored through the native booster on Arrow batches.
+
+xgboost.spark's own transform hands each batch to Python as pandas: the assembled
+vectors become a Series of per-row arrays that it stacks row by row, and its three
+outputs (rawPrediction, prediction, probability) go back as Series of per-row arrays
+turned into vectors. Scoring needs none of that: here the feature stages run in the JVM,
+`vector_to_array` makes the features one Arrow list column, each batch becomes one
+(rows x features) NumPy matrix without a per-row step, and the same model object
+xgboost.spark uses scores it (its `predict`, which runs the booster's `inplace_predict`
+with the model's `missing` value and best iteration). Only the key and passthrough
+columns travel with it; the output is `prediction` and the positive class's probability
+(binary) or every class's (multiclass).
+
+Python on the executors cannot be avoided for a booster: xgboost has no JVM scorer on
+this classpath (xgboost4j is not shipped); `mapInArrow` is the cheapest way in and out.
+The probabilities are computed exactly as xgboost.spark computes them (expit of the
+float32 margin, argmax over the two classes), so the scores are the same; the tests
+compare both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pyspark.ml import PipelineModel
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+FEATURES = "__features"
+
+
+class NotBooster(Exception):
+    """The pipeline does not end in an xgboost.spark model this scorer can run."""
+
+
+def _final_booster(model: PipelineModel) -> tuple[Any, Any, int]:
+    """(the xgboost.spark stage, its scikit-learn model, classes: 0 for a regressor)."""
+    if not model.stages:
+        raise NotBooster("the pipeline has no stages")
+    final = model.stages[-1]
+    try:
+        from xgboost.spark import SparkXGBClassifierModel, SparkXGBRegressorModel
+    except ImportError:  # pragma: no cover - xgboost is a dependency
+        raise NotBooster("xgboost is not installed") from None
+    if not isinstance(final, SparkXGBClassifierModel | SparkXGBRegressorModel):
+        raise NotBooster(f"the model stage is a {type(final).__name__}")
+    for setting in (
+        "base_margin_col",
+        "pred_contrib_col",
+        "features_cols",
+        "enable_sparse_data_optim",
+    ):
+        if final.isDefined(getattr(final, setting)) and final.getOrDefault(setting):
+            raise NotBooster(f"the xgboost model sets {setting}")
+    # the model object xgboost.spark's own transform scores with (no public accessor)
+    sklearn = getattr(final, "_xgb_sklearn_model", None)
+    if sklearn is None:
+        raise NotBooster("the xgboost model has no booster loaded")
+    if isinstance(final, SparkXGBClassifierModel):
+        return final, sklearn, int(getattr(sklearn, "n_classes_", 2) or 2)
+    return final, sklearn, 0
+
+
+def booster_classes(model: PipelineModel) -> int:
+    """Classes of the pipeline's xgboost model (0: a regressor).
+
+    Raises:
+        NotBooster: the pipeline does not end in an xgboost.spark model.
+    """
+    return _final_booster(model)[2]
+
+
+def score(model: PipelineModel, frame: DataFrame, keep: list[str]) -> DataFrame:
+    """`keep` columns of `frame`, with `prediction` and `probability` (binary),
+    `probabilities` (multiclass) or only `prediction` (regression).
+
+    Raises:
+        NotBooster: the pipeline does not end in an xgboost.spark model.
+    """
+    from pyspark.ml.functions import vector_to_array
+
+    final, sklearn, classes = _final_booster(model)
+    features = PipelineModel(stages=model.stages[:-1]).transform(frame)
+    column = final.getOrDefault(final.featuresCol)
+    prepared = features.select(
+        *[F.col(_q(c)) for c in keep],
+        vector_to_array(F.col(_q(column)), "float64").alias(FEATURES),
+    )
+    fields = [features.schema[c] for c in keep]
+    fields.append(T.StructField("prediction", T.DoubleType()))
+    if classes == 2:
+        fields.append(T.StructField("probability", T.DoubleType()))
+    elif classes > 2:
+        fields.append(T.StructField("probabilities", T.ArrayType(T.DoubleType())))
+    schema = T.StructType(fields)
+
+    def predict(batches: Iterator[Any]) -> Iterator[Any]:
+        import numpy as np
+        import pyarrow as pa
+        from scipy.special import expit, softmax
+
+        arrow_schema = None
+        for batch in batches:
+            rows = batch.num_rows
+            if rows == 0:
+                continue
+            lists = batch.column(FEATURES)
+            matrix = lists.flatten().to_numpy(zero_copy_only=False).reshape(rows, -1)
+            outputs = [batch.column(name) for name in keep]
+            if classes == 0:
+                values = sklearn.predict(matrix, validate_features=False)
+                outputs.append(pa.array(np.asarray(values, dtype=np.float64)))
+            else:
+                margins = sklearn.predict(matrix, output_margin=True, validate_features=False)
+                if margins.ndim == 1:  # binary, as xgboost.spark computes it
+                    one = expit(margins)
+                    zero = 1.0 - one
+                    outputs.append(pa.array((one > zero).astype(np.float64)))
+                    outputs.append(pa.array(one.astype(np.float64)))
+                else:
+                    probabilities = softmax(margins, axis=1)
+                    chosen = np.argmax(probabilities, axis=1).astype(np.float64)
+                    outputs.append(pa.array(chosen))
+                    flat = pa.array(probabilities.astype(np.float64).reshape(-1))
+                    offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * margins.shape[1])
+                    outputs.append(pa.ListArray.from_arrays(offsets, flat))
+            if arrow_schema is None:
+                arrow_schema = pa.schema(
+                    [pa.field(f.name, a.type) for f, a in zip(schema, outputs, strict=True)]
+                )
+            yield pa.RecordBatch.from_arrays(outputs, schema=arrow_schema)
+
+    return prepared.mapInArrow(predict, schema)
+
+
+def _q(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
