@@ -352,7 +352,9 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
             log.info("full rescore", extra={"reason": report.message})
         else:
             frame, report.mode = added.df, "incremental"
-    if frame.isEmpty():  # one small job: the first row of the first non-empty file
+    # the log's statistics say how many rows; without them, one small Spark job
+    rows = added.rows if report.mode == "incremental" else read.rows
+    if rows == 0 or (rows is None and frame.isEmpty()):
         report.message = (
             f"no rows added to {read.uri} since version {since}; nothing written"
             if report.mode == "incremental"
@@ -502,11 +504,12 @@ def command(
 
 
 def _render(data: dict[str, Any]) -> str:
+    how = f" (scorer: {data['scorer']})" if data.get("scorer") else ""
     where = f"{data['output_table']}" + (
         f"@{data['output_version']}" if data["output_version"] is not None else ""
     )
     return (
         f"predict {data['model']}@{data['model_version']} on "
         f"{data['input_table']}@{data['input_version']}: {data['mode']}, "
-        f"{data['rows_scored']} rows -> {where} ({data['message']}; {data['seconds']} s)"
+        f"{data['rows_scored']} rows{how} -> {where} ({data['message']}; {data['seconds']} s)"
     )

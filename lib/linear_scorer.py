@@ -37,11 +37,10 @@ from pyspark.ml.feature import (
     VectorAssembler,
 )
 from pyspark.ml.regression import LinearRegressionModel
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 FORMAT = 1
-NAN = float("nan")
 
 
 class NotLinear(Exception):
@@ -83,10 +82,11 @@ class LinearScorer:
         prepared = df
         for statement in self.statements:
             prepared = SQLTransformer(statement=statement).transform(prepared)
-        margin: Column = F.lit(0.0)
-        for term in self.terms:
-            margin = margin + _term(term)
-        margin = margin + F.lit(self.intercept)
+        # one SQL text, parsed by Spark in one call (a Column built term by term costs a
+        # Py4J round trip per literal: a second for a few hundred labels); summed left
+        # to right in slot order, as MLlib's dot product sums
+        parts = ["0.0D", *(_term_sql(term) for term in self.terms), _double(self.intercept)]
+        margin = F.expr(" + ".join(parts))
         # the margin is a column of its own, so the two outputs below share it
         scored = prepared.select(*[F.col(_q(c)) for c in df.columns], margin.alias("__margin"))
         if self.task == "linear_regression":
@@ -102,38 +102,49 @@ def _q(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def _as_double(column: str) -> Column:
-    """What VectorAssembler(handleInvalid="keep") puts in a slot: the value, NaN for null."""
-    return F.coalesce(F.col(_q(column)).cast("double"), F.lit(NAN))
+def _double(value: float) -> str:
+    """A double literal that round-trips exactly (weights are finite: checked)."""
+    return f"({float(value)!r}D)"
 
 
-def _term(term: dict[str, Any]) -> Column:
+def _string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+NAN_SQL = "CAST('NaN' AS DOUBLE)"
+
+
+def _term_sql(term: dict[str, Any]) -> str:
+    """One slot block's contribution to the margin, as Spark SQL."""
     if "numeric" in term:
-        return _as_double(term["numeric"]) * F.lit(term["weight"])
+        # what VectorAssembler(handleInvalid="keep") puts in a slot: NaN for null
+        value = f"coalesce(CAST({_q(term['numeric'])} AS DOUBLE), {NAN_SQL})"
+        return f"({value} * {_double(term['weight'])})"
     if "buckets" in term:
-        value = F.col(_q(term["buckets"])).cast("double")
+        value = f"CAST({_q(term['buckets'])} AS DOUBLE)"
         splits = term["splits"]
         buckets = len(splits) - 1
         # Bucketizer(handleInvalid="keep"): NaN -> an extra bucket; a value equal to
         # the last split falls in the last bucket; null stays null (NaN once assembled)
-        index = F.when(value.isNull(), F.lit(NAN)).when(F.isnan(value), F.lit(float(buckets)))
-        for position, upper in enumerate(splits[1:-1]):
-            index = index.when(value < F.lit(upper), F.lit(float(position)))
-        index = index.otherwise(F.lit(float(buckets - 1)))
-        return index * F.lit(term["weight"])
+        cases = [f"WHEN {value} IS NULL THEN {NAN_SQL}", f"WHEN isnan({value}) THEN {buckets}D"]
+        cases += [
+            f"WHEN {value} < {_double(upper)} THEN {position}D"
+            for position, upper in enumerate(splits[1:-1])
+        ]
+        index = f"CASE {' '.join(cases)} ELSE {buckets - 1}D END"
+        return f"({index} * {_double(term['weight'])})"
     labels, weights, other = term["labels"], term["weights"], term["other"]
-    value = F.col(_q(term["categorical"])).cast("string")
-    rest = F.lit(other if other is not None else 0.0)
+    rest = _double(other if other is not None else 0.0)
     if not labels:
         return rest
     # A map constant, not a CASE: a CASE over hundreds of labels makes the generated
     # method too long for the JIT, and the whole scan runs interpreted (3x slower)
-    pairs = [
-        part
+    pairs = ", ".join(
+        f"{_string(label)}, {_double(weight)}"
         for label, weight in zip(labels, weights, strict=True)
-        for part in (F.lit(label), F.lit(weight))
-    ]
-    return F.coalesce(F.try_element_at(F.create_map(*pairs), value), rest)
+    )
+    value = f"CAST({_q(term['categorical'])} AS STRING)"
+    return f"coalesce(try_element_at(map({pairs}), {value}), {rest})"
 
 
 def compile_pipeline(model: PipelineModel) -> LinearScorer:

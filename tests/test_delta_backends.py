@@ -188,6 +188,7 @@ def test_read_added_returns_the_rows_of_new_files_only(tables, spark, tmp_path: 
         added = tables.read_added(uri, since, 2)
         assert added.version == 2
         assert sorted(r["id"] for r in added.df.collect()) == wanted
+        assert added.rows == len(wanted)  # counted from the log's file statistics
     assert [f.name for f in tables.read_added(uri, 0, 2).df.schema] == ["id", "city", "amount"]
     tables.write(
         spark.createDataFrame([(6, "nyc", 6.0)], SCHEMA),

@@ -28,9 +28,9 @@ NAN = float("nan")
 def frames(spark: SparkSession):
     """Training rows, and scoring rows with what training never saw: unseen and null
     categories, null and NaN numbers, values beyond every bucket edge."""
-    cities = ["nyc", "nyc", "sf", "la", "it's", None]
+    cities = ["nyc", "nyc", "sf", "la", "it's", "c:\\\\temp", None]
     train = [
-        (i, (i % 17) * 0.5 if i % 9 else None, float(i % 4), cities[i % 6], i % 3, (i * 7) % 5 > 1)
+        (i, (i % 17) * 0.5 if i % 9 else None, float(i % 4), cities[i % 7], i % 3, (i * 7) % 5 > 1)
         for i in range(120)
     ]
     score = [

@@ -27,6 +27,9 @@ class TableRead:
     df: DataFrame
     uri: str
     version: int
+    # rows as the log's file statistics count them (None when some file has none, or the
+    # backend does not look): lets a caller skip a Spark job to learn a read is empty
+    rows: int | None = None
 
 
 @dataclass(frozen=True)

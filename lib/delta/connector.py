@@ -186,7 +186,7 @@ class ConnectorDelta:
         # Delta names data files with a unique id: the file name alone tells them apart
         names = [path.rsplit("/", 1)[-1] for path in changes.added]
         name = F.element_at(F.split(F.col("_metadata.file_path"), "/"), -1)
-        return TableRead(read.df.filter(name.isin(names)), uri, version)
+        return TableRead(read.df.filter(name.isin(names)), uri, version, changes.added_rows)
 
     def _require_version(self, uri: str) -> int:
         current = self.version(uri)

@@ -159,7 +159,7 @@ class EmbeddedDelta:
             }
             df = self._read_partitioned(root, schema, partitions, files, values)
         df = df.select(*[quoted(name) for name in schema.fieldNames()])
-        return TableRead(df, root, snapshot.version)
+        return TableRead(df, root, snapshot.version, delta_log.counted_rows(actions))
 
     def _read_partitioned(
         self,

@@ -117,6 +117,13 @@ class FileChanges:
     version: int
     added: list[str]
     removed: list[str]
+    added_rows: int | None = None  # from the added files' statistics (None: not all have)
+
+
+def counted_rows(actions: pa.Table) -> int | None:
+    """Rows of these add actions by their statistics; None when a file has none."""
+    counts = actions.column("num_records").to_pylist() if actions.num_rows else []
+    return None if any(c is None for c in counts) else sum(counts)
 
 
 def file_changes(uri: str, since: int, version: int) -> FileChanges:
@@ -130,12 +137,16 @@ def file_changes(uri: str, since: int, version: int) -> FileChanges:
     after = open_snapshot(uri, version=version)
     check_readable(after)
     old = set(before.add_actions().column("path").to_pylist())
-    new = set(after.add_actions().column("path").to_pylist())
+    actions = after.add_actions()
+    paths = actions.column("path").to_pylist()
+    new = set(paths)
+    added = actions.filter(pa.array([p not in old for p in paths], pa.bool_()))
     return FileChanges(
         since,
         version,
         sorted(relative_file(p) for p in new - old),
         sorted(relative_file(p) for p in old - new),
+        counted_rows(added),
     )
 
 
