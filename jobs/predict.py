@@ -373,6 +373,10 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
     scored, classes, report.scorer = score_with(registry, model, frame, keep)
     out = scored_columns(scored, classes, keep, lineage)
     report.columns = out.columns
+    if plan.spec.partition_by:
+        # rows of one date to one task: a file per date per run, not one per task per
+        # date (the small-files problem of a year's backfill on a wide cluster)
+        out = out.repartition(F.col(f"`{plan.spec.partition_by}`"))
     if output_exists:  # named before any scoring runs
         current = tables.read(plan.output_uri).df.schema
         problem = compare_schemas(current, out.schema).describe(plan.output_uri, allow_extra=False)

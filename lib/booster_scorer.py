@@ -3,19 +3,25 @@
 xgboost.spark's own transform hands each batch to Python as pandas: the assembled
 vectors become a Series of per-row arrays that it stacks row by row, and its three
 outputs (rawPrediction, prediction, probability) go back as Series of per-row arrays
-turned into vectors. Scoring needs none of that: here the feature stages run in the JVM,
-`vector_to_array` makes the features one Arrow list column, each batch becomes one
-(rows x features) NumPy matrix without a per-row step, and the same model object
-xgboost.spark uses scores it (its `predict`, which runs the booster's `inplace_predict`
-with the model's `missing` value and best iteration). Only the key and passthrough
-columns travel with it; the output is `prediction` and the positive class's probability
-(binary) or every class's (multiclass).
+turned into vectors. Scoring needs none of that. Here:
+
+- when the feature stages are ones `linear_scorer.feature_layout` can read (batchml's
+  own pipelines: SQL, buckets, indexed one-hot, assembler), Spark SQL computes one
+  column per block of the assembled vector (a number, or the position of the hot slot
+  of a one-hot block), so a row crosses to Python as ~one value per input column, not
+  one per slot (283 for the benchmark's pipeline), and no MLlib vector is built;
+- otherwise the feature stages run in the JVM and `vector_to_array` makes the features
+  one Arrow list column;
+- each Arrow batch (`mapInArrow`) becomes one dense (rows x slots) NumPy matrix without
+  a per-row step, and the same model object xgboost.spark uses scores it (its
+  `predict`: the booster's `inplace_predict` with the model's `missing` value and best
+  iteration). Only the key and passthrough columns travel with it.
 
 Python on the executors cannot be avoided for a booster: xgboost has no JVM scorer on
-this classpath (xgboost4j is not shipped); `mapInArrow` is the cheapest way in and out.
-The probabilities are computed exactly as xgboost.spark computes them (expit of the
-float32 margin, argmax over the two classes), so the scores are the same; the tests
-compare both.
+this classpath (xgboost4j is not shipped). The matrix holds the values of the dense
+vector xgboost.spark scores (zeros where the vector has zeros, NaN for missing), and the
+probabilities are computed as xgboost.spark computes them (expit of the float32 margin,
+argmax over the classes), so the scores are the same; the tests compare both.
 """
 
 from __future__ import annotations
@@ -24,11 +30,17 @@ from collections.abc import Iterator
 from typing import Any
 
 from pyspark.ml import PipelineModel
+from pyspark.ml.feature import SQLTransformer
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from batchml.lib.linear_scorer import NotLinear, block_sql, feature_layout
+from batchml.lib.logs import get_logger
+
 FEATURES = "__features"
+BLOCK = "__block"
+log = get_logger(__name__)
 
 
 class NotBooster(Exception):
@@ -79,16 +91,21 @@ def score(model: PipelineModel, frame: DataFrame, keep: list[str]) -> DataFrame:
     Raises:
         NotBooster: the pipeline does not end in an xgboost.spark model.
     """
-    from pyspark.ml.functions import vector_to_array
-
     final, sklearn, classes = _final_booster(model)
-    features = PipelineModel(stages=model.stages[:-1]).transform(frame)
     column = final.getOrDefault(final.featuresCol)
-    prepared = features.select(
-        *[F.col(_q(c)) for c in keep],
-        vector_to_array(F.col(_q(column)), "float64").alias(FEATURES),
-    )
-    fields = [features.schema[c] for c in keep]
+    try:
+        statements, blocks = feature_layout(model.stages[:-1], column)
+    except NotLinear as exc:
+        log.info("booster features through MLlib vectors", extra={"why": str(exc)})
+        prepared, layout = _through_vectors(model, frame, keep, column), None
+    else:
+        prepared = frame
+        for statement in statements:
+            prepared = SQLTransformer(statement=statement).transform(prepared)
+        values = [F.expr(block_sql(b)).alias(f"{BLOCK}{i}") for i, b in enumerate(blocks)]
+        prepared = prepared.select(*[F.col(_q(c)) for c in keep], *values)
+        layout = [("categorical" in b, int(b["slots"])) for b in blocks]
+    fields = [frame.schema[c] for c in keep]
     fields.append(T.StructField("prediction", T.DoubleType()))
     if classes == 2:
         fields.append(T.StructField("probability", T.DoubleType()))
@@ -106,8 +123,11 @@ def score(model: PipelineModel, frame: DataFrame, keep: list[str]) -> DataFrame:
             rows = batch.num_rows
             if rows == 0:
                 continue
-            lists = batch.column(FEATURES)
-            matrix = lists.flatten().to_numpy(zero_copy_only=False).reshape(rows, -1)
+            if layout is None:
+                lists = batch.column(FEATURES)
+                matrix = lists.flatten().to_numpy(zero_copy_only=False).reshape(rows, -1)
+            else:
+                matrix = _matrix(batch, layout, rows, np)
             outputs = [batch.column(name) for name in keep]
             if classes == 0:
                 values = sklearn.predict(matrix, validate_features=False)
@@ -133,6 +153,34 @@ def score(model: PipelineModel, frame: DataFrame, keep: list[str]) -> DataFrame:
             yield pa.RecordBatch.from_arrays(outputs, schema=arrow_schema)
 
     return prepared.mapInArrow(predict, schema)
+
+
+def _through_vectors(model: PipelineModel, frame: DataFrame, keep: list[str], column: str):
+    """The feature stages' vector as one Arrow list column (any feature stage)."""
+    from pyspark.ml.functions import vector_to_array
+
+    features = PipelineModel(stages=model.stages[:-1]).transform(frame)
+    return features.select(
+        *[F.col(_q(c)) for c in keep],
+        vector_to_array(F.col(_q(column)), "float64").alias(FEATURES),
+    )
+
+
+def _matrix(batch: Any, layout: list[tuple[bool, int]], rows: int, np: Any) -> Any:
+    """The dense feature matrix of a batch from its block columns: a numeric block's
+    value in its slot, a one-hot block's 1.0 in its hot slot (0.0 elsewhere, as the
+    dense vector xgboost.spark scores has). float32: what the booster reads anyway."""
+    matrix = np.zeros((rows, sum(slots for _, slots in layout)), dtype=np.float32)
+    offset = 0
+    for i, (one_hot, slots) in enumerate(layout):
+        values = batch.column(f"{BLOCK}{i}").to_numpy(zero_copy_only=False)
+        if one_hot:
+            hot = values >= 0
+            matrix[np.nonzero(hot)[0], offset + values[hot]] = 1.0
+        else:
+            matrix[:, offset] = values
+        offset += slots
+    return matrix
 
 
 def _q(name: str) -> str:

@@ -114,15 +114,15 @@ def _string(value: str) -> str:
 NAN_SQL = "CAST('NaN' AS DOUBLE)"
 
 
-def _term_sql(term: dict[str, Any]) -> str:
-    """One slot block's contribution to the margin, as Spark SQL."""
-    if "numeric" in term:
+def block_sql(block: dict[str, Any]) -> str:
+    """One block's value as Spark SQL: the slot's double for a numeric or a bucket
+    block, the position of the hot slot within a one-hot block (-1: none)."""
+    if "numeric" in block:
         # what VectorAssembler(handleInvalid="keep") puts in a slot: NaN for null
-        value = f"coalesce(CAST({_q(term['numeric'])} AS DOUBLE), {NAN_SQL})"
-        return f"({value} * {_double(term['weight'])})"
-    if "buckets" in term:
-        value = f"CAST({_q(term['buckets'])} AS DOUBLE)"
-        splits = term["splits"]
+        return f"coalesce(CAST({_q(block['numeric'])} AS DOUBLE), {NAN_SQL})"
+    if "buckets" in block:
+        value = f"CAST({_q(block['buckets'])} AS DOUBLE)"
+        splits = block["splits"]
         buckets = len(splits) - 1
         # Bucketizer(handleInvalid="keep"): NaN -> an extra bucket; a value equal to
         # the last split falls in the last bucket; null stays null (NaN once assembled)
@@ -131,8 +131,20 @@ def _term_sql(term: dict[str, Any]) -> str:
             f"WHEN {value} < {_double(upper)} THEN {position}D"
             for position, upper in enumerate(splits[1:-1])
         ]
-        index = f"CASE {' '.join(cases)} ELSE {buckets - 1}D END"
-        return f"({index} * {_double(term['weight'])})"
+        return f"CASE {' '.join(cases)} ELSE {buckets - 1}D END"
+    labels = block["labels"]
+    other = len(labels) if block["slots"] > len(labels) else -1
+    if not labels:
+        return str(other)
+    pairs = ", ".join(f"{_string(label)}, {k}" for k, label in enumerate(labels))
+    value = f"CAST({_q(block['categorical'])} AS STRING)"
+    return f"coalesce(try_element_at(map({pairs}), {value}), {other})"
+
+
+def _term_sql(term: dict[str, Any]) -> str:
+    """One slot block's contribution to the margin, as Spark SQL."""
+    if "numeric" in term or "buckets" in term:
+        return f"({block_sql(term)} * {_double(term['weight'])})"
     labels, weights, other = term["labels"], term["weights"], term["other"]
     rest = _double(other if other is not None else 0.0)
     if not labels:
@@ -154,12 +166,9 @@ def compile_pipeline(model: PipelineModel) -> LinearScorer:
         NotLinear: naming the stage (or setting) it cannot express.
     """
     stages = list(model.stages)
-    statements: list[str] = []
-    while stages and isinstance(stages[0], SQLTransformer):
-        statements.append(stages.pop(0).getStatement())
     if not stages:
         raise NotLinear("the pipeline has no model stage")
-    final = stages.pop()
+    final = stages[-1]
     if isinstance(final, LogisticRegressionModel):
         if final.numClasses != 2:
             raise NotLinear(f"a logistic regression over {final.numClasses} classes")
@@ -172,7 +181,42 @@ def compile_pipeline(model: PipelineModel) -> LinearScorer:
         raise NotLinear(f"the model stage is a {type(final).__name__}")
     weights = final.coefficients.toArray().tolist()
     intercept = float(final.intercept)
+    statements, assembled = feature_layout(stages[:-1], final.getFeaturesCol())
+    terms: list[dict[str, Any]] = []
+    offset = 0
+    for block in assembled:
+        slots = block.pop("slots")
+        block_weights = weights[offset : offset + slots]
+        if "categorical" in block:
+            count = len(block["labels"])
+            block["weights"] = block_weights[:count]
+            block["other"] = block_weights[count] if slots > count else None
+        else:
+            block["weight"] = block_weights[0]
+        terms.append(block)
+        offset += slots
+    if offset != len(weights):
+        raise NotLinear(f"the assembled vector has {offset} slots, the model {len(weights)}")
+    if not all(math.isfinite(w) for w in [*weights, intercept]):
+        raise NotLinear("a weight that is not a finite number")
+    return LinearScorer(task, intercept, terms, statements, threshold)
 
+
+def feature_layout(stages: list[Any], features: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """What the feature stages put in each slot of the assembled `features` vector:
+    (the SQLTransformer statements that run first, the assembler's blocks in order).
+
+    A block is {"numeric": column, "slots": 1}, {"buckets": column, "splits": [...],
+    "slots": 1} or {"categorical": column, "labels": [...], "slots": n}: a one-hot block
+    whose slot k is label k, and slot len(labels) (when there is one) null and unseen.
+
+    Raises:
+        NotLinear: a stage (or setting) it cannot express.
+    """
+    stages = list(stages)
+    statements: list[str] = []
+    while stages and isinstance(stages[0], SQLTransformer):
+        statements.append(stages.pop(0).getStatement())
     buckets: dict[str, dict[str, Any]] = {}  # output column -> bucket term (no weight)
     indexed: dict[str, tuple[str, list[str]]] = {}  # index column -> (input, labels)
     onehot: dict[str, dict[str, Any]] = {}  # one-hot column -> categorical term and size
@@ -207,11 +251,13 @@ def compile_pipeline(model: PipelineModel) -> LinearScorer:
                 # the indexer maps null and unseen values to index len(labels); the
                 # encoder's vector has `size` slots (dropLast drops the last category)
                 slots = size if stage.getDropLast() else size + 1
+                if slots < len(labels):
+                    raise NotLinear(f"one-hot {target} has fewer slots than labels")
                 onehot[target] = {"categorical": column, "labels": labels, "slots": slots}
         elif isinstance(stage, VectorAssembler):
             if stage.getHandleInvalid() != "keep" or assembled is not None:
                 raise NotLinear("a VectorAssembler other than one with handleInvalid=keep")
-            if stage.getOutputCol() != final.getFeaturesCol():
+            if stage.getOutputCol() != features:
                 raise NotLinear("the model does not read the assembler's output")
             assembled = []
             for column in stage.getInputCols():
@@ -227,23 +273,4 @@ def compile_pipeline(model: PipelineModel) -> LinearScorer:
             raise NotLinear(f"a {name} stage")
     if assembled is None:
         raise NotLinear("no VectorAssembler before the model")
-    terms: list[dict[str, Any]] = []
-    offset = 0
-    for block in assembled:
-        slots = block.pop("slots")
-        block_weights = weights[offset : offset + slots]
-        if "categorical" in block:
-            count = len(block["labels"])
-            if slots < count:
-                raise NotLinear(f"one-hot {block['categorical']} has fewer slots than labels")
-            block["weights"] = block_weights[:count]
-            block["other"] = block_weights[count] if slots > count else None
-        else:
-            block["weight"] = block_weights[0]
-        terms.append(block)
-        offset += slots
-    if offset != len(weights):
-        raise NotLinear(f"the assembled vector has {offset} slots, the model {len(weights)}")
-    if not all(math.isfinite(w) for w in [*weights, intercept]):
-        raise NotLinear("a weight that is not a finite number")
-    return LinearScorer(task, intercept, terms, statements, threshold)
+    return statements, assembled

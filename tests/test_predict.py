@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from deltalake import DeltaTable
 from oracles import oracle_rows
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -18,6 +19,7 @@ from batchml.jobs.train import job as train_job
 from batchml.lib.config import load_config
 from batchml.lib.delta.connector import ConnectorDelta
 from batchml.lib.delta.embedded import EmbeddedDelta
+from batchml.lib.delta.snapshots import open_snapshot
 from batchml.lib.errors import ConfigError, InputError
 from batchml.lib.registry import Registry
 from batchml.lib.synthetic import agrawal
@@ -218,6 +220,10 @@ def test_retention_drops_old_date_partitions_in_one_commit(
     assert report.retention_removed_files > 0
     days = sorted({str(r["day"]) for r in oracle_rows(out)})
     assert days == ["2013-01-07", "2013-01-08", "2013-01-09", "2013-01-10"]
+    # one file per date, however many tasks scored (the input has several files)
+    assert len(DeltaTable(source).file_uris()) > 1
+    files = open_snapshot(out).add_actions().column("partition.day").to_pylist()
+    assert sorted(str(d) for d in files) == days
     assert EmbeddedDelta(spark).version(out) == 1  # the write, then one retention commit
     history = EmbeddedDelta(spark).history(out)
     assert history[0]["batchml"]["job"] == "predict-retention"
