@@ -416,6 +416,13 @@ def test_missing_table_and_non_delta_folder(tables: DeltaTables, tmp_path: Path)
         tables.read(str(tmp_path / "plain"))
     assert tables.version(str(tmp_path / "nowhere")) is None
     assert not tables.exists(str(tmp_path / "plain"))
+    # a log folder without a commit (a writer killed before its first) is not a table
+    (tmp_path / "plain" / "_delta_log").mkdir()
+    (tmp_path / "plain" / "_delta_log" / "_commits").mkdir()
+    (tmp_path / "plain" / "_delta_log" / ".00000000000000000000.json.tmp").write_text("{}")
+    assert not tables.exists(str(tmp_path / "plain"))
+    write_deltalake(str(tmp_path / "plain"), pa.table({"x": [1]}))
+    assert tables.exists(str(tmp_path / "plain"))
 
 
 def test_vacuum_dry_run_pinned_versions_and_removal(

@@ -96,10 +96,22 @@ class ConnectorDelta:
             return DeltaTable.forPath(self.spark, uri)
 
     def exists(self, uri: str) -> bool:
-        from delta.tables import DeltaTable
-
+        """Whether `uri` holds a Delta table: its `_delta_log` has a commit or a
+        checkpoint. Read through Hadoop's file system, as the connector reads it;
+        `DeltaTable.isDeltaTable` loads a snapshot to say the same (a third of a second
+        a call, and a job asks several times)."""
+        jvm = self.spark.sparkContext._jvm
         with delta_errors(uri):
-            return bool(DeltaTable.isDeltaTable(self.spark, uri))
+            log_dir = jvm.org.apache.hadoop.fs.Path(uri.rstrip("/") + "/_delta_log")
+            fs = log_dir.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())
+            if not fs.exists(log_dir):
+                return False
+            entries = fs.listStatusIterator(log_dir)
+            while entries.hasNext():
+                name = entries.next().getPath().getName()
+                if (name.endswith(".json") and name[:20].isdigit()) or ".checkpoint." in name:
+                    return True
+            return False
 
     def has_token(self, uri: str, token: WriteToken) -> bool:
         """Whether the table's `txn` action for the token's app id has reached its version,
