@@ -140,6 +140,9 @@ class ConnectorDelta:
     def version(self, uri: str) -> int | None:
         if not self.exists(uri):
             return None
+        rust = _delta_rs(uri)  # the log alone: no snapshot state to rebuild, no Spark job
+        if rust is not None:
+            return int(rust.version())
         return int(self._table(uri).history(1).collect()[0]["version"])
 
     def column_centres(self, uri: str, version: int, columns: list[str]) -> dict[str, float]:
@@ -322,8 +325,12 @@ class ConnectorDelta:
             check_partition_columns(df.schema, list(partition_by or []), uri)
             if before is None:
                 return
-        detail = self._table(uri).detail().select("partitionColumns").collect()[0][0]
-        partitions = list(detail or [])
+        rust = _delta_rs(uri)
+        if rust is not None:
+            partitions = list(rust.metadata().partition_columns)
+        else:  # a Spark job
+            detail = self._table(uri).detail().select("partitionColumns").collect()[0][0]
+            partitions = list(detail or [])
         if partition_by is not None and not overwrite_schema and list(partition_by) != partitions:
             raise InputError(
                 f"table {uri} is partitioned by ({', '.join(partitions) or 'nothing'}), "
@@ -384,3 +391,17 @@ def _relative(path: str, uri: str) -> str:
     embedded backend names it."""
     file_path, root = urlparse(path).path, urlparse(uri).path.rstrip("/")
     return file_path[len(root) + 1 :] if file_path.startswith(root + "/") else path
+
+
+def _delta_rs(uri: str):  # -> deltalake.DeltaTable | None
+    """The table through delta-rs, for what its log alone answers (version, partition
+    columns) without the connector rebuilding a snapshot with a Spark job; None where
+    delta-rs cannot open it (a reader feature it lacks, a store it has no credentials
+    for): then the connector answers."""
+    try:
+        from deltalake import DeltaTable
+
+        return DeltaTable(uri)
+    except Exception:
+        log.debug("delta-rs cannot open the table; asking the connector", exc_info=True)
+        return None
