@@ -466,7 +466,7 @@ def test_one_pass_holdout_metrics_agree_with_mllib_evaluators(spark) -> None:
     )
     from pyspark.ml.functions import array_to_vector
 
-    from batchml.lib.training import holdout_metrics
+    from batchml.lib.metrics import holdout_metrics
 
     p = F.rand(3)
     scored = (

@@ -19,6 +19,7 @@ from batchml.lib.delta import delta_tables
 from batchml.lib.errors import EXIT_INPUT, BatchmlError, InputError, first_line
 from batchml.lib.feature_pipeline import fit_features, profile_of
 from batchml.lib.logs import get_logger
+from batchml.lib.metrics import holdout_metrics
 from batchml.lib.progress import progress
 from batchml.lib.settings import Settings
 from batchml.lib.splits import with_fold, with_split
@@ -26,7 +27,6 @@ from batchml.lib.training import (
     ITERATIVE,
     class_weights,
     estimator,
-    holdout_metrics,
     is_xgboost,
     weight_column,
 )

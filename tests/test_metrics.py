@@ -1,0 +1,81 @@
+"""Binary metrics from one aggregation against scikit-learn and MLlib's exact evaluator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pyspark.ml.evaluation import BinaryClassificationEvaluator
+from pyspark.ml.functions import array_to_vector
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from sklearn.metrics import (
+    brier_score_loss,
+    confusion_matrix,
+    f1_score,
+    log_loss,
+    precision_score,
+    recall_score,
+)
+
+from batchml.lib.errors import InputError
+from batchml.lib.metrics import binary_metrics
+
+
+@pytest.fixture(scope="module")
+def scored(spark: SparkSession):
+    """Scores with ties (rounded to 3 decimals), exact 0 and 1, and a label that follows
+    them loosely."""
+    p = F.round(F.rand(7), 3)
+    return (
+        spark.range(6000, numPartitions=3)
+        .select(p.alias("p"), F.rand(8).alias("u"))
+        .select(
+            F.when(F.col("p") < 0.01, 0.0)
+            .when(F.col("p") > 0.99, 1.0)
+            .otherwise(F.col("p"))
+            .alias("p"),
+            (F.col("u") < F.col("p")).cast("int").alias("label"),
+        )
+        .cache()
+    )
+
+
+def test_figures_match_scikit_learn_and_mllib(scored) -> None:
+    figures = binary_metrics(scored, "label", F.col("p"), threshold=0.5, thresholds=(0.3,))
+    rows = scored.collect()
+    y = np.array([r["label"] for r in rows])
+    p = np.array([r["p"] for r in rows])
+    assert (figures["rows"], figures["positives"]) == (6000, int(y.sum()))
+    assert figures["log_loss"] == pytest.approx(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15)))
+    assert figures["brier"] == pytest.approx(brier_score_loss(y, p), rel=1e-12)
+    for cut, at in zip((0.5, 0.3), figures["thresholds"], strict=True):
+        predicted = (p > cut).astype(int)
+        assert at["threshold"] == cut
+        assert at["precision"] == pytest.approx(precision_score(y, predicted), rel=1e-12)
+        assert at["recall"] == pytest.approx(recall_score(y, predicted), rel=1e-12)
+        assert at["f1"] == pytest.approx(f1_score(y, predicted), rel=1e-12)
+        tn, fp, fn, tp = confusion_matrix(y, predicted).ravel()
+        assert at["confusion"] == {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
+    assert figures["f1"] == figures["thresholds"][0]["f1"]
+    vectors = scored.select("label", array_to_vector(F.array(1 - F.col("p"), "p")).alias("v"))
+    for name in ("areaUnderROC", "areaUnderPR"):
+        exact = BinaryClassificationEvaluator(
+            labelCol="label", rawPredictionCol="v", metricName=name, numBins=0
+        ).evaluate(vectors)
+        assert figures[name] == pytest.approx(exact, abs=1e-9), name  # ties: same bins
+    # the F1-best threshold: no threshold on the score grid does better
+    best = max(f1_score(y, (p >= t).astype(int)) for t in np.unique(p))
+    assert figures["best_f1"] == pytest.approx(best, rel=1e-12)
+    calibration = figures["calibration"]
+    assert [c["from"] for c in calibration] == [k / 10 for k in range(10)]
+    assert sum(c["rows"] for c in calibration) == 6000
+    first = p < 0.1
+    assert calibration[0]["observed_rate"] == pytest.approx(y[first].mean(), rel=1e-12)
+    assert calibration[0]["mean_predicted"] == pytest.approx(p[first].mean(), rel=1e-12)
+
+
+def test_bad_thresholds_and_no_rows(scored) -> None:
+    with pytest.raises(InputError, match=r"threshold 1\.5 is outside"):
+        binary_metrics(scored, "label", F.col("p"), thresholds=(1.5,))
+    with pytest.raises(InputError, match="no scored rows"):
+        binary_metrics(scored.limit(0), "label", F.col("p"))
