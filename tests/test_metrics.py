@@ -79,3 +79,34 @@ def test_bad_thresholds_and_no_rows(scored) -> None:
         binary_metrics(scored, "label", F.col("p"), thresholds=(1.5,))
     with pytest.raises(InputError, match="no scored rows"):
         binary_metrics(scored.limit(0), "label", F.col("p"))
+
+
+def test_regression_figures_match_scikit_learn(spark: SparkSession) -> None:
+    from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+
+    from batchml.lib.metrics import regression_metrics
+
+    numbers = spark.range(4000, numPartitions=3).select(
+        (F.col("id") % 50).cast("double").alias("label"),
+        ((F.col("id") % 50) + F.randn(9) * 2).alias("prediction"),
+    )
+    with_null = numbers.union(spark.createDataFrame([(None, 1.0)], numbers.schema))
+    figures = regression_metrics(with_null, "label")
+    rows = numbers.collect()
+    y = np.array([r["label"] for r in rows])
+    p = np.array([r["prediction"] for r in rows])
+    assert figures["rows"] == 4000  # the row without a label is not counted
+    assert figures["rmse"] == pytest.approx(root_mean_squared_error(y, p), rel=1e-9)
+    assert figures["mae"] == pytest.approx(mean_absolute_error(y, p), rel=1e-9)
+    assert figures["r2"] == pytest.approx(r2_score(y, p), rel=1e-9)
+    nonzero = y != 0
+    assert figures["mape_rows_left_out"] == int((~nonzero).sum()) == 80
+    assert figures["mape"] == pytest.approx(
+        np.mean(np.abs((p - y)[nonzero] / y[nonzero])), rel=1e-9
+    )
+    residuals = np.sort(p - y)
+    for q, value in figures["residual_quantiles"].items():
+        rank = np.searchsorted(residuals, value, side="right") / len(residuals)
+        assert abs(rank - q) <= 1e-3, q  # a sketch: within its rank error
+    with pytest.raises(InputError, match="no rows with both label and prediction"):
+        regression_metrics(numbers.limit(0), "label")
