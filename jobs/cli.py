@@ -11,7 +11,18 @@ import sys
 
 import typer
 
-from batchml.jobs import config, demo, doctor, features, generate, models, predict, table
+from batchml.jobs import (
+    config,
+    demo,
+    doctor,
+    evaluate,
+    features,
+    generate,
+    models,
+    predict,
+    promote,
+    table,
+)
 from batchml.jobs.app import app
 from batchml.jobs.ingest import command as ingest
 from batchml.jobs.train import command as train
@@ -24,6 +35,8 @@ app.command("generate")(generate.command)
 app.command("demo")(demo.command)
 app.command("features")(features.command)
 app.command("train")(train.command)
+app.command("evaluate")(evaluate.command)
+app.command("promote")(promote.command)
 app.command("predict")(predict.command)
 app.command("doctor")(doctor.command)
 app.add_typer(config.app, name="config")

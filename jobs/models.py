@@ -47,8 +47,14 @@ def models_show(
     as_json: JsonOption = False,
 ) -> None:
     """One version: lineage, metrics, aliases and its manifest."""
-    version = ctx.find_object(RunContext).registry().get(ref)
-    emit(version.to_dict(), as_json, render_version)
+    from batchml.jobs.evaluate import reports_of
+
+    registry = ctx.find_object(RunContext).registry()
+    version = registry.get(ref)
+    data = version.to_dict()
+    data["reports"] = reports_of(version)
+    data["decisions"] = registry.decisions(version.name)
+    emit(data, as_json, render_version)
 
 
 def render_version(d: dict[str, Any]) -> str:
@@ -109,6 +115,21 @@ def render_version(d: dict[str, Any]) -> str:
         )
     lines.append(f"  config hash     {d['config_hash']}")
     lines.append(f"  artifact        {d['artifact_uri']}")
+    for i, report in enumerate(d.get("reports") or []):
+        lines.append(f"  {'report' if i == 0 else '':<16}{report}")
+    decisions = d.get("decisions") or []
+    if decisions:
+        lines.append(f"  alias history   of {d['name']} (oldest first):")
+    for e in decisions:
+        change = (
+            f"champion {e['champion_before']} -> {e['champion_after']}"
+            if e["champion_before"] != e["champion_after"]
+            else f"champion stays {e['champion_after']}"
+        )
+        lines.append(
+            f"    {str(e['decided_at'])[:19]}  {e['action']:<9} v{e['challenger']}: {change}; "
+            f"{e['reason']}"
+        )
     return "\n".join(lines)
 
 

@@ -204,7 +204,11 @@ def _classes(model: ModelVersion, fitted) -> int:
 
 
 def score_with(
-    registry: Registry, model: ModelVersion, frame: DataFrame, keep: list[str]
+    registry: Registry,
+    model: ModelVersion,
+    frame: DataFrame,
+    keep: list[str],
+    fitted: Any = None,
 ) -> tuple[DataFrame, int, str]:
     """`frame` scored by the model: (scored frame, classes, how: sql, arrow or mllib).
 
@@ -215,14 +219,15 @@ def score_with(
       batches (`lib/booster_scorer.py`: faster than xgboost.spark's pandas transform,
       the same scores).
     - Anything else runs its pipeline's own transform.
+
+    `fitted`: the version's pipeline, already loaded (then it is what scores).
     """
     from batchml.lib import booster_scorer
     from batchml.lib.linear_scorer import NotLinear, compile_pipeline
 
-    scorer = registry.scorer(model)
-    fitted = None
+    scorer = registry.scorer(model) if fitted is None else None
     if scorer is None:  # registered before scorers were saved, or not linear
-        fitted = registry.load(model)
+        fitted = fitted if fitted is not None else registry.load(model)
         try:
             scorer = compile_pipeline(fitted)
         except NotLinear as exc:

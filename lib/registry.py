@@ -72,6 +72,22 @@ ALIASES_SCHEMA = T.StructType(
         T.StructField("set_at", T.TimestampType()),
     ]
 )
+DECISIONS_SCHEMA = T.StructType(
+    [
+        T.StructField("name", T.StringType()),
+        T.StructField("decided_at", T.TimestampType()),
+        T.StructField("action", T.StringType()),  # promoted | kept | rollback
+        T.StructField("champion_before", T.IntegerType()),
+        T.StructField("champion_after", T.IntegerType()),
+        T.StructField("challenger", T.IntegerType()),
+        T.StructField("table", T.StringType()),
+        T.StructField("table_version", T.LongType()),
+        T.StructField("split", T.StringType()),
+        T.StructField("metric", T.StringType()),
+        T.StructField("reason", T.StringType()),
+        T.StructField("details", T.StringType()),  # JSON: both metric sets, the interval
+    ]
+)
 MAX_RACE_RETRIES = 20
 SCORER_FILE = "scorer.json"
 
@@ -118,6 +134,7 @@ class Registry:
         self.root = root.rstrip("/")
         self.versions_uri = f"{self.root}/versions"
         self.aliases_uri = f"{self.root}/aliases"
+        self.decisions_uri = f"{self.root}/decisions"
 
     @property
     def tables(self) -> DeltaTables:
@@ -202,6 +219,32 @@ class Registry:
                     raise
                 time.sleep(random.uniform(0.05, 0.2))
         log.info("alias set", extra={"model": name, "alias": alias, "version": version})
+
+    def record_decision(self, decision: dict[str, Any]) -> None:
+        """Append one promotion decision (a row of DECISIONS_SCHEMA, `details` any JSON):
+        the alias history `batchml models show` prints."""
+        row = tuple(
+            datetime.now(UTC)
+            if f.name == "decided_at"
+            else json.dumps(decision.get("details", {}), default=str)
+            if f.name == "details"
+            else decision.get(f.name)
+            for f in DECISIONS_SCHEMA
+        )
+        self.tables.write(
+            self.tables.spark.createDataFrame([row], DECISIONS_SCHEMA),
+            self.decisions_uri,
+            commit_info={"job": "promote", "model": decision["name"], "action": decision["action"]},
+        )
+
+    def decisions(self, name: str) -> list[dict[str, Any]]:
+        """The promotion decisions of a model, oldest first (details parsed)."""
+        if not table_exists(self.decisions_uri):
+            return []
+        rows = [dict(r) for r in table_rows(self.decisions_uri) if r["name"] == name]
+        for row in rows:
+            row["details"] = json.loads(row["details"] or "{}")
+        return sorted(rows, key=lambda r: r["decided_at"])
 
     def _referenced(self, artifact: str) -> bool:
         try:

@@ -200,6 +200,20 @@ class TuningSpec(Section):
     parallelism: Annotated[int, Field(ge=1)] = 1
 
 
+class EvaluationSpec(Section):
+    """How a model is evaluated and promoted (`[models.NAME.evaluation]`)."""
+
+    slices: list[str] = Field(default_factory=list)  # columns: metrics per value
+    min_slice_rows: Annotated[int, Field(ge=1)] = 100  # smaller slices pooled as "other"
+    thresholds: list[Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=list)
+    bootstrap: Annotated[int, Field(ge=0, le=10_000)] = 200  # replicates; 0: no intervals
+    metric: str | None = None  # promotion's main metric; default areaUnderROC / f1 / rmse
+    min_improvement: Annotated[float, Field(ge=0)] = 0.0
+    require_significant: bool = False  # the improvement's paired interval must exclude 0
+    promotion: Literal["enabled", "dry-run", "disabled"] = "enabled"
+    report: bool = True  # train writes the report of its test split
+
+
 class ModelSpec(Section):
     """A model to train: a feature pipeline plus one estimator, on a hash split."""
 
@@ -221,6 +235,7 @@ class ModelSpec(Section):
     # partitions the training data is cut into (by a hash of the key) before fitting;
     # None = the task slots (xgboost: num_workers). Recorded in the manifest.
     partitions: int | None = Field(default=None, ge=1)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
 
 
 class PredictionSpec(Section):

@@ -33,6 +33,8 @@ def test_help_lists_the_commands(runner: CliRunner) -> None:
         "demo",
         "features",
         "train",
+        "evaluate",
+        "promote",
         "predict",
         "doctor",
         "config",

@@ -81,6 +81,8 @@ def _render_train(d: dict[str, Any]) -> str:
         f"  {part}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items())
         for part, m in d["metrics"].items()
     ]
+    if d.get("report"):
+        lines.append(f"  report: {d['report']}")
     return "\n".join(lines)
 
 

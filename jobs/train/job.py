@@ -40,6 +40,7 @@ class TrainReport:
     params: dict[str, Any] = field(default_factory=dict)
     tuning: dict[str, Any] | None = None
     early_stopping: dict[str, Any] | None = None
+    report: str | None = None  # the evaluation report of the test split
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,6 +112,9 @@ def run(
         "model trained",
         extra={"model": name, "version": version.version, "metrics": trained.metrics},
     )
+    report = None
+    if spec.evaluation.report and "test" in spec.split:
+        report = _test_report(spark, settings, version)
     return TrainReport(
         name,
         version.version,
@@ -123,7 +127,27 @@ def run(
         trained.params,
         trained.tuning,
         trained.early_stopping,
+        report,
     )
+
+
+def _test_report(spark: SparkSession, settings: Settings, version) -> str | None:
+    """The evaluation report of the test split, beside the version (`<artifact>/report`).
+    The version is registered already: a failure here is logged, not raised."""
+    from batchml.jobs.evaluate import TRAIN_REPORT, evaluate
+
+    try:
+        done = evaluate(
+            spark,
+            settings,
+            version,
+            split="test",
+            report_dir=Path(version.artifact_uri) / TRAIN_REPORT,
+        )
+    except Exception as exc:
+        log.warning("no test report", extra={"model": version.name, "why": str(exc)[:300]})
+        return None
+    return done.report
 
 
 def reproduce(spark: SparkSession, settings: Settings, ref: str) -> ReproduceReport:
