@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+import uuid
+
 from pyspark.ml import Pipeline
 from pyspark.ml.feature import (
     Imputer,
@@ -50,3 +53,14 @@ def naive_pipeline(spec: FeaturePipelineSpec) -> Pipeline:
         outputs += [f"{c}__onehot" for c in names]
     stages.append(VectorAssembler(inputCols=outputs, outputCol=spec.output, handleInvalid="keep"))
     return Pipeline(stages=stages)
+
+
+def jobs_of(spark, action) -> tuple[float, int, object]:
+    """(seconds, Spark jobs, result) of `action()`: the jobs counted by a job group."""
+    group = f"bench-{uuid.uuid4().hex[:8]}"
+    spark.sparkContext.setJobGroup(group, group)
+    started = time.perf_counter()
+    result = action()
+    seconds = time.perf_counter() - started
+    spark.sparkContext.setJobGroup(None, None)
+    return seconds, len(spark.sparkContext.statusTracker().getJobIdsForGroup(group)), result

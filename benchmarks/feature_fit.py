@@ -23,12 +23,11 @@ import platform
 import resource
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from baselines import naive_pipeline
+from baselines import jobs_of, naive_pipeline
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -56,16 +55,6 @@ def make_table(spark: SparkSession, uri: str, rows: int) -> None:
         columns.append(F.concat(F.lit(f"{name}_"), skewed.cast("string")).alias(name))
     columns.append((F.rand(400) < 0.3).cast("int").alias("label"))
     EmbeddedDelta(spark).write(df.select(*columns), uri, mode="overwrite")
-
-
-def jobs_of(spark: SparkSession, action) -> tuple[float, int, object]:
-    group = f"bench-{uuid.uuid4().hex[:8]}"
-    spark.sparkContext.setJobGroup(group, group)
-    started = time.perf_counter()
-    result = action()
-    seconds = time.perf_counter() - started
-    spark.sparkContext.setJobGroup(None, None)
-    return seconds, len(spark.sparkContext.statusTracker().getJobIdsForGroup(group)), result
 
 
 def main() -> None:

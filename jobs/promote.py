@@ -33,6 +33,7 @@ from batchml.jobs.evaluate import (
     evaluation_spec,
     figures_of,
     model_threshold,
+    row_key,
     scored,
     target_of,
 )
@@ -131,7 +132,12 @@ def promote(
     label = candidate.manifest["feature_spec"]["label"]
     if champion is None:
         frame, kind, classes, _, _ = scored(registry, tables, candidate, target, [])
-        spec = ev.EvalSpec((model_threshold(candidate),), replicates=conf.bootstrap, seed=seed)
+        spec = ev.EvalSpec(
+            (model_threshold(candidate),),
+            replicates=conf.bootstrap,
+            seed=seed,
+            key=row_key(candidate, frame),
+        )
         figures = figures_of(frame, kind, classes, label, spec, target.rows_hint)
         metric = main_metric(candidate, kind)
         report.metric, report.challenger_value = metric, _value(figures, metric)
@@ -145,6 +151,7 @@ def promote(
             f"{candidate.manifest.get('task')} one; they cannot be compared"
         )
     joint, kind, classes = _joint(registry, tables, champion, candidate, target, label)
+    key = row_key(candidate, joint)
     metric = main_metric(candidate, kind)
     joint = joint.persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -152,9 +159,12 @@ def promote(
         for role, model, prefix in (("champion", champion, "a"), ("challenger", candidate, "b")):
             frame = joint.select(
                 F.col(f"`{label}`"),
+                *([F.col(f"`{key}`")] if key else []),
                 *[F.col(f"__{prefix}{c}").alias(c) for c in _outputs(joint, prefix)],
             )
-            spec = ev.EvalSpec((model_threshold(model),), replicates=conf.bootstrap, seed=seed)
+            spec = ev.EvalSpec(
+                (model_threshold(model),), replicates=conf.bootstrap, seed=seed, key=key
+            )
             sets[role] = figures_of(frame, kind, classes, label, spec, target.rows_hint)
         for role in sets:
             if _value(sets[role], metric) is None:
@@ -168,7 +178,9 @@ def promote(
         sign = 1.0 if ev.higher_is_better(metric) else -1.0
         report.improvement = sign * (new - old)
         if conf.require_significant or conf.bootstrap:
-            report.interval = _paired(joint, label, kind, metric, (old, new), conf, seed, target)
+            report.interval = _paired(
+                joint, label, kind, metric, (old, new), conf, seed, target, key
+            )
     finally:
         joint.unpersist()
     report.metrics = {k: _headline(v) for k, v in sets.items()}
@@ -283,14 +295,20 @@ def _joint(registry, tables, champion, candidate, target, label):
     second, kind_b, _, _, _ = scored(registry, tables, candidate, second_target, kept)
     if kind_b != kind:
         raise InputError(f"{champion.name}: the champion is {kind} and the challenger {kind_b}")
-    columns = [F.col(f"`{label}`"), *[F.col(c) for c in second.columns if c.startswith("__a")]]
+    key = (candidate.manifest.get("feature_spec") or {}).get("key")
+    ids = [F.col(f"`{key}`")] if key and key in second.columns and key != label else []
+    columns = [
+        F.col(f"`{label}`"),
+        *ids,
+        *[F.col(c) for c in second.columns if c.startswith("__a")],
+    ]
     columns += [
         F.col(c).alias(f"__b{c}") for c in (SCORE, PREDICTION, PROBABILITIES) if c in second.columns
     ]
     return second.select(*columns), kind, classes
 
 
-def _paired(joint, label, kind, metric, point, conf, seed, target) -> list[float] | None:
+def _paired(joint, label, kind, metric, point, conf, seed, target, key) -> list[float] | None:
     if kind == "multiclass":
         return _paired_multiclass(joint, label, metric, point, conf.bootstrap or 200, seed)
     score = SCORE if kind == "binary" else PREDICTION
@@ -304,6 +322,7 @@ def _paired(joint, label, kind, metric, point, conf, seed, target) -> list[float
         replicates=conf.bootstrap or 200,
         seed=seed,
         rows_hint=target.rows_hint,
+        key=key,
     )
     return result["interval"]
 

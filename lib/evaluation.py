@@ -38,7 +38,7 @@ from pyspark.sql import functions as F
 
 from batchml.lib.errors import InputError
 
-FINE_BINS = 10_000
+FINE_BINS = 20_000
 SLICE_BINS = 100  # coarse bins per slice value (a slice's AUC)
 PAIRED_BINS = 100  # coarse bins per model in the joint cells of a paired bootstrap
 SAMPLE_ROWS = 200_000  # scores sampled for the bin edges (bounded: a sketch)
@@ -50,6 +50,7 @@ LEVEL = 0.95
 OTHER = "other"
 NULL_VALUE = "(null)"
 RESIDUAL_BINS = 2_000
+BOOTSTRAP_BINS = 2_000  # merged bins the replicates are drawn on
 LOWER_IS_BETTER = {"rmse", "mae", "mape", "log_loss", "brier"}
 
 BIN, COARSE, SLICE_VALUE = "__bin", "__cbin", "__slice"
@@ -64,6 +65,7 @@ class EvalSpec:
     min_slice_rows: int = 100
     replicates: int = DEFAULT_REPLICATES
     seed: int = 42
+    key: str | None = None  # a row key: the edges' sample is chosen by its hash
 
 
 def check_thresholds(thresholds: tuple[float, ...]) -> None:
@@ -81,25 +83,40 @@ def check_columns(frame: DataFrame, needed: dict[str, str], where: str) -> None:
 
 # ------------------------------------------------------------------ bin edges
 def sample_edges(
-    frame: DataFrame, column: F.Column, bins: int, *, rows_hint: int | None, seed: int
+    frame: DataFrame,
+    column: F.Column,
+    bins: int,
+    *,
+    rows_hint: int | None,
+    seed: int,
+    key: str | None = None,
 ) -> np.ndarray:
     """Edges cutting `column` into about `bins` bins of equal count, from a bounded random
-    sample of it (one Spark job; at most about SAMPLE_ROWS values reach the driver)."""
-    values = F.col("v")
-    source = frame.select(column.cast("double").alias("v")).filter(
-        values.isNotNull() & ~F.isnan(values)
-    )
-    if rows_hint is not None and rows_hint > SAMPLE_ROWS:
-        source = source.sample(SAMPLE_ROWS / rows_hint, seed=seed)
-        table = source.toArrow()
-    else:  # size unknown or small: a bounded sketch over all of it
-        probabilities = [i / bins for i in range(1, bins)]
-        row = source.agg(F.percentile_approx(values, probabilities, 4 * bins)).collect()[0]
-        return np.unique(np.asarray([v for v in (row[0] or []) if v is not None], dtype=float))
-    sample = np.sort(table.column("v").to_numpy(zero_copy_only=False).astype(float))
+    sample of it: at most about SAMPLE_ROWS values reach the driver, whatever the size.
+
+    With a `key` column the sample is chosen by a hash of the key, so the same rows give
+    the same edges (and figures) on any master and partitioning; without one, Spark's
+    seeded sampling, which depends on the partitioning. Rows of unknown count are
+    counted first (one small job).
+    """
+    value = F.col("__v")
+    source = frame.select(
+        column.cast("double").alias("__v"), *([F.col(f"`{key}`")] if key else [])
+    ).filter(value.isNotNull() & ~F.isnan(value))
+    rows = rows_hint if rows_hint is not None else source.count()
+    if rows > SAMPLE_ROWS:
+        share = SAMPLE_ROWS / rows
+        if key:
+            draw = F.pmod(F.xxhash64(F.lit(seed), F.col(f"`{key}`")), F.lit(1 << 30))
+            source = source.filter(draw < F.lit(int(share * (1 << 30))))
+        else:
+            source = source.sample(share, seed=seed)
+    sample = source.select(value).toArrow().column("__v").to_numpy(zero_copy_only=False)
     if sample.size == 0:
         return np.asarray([], dtype=float)
-    cuts = np.quantile(sample, np.arange(1, bins) / bins, method="inverted_cdf")
+    cuts = np.quantile(
+        np.sort(sample.astype(float)), np.arange(1, bins) / bins, method="inverted_cdf"
+    )
     return np.unique(cuts)
 
 
@@ -107,15 +124,33 @@ def splits_from(edges: np.ndarray, extra: list[float]) -> list[float]:
     """Bucketizer splits: -inf, the sorted distinct edges and extra cuts, +inf."""
     cuts = np.unique(np.concatenate([edges, np.asarray(extra, dtype=float)]))
     cuts = cuts[np.isfinite(cuts)]
+    if cuts.size == 0:  # no values at all (Bucketizer needs one cut)
+        cuts = np.asarray([0.0])
     return [-math.inf, *cuts.tolist(), math.inf]
 
 
 def bucketed(frame: DataFrame, column: str, splits: list[float], output: str) -> DataFrame:
+    """`frame` with `output`, the index of the split interval `column` falls in (MLlib's
+    Bucketizer: a binary search in the JVM; NaN gets the last index).
+
+    The splits go to the JVM as one byte array: the Python wrapper sends a list element
+    by element through Py4J, 1.5 s for 10,000 splits, more than the aggregation itself.
+    """
     from pyspark.ml.feature import Bucketizer
 
-    return Bucketizer(
-        splits=splits, inputCol=column, outputCol=output, handleInvalid="keep"
-    ).transform(frame)
+    try:
+        jvm = frame.sparkSession._jvm
+        data = bytearray(np.asarray(splits, dtype=">f8").tobytes())
+        values = frame.sparkSession.sparkContext._gateway.new_array(jvm.double, len(splits))
+        jvm.java.nio.ByteBuffer.wrap(data).asDoubleBuffer().get(values)
+        stage = jvm.org.apache.spark.ml.feature.Bucketizer()
+        stage.setInputCol(column).setOutputCol(output).setHandleInvalid("keep")
+        stage.setSplits(values)
+        return DataFrame(stage.transform(frame._jdf), frame.sparkSession)
+    except AttributeError:  # no JVM at hand (Spark Connect): the wrapper's way
+        return Bucketizer(
+            splits=splits, inputCol=column, outputCol=output, handleInvalid="keep"
+        ).transform(frame)
 
 
 # ------------------------------------------------------------------ curves
@@ -172,8 +207,6 @@ def _binary_sums(y: F.Column, p: F.Column, threshold: float) -> list[F.Column]:
         F.count(F.lit(1)).alias("n"),
         F.sum(positive.cast("long")).alias("pos"),
         F.sum(p).alias("p"),
-        F.min(p).alias("p_min"),
-        F.max(p).alias("p_max"),
         F.sum(F.when(positive, loss)).alias("loss1"),
         F.sum(F.when(~positive, loss)).alias("loss0"),
         F.sum(F.when(positive, square)).alias("sq1"),
@@ -221,7 +254,7 @@ def evaluate_binary(
     check_thresholds(spec.thresholds)
     y, p = F.col(label).cast("double"), F.col(score).cast("double")
     usable = frame.filter(y.isNotNull() & p.isNotNull() & ~F.isnan(p))
-    edges = sample_edges(usable, p, FINE_BINS, rows_hint=rows_hint, seed=spec.seed)
+    edges = sample_edges(usable, p, FINE_BINS, rows_hint=rows_hint, seed=spec.seed, key=spec.key)
     cuts = [math.nextafter(float(t), math.inf) for t in spec.thresholds]
     splits = splits_from(edges, [*cuts, *(i / CALIBRATION_BINS for i in range(1, 10))])
     fine = len(splits) - 1
@@ -375,13 +408,36 @@ def binary_replicates(
         }
 
 
+def merged_bins(
+    bins: dict[str, np.ndarray], splits: list[float], cuts: list[float], size: int
+) -> dict[str, np.ndarray]:
+    """Consecutive fine bins summed into about `size` bins, never across a cut (so the
+    counts at a threshold stay exact); a merged bin keeps its first bin's index."""
+    lower = np.asarray([splits[int(b)] for b in bins[BIN]])
+    step = max(1, -(-len(lower) // size))
+    starts = (np.arange(len(lower)) % step == 0) | np.isin(lower, np.asarray(cuts, dtype=float))
+    first = np.flatnonzero(starts)
+    merged = {k: np.add.reduceat(np.nan_to_num(v), first) for k, v in bins.items() if k != BIN}
+    merged[BIN] = bins[BIN][first]
+    return merged
+
+
 def binary_bootstrap(
     bins: dict[str, np.ndarray], splits: list[float], spec: EvalSpec
 ) -> dict[str, Any]:
+    """Intervals from replicates drawn on ~BOOTSTRAP_BINS merged bins (an interval needs
+    no finer curve), shifted by the fine estimate minus the merged one."""
     rng = np.random.default_rng(spec.seed)
-    pos, neg = bins["pos"], bins["n"] - bins["pos"]
+    cut = math.nextafter(float(spec.thresholds[0]), math.inf)
+    coarse = merged_bins(bins, splits, [cut], BOOTSTRAP_BINS)
+    pos, neg = coarse["pos"], coarse["n"] - coarse["pos"]
     draws = (_draw(pos, spec.replicates, rng), _draw(neg, spec.replicates, rng))
-    values = binary_replicates(bins, splits, spec.thresholds[0], draws)
+    values = binary_replicates(coarse, splits, spec.thresholds[0], draws)
+    at_fine = binary_replicates(
+        bins, splits, spec.thresholds[0], (bins["pos"][None, :], (bins["n"] - bins["pos"])[None, :])
+    )
+    at_coarse = binary_replicates(coarse, splits, spec.thresholds[0], (pos[None, :], neg[None, :]))
+    values = {k: v + (at_fine[k][0] - at_coarse[k][0]) for k, v in values.items()}
     return {
         "replicates": spec.replicates,
         "seed": spec.seed,
@@ -469,7 +525,9 @@ def evaluate_regression(
     y, predicted = F.col(label).cast("double"), F.col(prediction).cast("double")
     usable = frame.filter(y.isNotNull() & predicted.isNotNull() & ~F.isnan(predicted))
     usable = usable.withColumn("__r", predicted - y).withColumn("__pred", predicted)
-    edges = sample_edges(usable, F.col("__r"), RESIDUAL_BINS, rows_hint=rows_hint, seed=spec.seed)
+    edges = sample_edges(
+        usable, F.col("__r"), RESIDUAL_BINS, rows_hint=rows_hint, seed=spec.seed, key=spec.key
+    )
     binned = bucketed(usable, "__r", splits_from(edges, []), BIN)
     binned = binned.withColumn(BIN, F.col(BIN).cast("int"))
     sets, columns = [[BIN]], [BIN]
@@ -679,6 +737,7 @@ def paired_difference(
     replicates: int,
     seed: int,
     rows_hint: int | None = None,
+    key: str | None = None,
 ) -> dict[str, Any]:
     """The bootstrap interval of (challenger - champion) in the direction of improvement,
     both models weighted alike in every replicate: one aggregation over the joint cells
@@ -696,7 +755,9 @@ def paired_difference(
     for i, c in enumerate(columns):
         value = F.col(c) if task == "binary" else F.col(c).cast("double") - y
         usable = usable.withColumn(f"__v{i}", value)
-        edges = sample_edges(usable, F.col(f"__v{i}"), PAIRED_BINS, rows_hint=rows_hint, seed=seed)
+        edges = sample_edges(
+            usable, F.col(f"__v{i}"), PAIRED_BINS, rows_hint=rows_hint, seed=seed, key=key
+        )
         splits = splits_from(edges, [])
         splits_of.append(splits)
         usable = bucketed(usable, f"__v{i}", splits, f"__b{i}")

@@ -269,17 +269,33 @@ def _page(
     )
 
 
+def readable(column: str) -> str:
+    """A feature pipeline's derived column named after its source column."""
+    if column.endswith("__num"):
+        return column[: -len("__num")]
+    if column.endswith("__is_missing"):
+        return f"{column[: -len('__is_missing')]} is missing"
+    if "__x__" in column:
+        left, right = column.split("__x__", 1)
+        return f"{left} x {right}"
+    if column.endswith("__bucket"):
+        return column[: -len("__bucket")]
+    return column
+
+
 def slot_names(blocks: list[dict[str, Any]]) -> list[str]:
     """A readable name per slot of the assembled vector, from the feature layout: the
     column, a one-hot level (`origin = JFK`) or a bucketized column."""
     names: list[str] = []
     for block in blocks:
         if "numeric" in block:
-            names.append(block["numeric"])
+            names.append(readable(block["numeric"]))
         elif "buckets" in block:
-            names.append(f"{block['buckets']} (bucket)")
+            inner = [f"{x:.4g}" for x in block["splits"][1:-1]]
+            ranges = f"{inner[0]}..{inner[-1]}" if inner else "one range"
+            names.append(f"{readable(block['buckets'])} (bucket index, ranges {ranges})")
         else:
-            column = block["categorical"]
+            column = readable(block["categorical"])
             labels = block["labels"]
             names.extend(f"{column} = {label}" for label in labels)
             names.extend(f"{column} = (other)" for _ in range(int(block["slots"]) - len(labels)))
@@ -291,11 +307,15 @@ def scorer_weights(scorer: Any) -> list[tuple[str, float]]:
     out: list[tuple[str, float]] = []
     for term in scorer.terms:
         if "numeric" in term:
-            out.append((term["numeric"], float(term["weight"])))
+            out.append((readable(term["numeric"]), float(term["weight"])))
         elif "buckets" in term:
-            out.append((f"{term['buckets']} (bucket index)", float(term["weight"])))
+            inner = [f"{x:.4g}" for x in term["splits"][1:-1]]
+            ranges = f"{inner[0]}..{inner[-1]}" if inner else "one range"
+            count = len(term["splits"]) - 1
+            label = f"{readable(term['buckets'])} (bucket index, {count} ranges {ranges})"
+            out.append((label, float(term["weight"])))
         else:
-            column = term["categorical"]
+            column = readable(term["categorical"])
             out.extend(
                 (f"{column} = {label}", float(w))
                 for label, w in zip(term["labels"], term["weights"], strict=True)

@@ -74,7 +74,19 @@ def test_demo_lands_and_ingests_then_reruns_as_a_noop(spark, cli_globals, tmp_pa
     assert len(predicted) == 24951 + 28834
     assert len({r["flight_key"] for r in predicted}) == len(predicted)
     assert {r["flight_date"].month for r in predicted} == {2, 3}
-    assert {(r["model_name"], r["model_version"]) for r in predicted} == {("flight_delay_lr", 1)}
+    # each model's first version became its champion; both champions were evaluated on
+    # the same test split and the better (boosted trees) scored the new months
+    evaluations = {e["model"]: e for e in report["evaluations"]}
+    assert {m: (e["version"], e["promotion"]) for m, e in evaluations.items()} == {
+        "flight_delay_lr": (1, "promoted"),
+        "flight_delay_xgb": (1, "promoted"),
+    }
+    for e in evaluations.values():
+        low, high = e["interval"]
+        assert low < e["areaUnderROC"] < high and Path(e["report"]).exists()
+    assert evaluations["flight_delay_lr"]["rows"] == evaluations["flight_delay_xgb"]["rows"]
+    assert report["scoring_model"] == "flight_delay_xgb"
+    assert {(r["model_name"], r["model_version"]) for r in predicted} == {("flight_delay_xgb", 1)}
     assert all(0 <= r["probability"] <= 1 for r in predicted)
     assert len(report["predicted_rows"]) == 3
 
@@ -107,6 +119,9 @@ def test_demo_lands_and_ingests_then_reruns_as_a_noop(spark, cli_globals, tmp_pa
     assert DeltaTable(str(lake / "flight_features")).version() == 2
     assert [(m["status"], m["version"]) for m in again["models"]] == [("skipped", 1)] * 2
     assert [(p["mode"], p["rows_scored"]) for p in again["predictions"]] == [("skipped", 0)] * 2
+    assert [e["promotion"] for e in again["evaluations"]] == ["noop", "noop"]
+    registry_versions = DeltaTable(str(lake / "_registry" / "decisions")).version()
+    assert registry_versions == 1  # two decisions of the first run; the rerun added none
     assert DeltaTable(str(lake / "flight_delay_predictions")).version() == 1
 
     # the scheduled command after the demo: every landed file is already in the table

@@ -1,4 +1,5 @@
-"""Binary metrics from one aggregation against scikit-learn and MLlib's exact evaluator."""
+"""lib/evaluation.py's figures from one aggregation against scikit-learn and MLlib's exact
+evaluator; its error bounds and bootstrap intervals against brute force."""
 
 from __future__ import annotations
 
@@ -17,8 +18,13 @@ from sklearn.metrics import (
     recall_score,
 )
 
+from batchml.lib import evaluation as ev
 from batchml.lib.errors import InputError
-from batchml.lib.metrics import binary_metrics
+
+
+def binary_metrics(frame, label, p, threshold=0.5, thresholds=(), replicates=0):
+    spec = ev.EvalSpec(thresholds=(threshold, *thresholds), replicates=replicates)
+    return ev.evaluate_binary(frame.withColumn("__p", p), label, "__p", spec)
 
 
 @pytest.fixture(scope="module")
@@ -77,21 +83,19 @@ def test_figures_match_scikit_learn_and_mllib(scored) -> None:
 def test_bad_thresholds_and_no_rows(scored) -> None:
     with pytest.raises(InputError, match=r"threshold 1\.5 is outside"):
         binary_metrics(scored, "label", F.col("p"), thresholds=(1.5,))
-    with pytest.raises(InputError, match="no scored rows"):
+    with pytest.raises(InputError, match="no labelled, scored rows"):
         binary_metrics(scored.limit(0), "label", F.col("p"))
 
 
 def test_regression_figures_match_scikit_learn(spark: SparkSession) -> None:
     from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 
-    from batchml.lib.metrics import regression_metrics
-
     numbers = spark.range(4000, numPartitions=3).select(
         (F.col("id") % 50).cast("double").alias("label"),
         ((F.col("id") % 50) + F.randn(9) * 2).alias("prediction"),
     )
     with_null = numbers.union(spark.createDataFrame([(None, 1.0)], numbers.schema))
-    figures = regression_metrics(with_null, "label")
+    figures = regression_metrics(with_null, "label", "prediction")
     rows = numbers.collect()
     y = np.array([r["label"] for r in rows])
     p = np.array([r["prediction"] for r in rows])
@@ -106,7 +110,43 @@ def test_regression_figures_match_scikit_learn(spark: SparkSession) -> None:
     )
     residuals = np.sort(p - y)
     for q, value in figures["residual_quantiles"].items():
+        q = float(q)
         rank = np.searchsorted(residuals, value, side="right") / len(residuals)
         assert abs(rank - q) <= 1e-3, q  # a sketch: within its rank error
-    with pytest.raises(InputError, match="no rows with both label and prediction"):
-        regression_metrics(numbers.limit(0), "label")
+    with pytest.raises(InputError, match="no rows with both label and a prediction"):
+        regression_metrics(numbers.limit(0), "label", "prediction")
+
+
+def regression_metrics(frame, label, prediction):
+    return ev.evaluate_regression(frame, label, prediction, ev.EvalSpec(replicates=0))
+
+
+def test_error_bound_holds_on_coarse_bins_and_bootstrap_covers() -> None:
+    """The binning bound covers the real error of few, wide bins; the Poisson draw from
+    cell counts gives the spread of row-level Poisson weights (brute force, numpy)."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    p = rng.beta(2, 3, 5000)
+    y = (rng.random(5000) < p).astype(int)
+    edges = np.quantile(p, np.arange(1, 20) / 20)
+    index = np.searchsorted(edges, p, side="right")
+    pos = np.bincount(index, weights=y, minlength=20)
+    n = np.bincount(index, minlength=20)
+    c = ev.curves(pos, n - pos)
+    exact = roc_auc_score(y, p)
+    assert abs(float(c["roc"]) - exact) <= float(c["roc_bound"])
+    assert float(c["roc_bound"]) < 0.05
+    # bootstrap spread: cells drawn vs 300 row-level Poisson replicates
+    fine = np.unique(p)
+    index = np.searchsorted(fine, p)
+    pos = np.bincount(index, weights=y, minlength=fine.size)
+    n = np.bincount(index, minlength=fine.size)
+    drawn = ev.curves(
+        rng.poisson(np.broadcast_to(pos, (300, pos.size)).astype(float)),
+        rng.poisson(np.broadcast_to(n - pos, (300, n.size)).astype(float)),
+    )["roc"]
+    rows = rng.poisson(1.0, (300, p.size))
+    brute = [roc_auc_score(y, p, sample_weight=w) for w in rows]
+    assert np.std(drawn) == pytest.approx(np.std(brute), rel=0.2)
+    assert np.mean(drawn) == pytest.approx(exact, abs=0.003)
