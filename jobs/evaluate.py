@@ -145,6 +145,9 @@ def scored(
     key = (model.manifest.get("feature_spec") or {}).get("key")
     key_column = [key] if key and key in target.frame.columns else []
     columns = list(dict.fromkeys([label, *key_column, *keep]))
+    scorer = registry.scorer(model) if fitted is None else None
+    if scorer is None and fitted is None:
+        fitted = registry.load(model)  # loaded once: it scores and gives the weights
     frame, classes, how = score_with(registry, model, target.frame, columns, fitted)
     task = "regression" if model.manifest.get("task") == "regression" else "classification"
     outputs = [F.col(f"`{c}`") for c in columns]
@@ -161,12 +164,7 @@ def scored(
             outputs.append(vector_to_array("probability").alias(PROBABILITIES))
     weights: list[tuple[str, float]] = []
     try:
-        scorer = registry.scorer(model) if fitted is None else None
-        weights = (
-            scorer_weights(scorer)
-            if scorer is not None
-            else pipeline_weights(fitted if fitted is not None else registry.load(model))
-        )
+        weights = scorer_weights(scorer) if scorer is not None else pipeline_weights(fitted)
     except Exception as exc:  # weights are for the report: never fail an evaluation
         log.info("no feature weights for the report", extra={"why": str(exc)})
     kind = "regression" if task == "regression" else ("binary" if classes == 2 else "multiclass")
@@ -236,7 +234,18 @@ def evaluate(
         seed=int(model.manifest.get("seed", 42)),
         key=row_key(model, frame),
     )
-    figures = figures_of(frame, kind, classes, label, spec, target.rows_hint)
+    # The figures read the scores twice (the edges' sample, the aggregation). A linear
+    # model's SQL scorer costs less than a cache; a booster or MLlib stages are kept.
+    kept = how != "sql"
+    if kept:
+        from pyspark import StorageLevel
+
+        frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        figures = figures_of(frame, kind, classes, label, spec, target.rows_hint)
+    finally:
+        if kept:
+            frame.unpersist()
     report = EvalReport(
         model.name,
         model.version,
