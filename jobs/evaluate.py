@@ -164,7 +164,9 @@ def scored(
             outputs.append(vector_to_array("probability").alias(PROBABILITIES))
     weights: list[tuple[str, float]] = []
     try:
-        weights = scorer_weights(scorer) if scorer is not None else pipeline_weights(fitted)
+        weights = (
+            scorer_weights(scorer) if scorer is not None else pipeline_weights(fitted, target.frame)
+        )
     except Exception as exc:  # weights are for the report: never fail an evaluation
         log.info("no feature weights for the report", extra={"why": str(exc)})
     kind = "regression" if task == "regression" else ("binary" if classes == 2 else "multiclass")

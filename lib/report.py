@@ -154,7 +154,16 @@ def _matrix_plot(plt: Any, matrix: list[list[float]], labels: list[str]) -> Any:
     values = np.asarray(matrix, dtype=float)
     ax.imshow(values, cmap="Blues")
     for (i, j), v in np.ndenumerate(values):
-        ax.text(j, i, f"{int(v):,}", ha="center", va="center", fontsize=9)
+        dark = v > values.max() / 2
+        ax.text(
+            j,
+            i,
+            f"{int(v):,}",
+            ha="center",
+            va="center",
+            fontsize=9,
+            color="white" if dark else "black",
+        )
     ax.set_xticks(range(len(labels)), labels)
     ax.set_yticks(range(len(labels)), labels)
     ax.set(xlabel="predicted", ylabel="label")
@@ -280,6 +289,12 @@ def readable(column: str) -> str:
         return f"{left} x {right}"
     if column.endswith("__bucket"):
         return column[: -len("__bucket")]
+    if "__hashed_" in column:
+        name, bucket = column.split("__hashed_", 1)
+        return f"{name} (hash bucket {bucket})"
+    if "__onehot_" in column:
+        name, level = column.split("__onehot_", 1)
+        return f"{name} = {level}"
     return column
 
 
@@ -325,7 +340,7 @@ def scorer_weights(scorer: Any) -> list[tuple[str, float]]:
     return out
 
 
-def pipeline_weights(fitted: Any) -> list[tuple[str, float]]:
+def pipeline_weights(fitted: Any, frame: Any = None) -> list[tuple[str, float]]:
     """Importances (trees: MLlib's, xgboost's gain) or coefficients (linear) of a fitted
     pipeline's final stage, mapped to slot names when the feature stages allow."""
     from batchml.lib.linear_scorer import NotLinear, feature_layout
@@ -346,8 +361,15 @@ def pipeline_weights(fitted: Any) -> list[tuple[str, float]]:
         return []
     try:
         names = slot_names(feature_layout(fitted.stages[:-1], column)[1])
-    except NotLinear:
+    except NotLinear:  # e.g. hashed columns: the assembler's slot names (no Spark job)
         names = []
+        if frame is not None:
+            from pyspark.ml import PipelineModel
+
+            from batchml.lib.feature_pipeline import slot_names as assembled_names
+
+            features = PipelineModel(stages=fitted.stages[:-1]).transform(frame.limit(0))
+            names = [readable(n) for n in assembled_names(features, column)]
     if len(names) < len(values):
         names = names + [f"slot {i}" for i in range(len(names), len(values))]
     return [(names[i], v) for i, v in enumerate(values) if v]

@@ -326,3 +326,31 @@ def test_report_renders_in_headless_chromium(spark: SparkSession, lake: Path, tm
         timeout=120,
     ).stdout
     assert "<title>images 6 of 6</title>" in dom, dom[:500]
+
+
+def test_regression_and_multiclass_promotion_use_paired_intervals(
+    spark: SparkSession, lake: Path
+) -> None:
+    """A regression challenger that is only noise away from the champion is kept when the
+    improvement must be significant; a multiclass decision carries its paired interval."""
+    strict = ["models.loan_lr.evaluation.require_significant=true"]
+    first = promote_job.promote(spark, settings_for(lake, strict), "loan_lr")
+    assert first.action == "promoted" and first.metric == "rmse"
+    train_job.run(
+        spark, settings_for(lake, ["models.loan_lr.params={ regParam = 0.5 }"]), "loan_lr"
+    )
+    second = promote_job.promote(spark, settings_for(lake, strict), "loan_lr")
+    low, high = second.interval
+    assert second.action == "kept", second.reason
+    assert second.improvement <= 0 or low <= 0 < high
+    assert abs(second.improvement) < 0.05 * second.champion_value  # rmse of pure noise
+
+    promote_job.promote(spark, settings_for(lake), "level_rf")
+    more = ["models.level_rf.params={ numTrees = 8, maxDepth = 4 }"]
+    train_job.run(spark, settings_for(lake, more), "level_rf")
+    decided = promote_job.promote(spark, settings_for(lake), "level_rf")
+    assert decided.metric == "macro_f1" and decided.action in ("promoted", "kept")
+    low, high = decided.interval
+    assert low <= decided.improvement <= high
+    recorded = Registry(str(lake / "_registry")).decisions("level_rf")[-1]
+    assert recorded["details"]["interval"] == [low, high]
