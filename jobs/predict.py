@@ -40,6 +40,7 @@ from batchml.lib.lakehouse import table_location
 from batchml.lib.logs import get_logger
 from batchml.lib.registry import ModelVersion, Registry, registry_of
 from batchml.lib.settings import PredictionSpec, Settings
+from batchml.lib.sqltext import string as _sql
 
 log = get_logger(__name__)
 
@@ -456,10 +457,6 @@ def _apply_retention(
     )
     log.info("retention", extra={"table": output, "before": str(cutoff)})
     return dropped.files_removed
-
-
-def _sql(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _finish(report: PredictReport, started: float) -> PredictReport:

@@ -37,6 +37,7 @@ from pyspark.sql import types as T
 
 from batchml.lib.linear_scorer import NotLinear, block_sql, feature_layout
 from batchml.lib.logs import get_logger
+from batchml.lib.sqltext import identifier as _q
 
 FEATURES = "__features"
 BLOCK = "__block"
@@ -181,7 +182,3 @@ def _matrix(batch: Any, layout: list[tuple[bool, int]], rows: int, np: Any) -> A
             matrix[:, offset] = values
         offset += slots
     return matrix
-
-
-def _q(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"

@@ -30,6 +30,7 @@ from pyspark.sql import types as T
 
 from batchml.lib.errors import InputError, first_line
 from batchml.lib.settings import ColumnContract, TableContract
+from batchml.lib.sqltext import identifier as _q
 
 RAW_RECORD = "_raw_record"
 SOURCE_FILE = "_source_file"
@@ -337,7 +338,3 @@ def _type_failure(
         parsed = F.from_csv(F.col(RAW_RECORD), ddl, options)
     text = parsed.getField(name)
     return F.col(RAW_RECORD).isNotNull() & text.isNotNull() & text.try_cast(target).isNull()
-
-
-def _q(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"

@@ -35,6 +35,7 @@ from batchml.lib.contracts import NUMERIC_TYPES
 from batchml.lib.errors import InputError
 from batchml.lib.logs import get_logger
 from batchml.lib.settings import FeaturePipelineSpec
+from batchml.lib.sqltext import identifier as _q
 
 log = get_logger(__name__)
 DECILES = [k / 10 for k in range(1, 10)]
@@ -454,7 +455,3 @@ def slot_names(transformed: DataFrame, output: str) -> list[str]:
             named[attr["idx"]] = attr.get("name", f"{output}_{attr['idx']}")
     size = attrs.get("num_attrs", len(named))
     return [named.get(i, f"{output}_{i}") for i in range(size)]
-
-
-def _q(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"

@@ -40,6 +40,8 @@ from pyspark.ml.regression import LinearRegressionModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from batchml.lib.sqltext import identifier as _q
+
 FORMAT = 1
 
 
@@ -96,10 +98,6 @@ class LinearScorer:
         # In Spark SQL NaN sorts above every number; MLlib's `p > threshold` is false for it
         above = ~F.isnan("probability") & (F.col("probability") > F.lit(self.threshold))
         return scored.withColumn("prediction", F.when(above, 1.0).otherwise(0.0))
-
-
-def _q(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 def _double(value: float) -> str:

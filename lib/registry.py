@@ -42,6 +42,7 @@ from batchml.lib.errors import InputError
 from batchml.lib.lakehouse import resolve_path
 from batchml.lib.logs import get_logger
 from batchml.lib.settings import Settings
+from batchml.lib.sqltext import string as _sql
 
 if TYPE_CHECKING:  # pyspark.ml imports pandas and scipy: loaded only to load a model
     from pyspark.ml import PipelineModel
@@ -369,7 +370,3 @@ def _check_name(value: str, what: str) -> None:
         raise InputError(
             f"{what} {value!r} must start with a letter and hold only letters, digits, _ or -"
         )
-
-
-def _sql(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"

@@ -18,13 +18,9 @@ from batchml.lib.delta import snapshots as delta_log
 from batchml.lib.delta.api import WriteMode
 from batchml.lib.delta.staging import StagedFile, WritePlan
 from batchml.lib.errors import InputError, first_line
+from batchml.lib.sqltext import identifier as quoted
 
 _FILE_KEY = "__batchml_file"
-
-
-def quoted(name: str) -> str:
-    """A column name as a Spark SQL identifier."""
-    return "`" + name.replace("`", "``") + "`"
 
 
 def partition_frame(
