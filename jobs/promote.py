@@ -72,6 +72,7 @@ class PromoteReport:
     split: str | None = None
     seconds: float = 0.0
     metrics: dict[str, Any] = field(default_factory=dict)
+    would_promote: bool = False  # a dry run's verdict
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -270,7 +271,7 @@ def _rollback(registry, name, versions, champion, started) -> PromoteReport:
 def _done(report: PromoteReport, started: float, would: bool = False) -> PromoteReport:
     report.seconds = round(time.perf_counter() - started, 3)
     log.info("promote", extra={"model": report.model, "action": report.action})
-    report._would = would  # type: ignore[attr-defined]
+    report.would_promote = would
     return report
 
 
@@ -430,5 +431,5 @@ def command(
         split=split,
     )
     emit(report.to_dict(), as_json, render)
-    if not (report.promoted or getattr(report, "_would", False)):
+    if not (report.promoted or report.would_promote):
         raise typer.Exit(EXIT_NOT_PROMOTED)

@@ -197,6 +197,16 @@ def interval(values: np.ndarray) -> list[float] | None:
     return [float(low), float(high)]
 
 
+def bootstrap_summary(spec: EvalSpec, values: dict[str, Any]) -> dict[str, Any]:
+    """The 95% percentile interval of each metric's replicate values, with the settings."""
+    return {
+        "replicates": spec.replicates,
+        "seed": spec.seed,
+        "level": LEVEL,
+        "intervals": {k: interval(np.asarray(v, dtype=float)) for k, v in values.items()},
+    }
+
+
 # ------------------------------------------------------------------ binary
 def _binary_sums(y: F.Column, p: F.Column, threshold: float) -> list[F.Column]:
     clipped = F.least(F.greatest(p, F.lit(EPSILON)), F.lit(1.0 - EPSILON))
@@ -438,12 +448,7 @@ def binary_bootstrap(
     )
     at_coarse = binary_replicates(coarse, splits, spec.thresholds[0], (pos[None, :], neg[None, :]))
     values = {k: v + (at_fine[k][0] - at_coarse[k][0]) for k, v in values.items()}
-    return {
-        "replicates": spec.replicates,
-        "seed": spec.seed,
-        "level": LEVEL,
-        "intervals": {name: interval(v) for name, v in values.items()},
-    }
+    return bootstrap_summary(spec, values)
 
 
 def _pool(values: np.ndarray, n: np.ndarray, min_rows: int) -> np.ndarray:
@@ -558,12 +563,7 @@ def evaluate_regression(
     if spec.replicates:
         rng = np.random.default_rng(spec.seed)
         values = regression_replicates(bins, _draw(bins["n"], spec.replicates, rng))
-        figures["bootstrap"] = {
-            "replicates": spec.replicates,
-            "seed": spec.seed,
-            "level": LEVEL,
-            "intervals": {name: interval(v) for name, v in values.items()},
-        }
+        figures["bootstrap"] = bootstrap_summary(spec, values)
     slices = {}
     for i, column in enumerate(spec.slices):
         group = groups[i + 1]
@@ -663,12 +663,7 @@ def evaluate_multiclass(
             point = multiclass_point(replicate)
             for k in values:
                 values[k].append(point[k])
-        figures["bootstrap"] = {
-            "replicates": spec.replicates,
-            "seed": spec.seed,
-            "level": LEVEL,
-            "intervals": {k: interval(np.asarray(v)) for k, v in values.items()},
-        }
+        figures["bootstrap"] = bootstrap_summary(spec, values)
     slices = {}
     for i, column in enumerate(spec.slices):
         group = groups[i + 1]
