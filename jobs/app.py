@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
+from batchml.lib import runs
 from batchml.lib.config import ResolvedConfig, load_config
 from batchml.lib.errors import (
     EXIT_INTERNAL,
@@ -111,7 +113,99 @@ class RunContext:
 def fail(message: str, code: int) -> typer.Exit:
     """Print a one-line cause to stderr and return the Exit to raise."""
     typer.echo(f"batchml: error: {message}", err=True)
+    runs.note_error(message)
     return typer.Exit(code)
+
+
+def recorded(job: str) -> Callable[[F], F]:
+    """Record every run of a job command in the runs table (`runs.record`), whatever its
+    outcome: what it read and wrote, its exit code and error, what Spark measured."""
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            state: RunContext = kwargs["ctx"].ensure_object(RunContext)
+            arguments = {
+                "options": {k: v for k, v in kwargs.items() if k != "ctx"},
+                "env": state.env,
+                "conf": state.conf_file,
+                "set": state.overrides,
+                "master": state.master,
+            }
+            run = runs.begin(job, arguments)
+            run.spark_mark = _spark_mark()
+            code = EXIT_INTERNAL
+            try:
+                result = command(*args, **kwargs)
+                code = 0
+                return result
+            except typer.Exit as exc:
+                code = exc.exit_code
+                raise
+            finally:
+                runs.end()
+                _record(state, run, code)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _spark_mark() -> Any:
+    """Where a session already running (tests, the demo's jobs) stands, so a run counts
+    only its own jobs; a session the run starts itself is all the run's."""
+    from batchml.lib.spark_metrics import Mark, mark
+
+    sc = _running_spark_context()
+    return Mark(-1, -1) if sc is None else mark(sc)
+
+
+def _running_spark_context() -> Any:
+    if "pyspark" not in sys.modules:  # nothing imported Spark: no session is running
+        return None
+    from pyspark import SparkContext
+
+    return SparkContext._active_spark_context
+
+
+def _event_log(conf: Any, app_id: str) -> str | None:
+    """Where Spark writes this application's event log (a folder when rolling, as Spark 4
+    does by default; a file otherwise)."""
+    if conf.get("spark.eventLog.enabled", "false") != "true":
+        return None
+    folder = conf.get("spark.eventLog.dir", "").rstrip("/")
+    if conf.get("spark.eventLog.rolling.enabled", "true") == "true":
+        return f"{folder}/eventlog_v2_{app_id}"
+    return f"{folder}/{app_id}"
+
+
+def _record(state: RunContext, run: runs.Run, code: int) -> None:
+    """Append the run's row; a failure to record is a warning, never the job's outcome."""
+    cfg = state._config
+    if cfg is None or not cfg.settings.runs.record:
+        return  # the config did not resolve: there is no lakehouse to record into
+    master = app_id = event_log = resources = None
+    try:
+        sc = _running_spark_context()
+        if sc is not None:
+            from batchml.lib.spark_metrics import resources_since
+
+            master, app_id = sc.master, sc.applicationId
+            event_log = _event_log(sc.getConf(), app_id)
+            resources = resources_since(sc, run.spark_mark)
+        row = runs.row_of(
+            run,
+            exit_code=code,
+            error=run.error,
+            config_hash=cfg.config_hash(),
+            master=master or cfg.settings.spark.master,
+            app_id=app_id,
+            event_log=event_log,
+            resources=resources,
+        )
+        runs.append(runs.runs_uri(cfg.settings), row)
+    except Exception as exc:
+        log.warning(f"run {run.run_id} not recorded in the runs table: {first_line(exc)}")
 
 
 def reports_errors(command: F) -> F:

@@ -21,27 +21,39 @@ from batchml.jobs import (
     models,
     predict,
     promote,
+    runs,
+    submit,
     table,
 )
-from batchml.jobs.app import app
+from batchml.jobs.app import app, recorded
 from batchml.jobs.ingest import command as ingest
 from batchml.jobs.train import command as train
 from batchml.lib.signals import EXIT_SIGINT, EXIT_SIGTERM, Terminated, install_termination_handler
 
 __all__ = ["app", "main"]
 
-app.command("ingest")(ingest.command)
-app.command("generate")(generate.command)
-app.command("demo")(demo.command)
-app.command("features")(features.command)
-app.command("train")(train.command)
-app.command("evaluate")(evaluate.command)
-app.command("promote")(promote.command)
-app.command("predict")(predict.command)
+app.command("ingest")(recorded("ingest")(ingest.command))
+app.command("generate")(recorded("generate")(generate.command))
+app.command("demo")(recorded("demo")(demo.command))
+app.command("features")(recorded("features")(features.command))
+app.command("train")(recorded("train")(train.command))
+app.command("evaluate")(recorded("evaluate")(evaluate.command))
+app.command("promote")(recorded("promote")(promote.command))
+app.command("predict")(recorded("predict")(predict.command))
+app.command(
+    "submit",
+    help=submit.SUBMIT_HELP,
+    context_settings={
+        "allow_extra_args": True,
+        "ignore_unknown_options": True,
+        "allow_interspersed_args": False,
+    },
+)(submit.command)
 app.command("doctor")(doctor.command)
 app.add_typer(config.app, name="config")
 app.add_typer(table.app, name="table")
 app.add_typer(models.app, name="models")
+app.add_typer(runs.app, name="runs")
 
 
 def main() -> None:

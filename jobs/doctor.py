@@ -57,8 +57,11 @@ class DoctorReport:
         return {"ok": self.ok, "checks": [asdict(c) for c in self.checks], "facts": self.facts}
 
 
-def run(cfg: ResolvedConfig, start_spark: Callable[[], SparkSession]) -> DoctorReport:
-    """Check Java, libraries, memory, the lakehouse root, Spark and the Delta backend.
+def run(
+    cfg: ResolvedConfig, start_spark: Callable[[], SparkSession], *, executors: bool = False
+) -> DoctorReport:
+    """Check Java, libraries, memory, the lakehouse root, Spark and the Delta backend (and,
+    with `executors`, the Python the executors run).
 
     Spark is started (through `start_spark`) only when Java passed its check.
     """
@@ -75,6 +78,8 @@ def run(cfg: ResolvedConfig, start_spark: Callable[[], SparkSession]) -> DoctorR
     _check_lakehouse(report, settings.lakehouse.root)
     if java_ok:
         _check_spark(report, start_spark, settings.delta.backend)
+        if executors and report.ok:
+            _check_executors(report, start_spark())
     else:
         report.checks.append(Check("spark", "fail", "not started: Java check failed"))
     return report
@@ -164,6 +169,60 @@ def _check_spark(
     report.checks.append(Check("delta_backend", "ok", detail))
 
 
+def executor_pythons(spark: SparkSession) -> list[dict[str, str | None]]:
+    """The Python each executor slot runs, with the versions of the packages jobs need.
+
+    A Python function on the executors is the point here (it reports the interpreter that
+    runs there): one task per slot, no data.
+    """
+    slots = max(1, spark.sparkContext.defaultParallelism)
+
+    def probe(_rows: Any) -> Any:
+        import platform
+        import socket
+        import sys as executor_sys
+        from importlib import metadata
+
+        def version(name: str) -> str | None:
+            try:
+                return metadata.version(name)
+            except metadata.PackageNotFoundError:
+                return None
+
+        yield {
+            "host": socket.gethostname(),
+            "python": executor_sys.executable,
+            "python_version": platform.python_version(),
+            **{name: version(name) for name in ("batchml", "pyspark", "xgboost-cpu")},
+        }
+
+    found = spark.sparkContext.parallelize(range(slots), slots).mapPartitions(probe).collect()
+    unique = {tuple(sorted(row.items())): row for row in found}
+    return list(unique.values())
+
+
+def _check_executors(report: DoctorReport, spark: SparkSession) -> None:
+    try:
+        pythons = executor_pythons(spark)
+    except Exception as exc:  # a missing interpreter or package fails the tasks
+        report.checks.append(Check("executors", "fail", f"Python did not run: {first_line(exc)}"))
+        return
+    report.facts["executor_pythons"] = pythons
+    driver_version = package_version("batchml")
+    stale = [p for p in pythons if p["batchml"] != driver_version]
+    where = ", ".join(sorted({str(p["python"]) for p in pythons}))
+    if stale:
+        report.checks.append(
+            Check(
+                "executors",
+                "fail",
+                f"executors run batchml {stale[0]['batchml']} (driver {driver_version}): {where}",
+            )
+        )
+    else:
+        report.checks.append(Check("executors", "ok", f"Python on the executors: {where}"))
+
+
 @reports_errors
 def command(
     ctx: typer.Context,
@@ -175,13 +234,19 @@ def command(
             help="First fetch Delta's Spark connector jar into delta.jar_cache (once).",
         ),
     ] = False,
+    executors: Annotated[
+        bool,
+        typer.Option(
+            "--executors", help="Also run a task per executor slot: which Python runs there."
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Check Java, libraries, memory, the lakehouse root, Spark and the Delta backend."""
     state: RunContext = ctx.find_object(RunContext)
     if fetch_delta:
         delta_jar.fetch(state.config().settings.delta.jar_cache)
-    report = run(state.config(), state.spark)
+    report = run(state.config(), state.spark, executors=executors)
     emit(report.to_dict(), as_json, _render_doctor)
     failure = report.failure()
     if failure is not None:

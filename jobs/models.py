@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
+from batchml.jobs.app import JsonOption, RunContext, emit, recorded, reports_errors
 
 app = typer.Typer(help="Registered model versions and their aliases.", no_args_is_help=True)
 
@@ -134,6 +134,7 @@ def render_version(d: dict[str, Any]) -> str:
 
 
 @app.command("alias")
+@recorded("models alias")
 @reports_errors
 def models_alias(
     ctx: typer.Context,

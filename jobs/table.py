@@ -27,6 +27,7 @@ from batchml.jobs.app import (
     VersionOption,
     emit,
     pin_version,
+    recorded,
     reports_errors,
 )
 from batchml.lib.delta import DeltaTables, VacuumResult
@@ -287,6 +288,7 @@ def export_command(
 
 
 @app.command("vacuum")
+@recorded("table vacuum")
 @reports_errors
 def vacuum_command(
     ctx: typer.Context,

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import types as T
 
+from batchml.lib import runs
 from batchml.lib.delta import CommitConflict, DeltaTables, WriteToken
 from batchml.lib.delta.snapshots import table_exists, table_rows
 from batchml.lib.errors import InputError
@@ -181,6 +182,7 @@ class Registry:
                 )
                 if result.committed:
                     log.info("model registered", extra={"model": name, "version": version})
+                    runs.note_model(name, version, "registered")
                     return self.get(f"{name}@{version}")
             raise InputError(f"could not register {name}: version numbers kept being taken")
         except BaseException:
@@ -198,6 +200,7 @@ class Registry:
         """
         _check_name(alias, "alias")
         self.get(f"{name}@{version}")  # the version must exist
+        runs.note_model(name, version, f"alias {alias}")
         for attempt in range(1, MAX_RACE_RETRIES + 1):
             row = (name, alias, version, datetime.now(UTC))
             try:

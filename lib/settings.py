@@ -32,6 +32,10 @@ class SparkSettings(Section):
     checkpoint_dir: str | None = None
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "ERROR"
     conf: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    # Spark event logs, for the History Server to replay any run; the folder defaults
+    # to <lakehouse.root>/_spark_events
+    event_log: bool = True
+    event_log_dir: str | None = None
 
     @field_validator("driver_memory")
     @classmethod
@@ -59,6 +63,13 @@ class RegistrySettings(Section):
     """Where the model registry keeps versions, aliases and artifacts."""
 
     root: str = "_registry"  # relative paths are under lakehouse.root
+
+
+class RunsSettings(Section):
+    """The runs table: one row per job run, with what it read, wrote and cost."""
+
+    record: bool = True
+    table: str = "_runs"  # under lakehouse.root unless absolute
 
 
 class LoggingSettings(Section):
@@ -258,6 +269,7 @@ class Settings(Section):
     lakehouse: LakehouseSettings = Field(default_factory=LakehouseSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    runs: RunsSettings = Field(default_factory=RunsSettings)
     tables: dict[str, TableContract] = Field(default_factory=dict)
     sources: dict[str, SourceSettings] = Field(default_factory=dict)
     views: dict[str, FeatureView] = Field(default_factory=dict)

@@ -40,6 +40,20 @@ def checkpoint_dir(settings: Settings) -> str:
     return local_or_uri(configured or f"{root}/_checkpoints")
 
 
+def event_log_dir(settings: Settings) -> str | None:
+    """Where Spark writes its event logs (None when off): the configured dir, else
+    `<lakehouse>/_spark_events`. The History Server replays a run from there."""
+    if not settings.spark.event_log:
+        return None
+    root = settings.lakehouse.root.rstrip("/")
+    return local_or_uri(settings.spark.event_log_dir or f"{root}/_spark_events")
+
+
+def submitted() -> bool:
+    """Whether this process is a driver that spark-submit started (its JVM is running)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
 def session_conf(
     settings: Settings, *, verbose: bool = False, connector_jars: list[Path] | None = None
 ) -> dict[str, str]:
@@ -71,8 +85,22 @@ def session_conf(
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.extraJavaOptions": " ".join(java_options),
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        # the runs table's resource figures come from Spark's status store: executors
+        # sample their memory each second (peaks per stage and executor), and the store
+        # keeps enough stages and jobs for a long run
+        "spark.executor.metrics.pollingInterval": "1s",
+        "spark.ui.retainedJobs": "20000",
+        "spark.ui.retainedStages": "20000",
     }
-    if spark.master:
+    events = event_log_dir(settings)
+    if events:
+        conf["spark.eventLog.enabled"] = "true"
+        conf["spark.eventLog.dir"] = events if "://" in events else f"file://{events}"
+    if submitted():
+        # spark-submit chose the master and started the driver's JVM with its memory:
+        # the job's config (the local env says local[*]) must not override them
+        del conf["spark.driver.memory"]
+    elif spark.master:
         conf["spark.master"] = spark.master
     for key, value in spark.conf.items():
         value = str(value).lower() if isinstance(value, bool) else str(value)
@@ -99,10 +127,18 @@ def build_session(settings: Settings, *, verbose: bool = False) -> SparkSession:
     java_info()  # a clear one-line error instead of "Java gateway process exited"
     # Executors run Python too (xgboost.spark, pandas functions): the project's interpreter.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    if settings.spark.master.startswith("local"):
+    if settings.spark.master.startswith("local") and not submitted():
         # Local mode talks to itself only; this also stops Spark's hostname warning.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     conf = session_conf(settings, verbose=verbose, connector_jars=connector_jars(settings))
+    events = event_log_dir(settings)
+    if events and "://" not in events:
+        try:
+            Path(events).mkdir(parents=True, exist_ok=True)  # Spark does not create it
+        except OSError as exc:
+            raise EnvironmentProblem(
+                f"spark.event_log_dir {events} cannot be created: {exc.strerror}"
+            ) from None
     builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)
@@ -133,7 +169,7 @@ def connector_jars(settings: Settings) -> list[Path] | None:
     from batchml.lib.delta import connector_jar as delta_jar  # (lib.delta imports this module)
 
     backend = settings.delta.backend
-    if backend == "embedded" or "PYSPARK_GATEWAY_PORT" in os.environ:
+    if backend == "embedded" or submitted():
         return None
     if _connector_hinted(session_conf(settings)):
         return None
@@ -150,7 +186,7 @@ def _launch_jvm(conf: dict[str, str], *, verbose: bool) -> None:
     from pyspark import SparkConf, SparkContext
     from pyspark.java_gateway import launch_gateway
 
-    if SparkContext._gateway is not None or "PYSPARK_GATEWAY_PORT" in os.environ:
+    if SparkContext._gateway is not None or submitted():
         return
     spark_conf = SparkConf()
     for key, value in conf.items():

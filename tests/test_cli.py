@@ -36,15 +36,18 @@ def test_help_lists_the_commands(runner: CliRunner) -> None:
         "evaluate",
         "promote",
         "predict",
+        "submit",
         "doctor",
         "config",
         "table",
         "models",
+        "runs",
     ]
     for group, commands in {
         "config": ["show"],
         "table": ["show", "history", "export", "vacuum"],
         "models": ["list", "show", "alias"],
+        "runs": ["list", "show"],
     }.items():
         shown = runner.invoke(app, [group, "--help"])
         assert shown.exit_code == 0

@@ -10,6 +10,7 @@ from pyspark.sql import SparkSession
 
 from batchml.jobs.ingest.request import IngestJob, IngestReport, IngestRequest
 from batchml.jobs.ingest.write import batch_token, write_batch
+from batchml.lib import runs
 from batchml.lib.contracts import (
     check_contract,
     output_schema,
@@ -88,7 +89,8 @@ def run(spark: SparkSession, settings: Settings, request: IngestRequest) -> Inge
         mode,
         replace_where,
     )
-    run_id = uuid.uuid4().hex[:16]
+    recording = runs.current()  # the runs table's id, so the ledger's rows point at it
+    run_id = recording.run_id if recording else uuid.uuid4().hex[:16]
     state = job.ledger.load()
     known_batches = dict(state.ingested_by)  # before completing interrupted batches
     _check_target(tables, table_uri, output, contract)

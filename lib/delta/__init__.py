@@ -9,8 +9,11 @@ tables.write(df, uri, mode="replace", replace_where="month = '2013-02'")
 
 from __future__ import annotations
 
+from typing import Any
+
 from pyspark.sql import SparkSession
 
+from batchml.lib import runs
 from batchml.lib.delta.api import (
     CommitConflict,
     DeltaTables,
@@ -40,13 +43,40 @@ log = get_logger(__name__)
 
 
 def delta_tables(spark: SparkSession, settings: Settings) -> DeltaTables:
-    """The Delta backend `delta.backend` selects for this session."""
+    """The Delta backend `delta.backend` selects for this session; the table versions it
+    reads and writes are noted in the run being recorded (the runs table)."""
     choice = session_backend(spark, settings.delta.backend)
     log.debug("delta backend", extra={"backend": choice.name, "reason": choice.reason})
     if choice.name == "connector":
         from batchml.lib.delta.connector import ConnectorDelta
 
-        return ConnectorDelta(spark)
+        return NotedTables(ConnectorDelta(spark))
     from batchml.lib.delta.embedded import EmbeddedDelta
 
-    return EmbeddedDelta(spark)
+    return NotedTables(EmbeddedDelta(spark))
+
+
+class NotedTables:
+    """A backend whose reads and writes are noted in the current run (`lib/runs.py`)."""
+
+    def __init__(self, backend: DeltaTables) -> None:
+        self.backend = backend
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend, name)
+
+    def read(self, uri: str, *args: Any, **kwargs: Any) -> TableRead:
+        read = self.backend.read(uri, *args, **kwargs)
+        runs.note_read(read.uri, read.version)
+        return read
+
+    def read_added(self, uri: str, since: int, version: int) -> TableRead | None:
+        read = self.backend.read_added(uri, since, version)
+        if read is not None:
+            runs.note_read(read.uri, read.version)
+        return read
+
+    def write(self, df: Any, uri: str, *args: Any, **kwargs: Any) -> WriteResult:
+        result = self.backend.write(df, uri, *args, **kwargs)
+        runs.note_write(result.uri, result.version, result.committed)
+        return result

@@ -1,0 +1,104 @@
+"""`batchml submit` (what `./spark-submit.sh` runs): a job handed to spark-submit.
+
+Builds (or reuses) dist/ — the wheel, the packed environment, the driver entry — checks
+the master answers, then runs Spark's spark-submit and exits with its exit code, which
+in client mode is the job's own.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+
+import typer
+
+from batchml.jobs.app import RunContext, app, reports_errors
+from batchml.lib import packaging
+from batchml.lib import submit as spark_submit
+from batchml.lib.config import load_config
+from batchml.lib.errors import ConfigError
+from batchml.lib.logs import get_logger
+
+log = get_logger(__name__)
+
+SUBMIT_HELP = """Hand a job to Spark's spark-submit (the same as ./spark-submit.sh).
+
+batchml submit \\[--master M] \\[--deploy-mode client|cluster] \\[--env ENV]
+\\[--conf-file FILE] \\[--delta connector|embedded] \\[--set KEY=VALUE]...
+\\[--rebuild] \\[--dry-run] \\[other spark-submit options...] JOB \\[job options...]
+
+The wheel and a packed Python environment are built into dist/ (reused while uv.lock
+and the sources are unchanged) and shipped with --archives; executors run its
+interpreter. --dry-run prints the spark-submit command instead of running it.
+
+Exit code: the job's own in client mode; in cluster mode, non-zero when the
+application failed.
+"""
+
+
+def job_names() -> list[str]:
+    """The commands a submit can run: every `batchml` command but submit itself."""
+    group = typer.main.get_command(app)
+    return [name for name in group.commands if name != "submit"]  # type: ignore[attr-defined]
+
+
+@reports_errors
+def command(ctx: typer.Context) -> None:
+    state: RunContext = ctx.find_object(RunContext)
+    request = spark_submit.parse(list(ctx.args), job_names())
+    # `batchml --env E --conf F --set K=V submit …` means the same as giving them to submit
+    request.env = request.env or state.env
+    if request.conf_file is None and state.conf_file is not None:
+        if not state.conf_file.is_file():
+            raise ConfigError(f"--conf {state.conf_file}: no such file")
+        request.conf_file = state.conf_file.resolve()
+    request.overrides = [*state.overrides, *request.overrides]
+    cfg = load_config(env=request.env, conf_file=request.conf_file, overrides=request.overrides)
+    settings = cfg.settings
+    master = request.master or state.master or settings.spark.master
+    if not master:
+        raise ConfigError("no master: give --master (the config's spark.master is empty)")
+    if request.delta == "connector" and request.deploy_mode == "client":
+        from batchml.lib.delta import connector_jar
+
+        jars = connector_jar.cached_jars(settings.delta.jar_cache)
+    else:
+        jars = None  # the cluster resolves --packages itself
+    script = spark_submit.spark_submit_path()
+    if not request.dry_run:
+        spark_submit.check_master(master)
+    if master.startswith("local"):  # executors in this process: no environment to ship
+        archive, entry = None, packaging.entry_file(packaging.project_root() / "dist")
+    else:
+        built = packaging.build(force=request.rebuild)
+        archive, entry = built.archive, built.entry
+    from batchml.lib.delta.connector_jar import CONNECTOR
+    from batchml.lib.spark import QUIET_LOG4J
+
+    argv = spark_submit.command(
+        request,
+        spark_submit=script,
+        archive=archive,
+        entry=entry,
+        master=master,
+        driver_memory=settings.spark.driver_memory,
+        connector_jars=jars,
+        connector_package=CONNECTOR,
+        quiet_log4j=None if state.verbose else QUIET_LOG4J,
+    )
+    if request.dry_run:
+        typer.echo(shlex.join(argv))
+        return
+    log.info(f"submitting {request.job} to {master} ({request.deploy_mode} mode)")
+    environ = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "PYSPARK_GATEWAY_PORT")
+    }
+    if master.startswith("local") or spark_submit.loopback(master):
+        environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # a cluster on this machine
+    code = subprocess.run(argv, env=environ, check=False).returncode
+    if code != 0:
+        log.info(f"spark-submit exited with {code}")
+        raise typer.Exit(code)
