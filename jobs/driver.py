@@ -7,8 +7,14 @@ is where a `--conf` file is found: in cluster deploy mode the file was shipped w
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+# spark-submit merges a client-mode Python driver's stderr into its stdout: `batchml
+# submit` names a file here, the driver's stderr goes there, and submit relays it to its
+# own stderr, so a job's output (--json) and its logs and errors stay apart
+STDERR_FILE = "BATCHML_DRIVER_STDERR"
 
 
 def shipped_paths(args: list[str]) -> list[str]:
@@ -26,6 +32,11 @@ def shipped_paths(args: list[str]) -> list[str]:
 
 
 def main() -> None:
+    target = os.environ.get(STDERR_FILE)
+    if target:
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND)
+        os.dup2(fd, 2)  # Python's stderr, the logs and every child process's
+        os.close(fd)
     from batchml.jobs.cli import main as batchml_main
 
     sys.argv = [sys.argv[0], *shipped_paths(sys.argv[1:])]

@@ -10,10 +10,15 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
+import tempfile
+import threading
+import time
 
 import typer
 
 from batchml.jobs.app import RunContext, app, reports_errors
+from batchml.jobs.driver import STDERR_FILE
 from batchml.lib import packaging
 from batchml.lib import submit as spark_submit
 from batchml.lib.config import load_config
@@ -98,7 +103,38 @@ def command(ctx: typer.Context) -> None:
     }
     if master.startswith("local") or spark_submit.loopback(master):
         environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # a cluster on this machine
-    code = subprocess.run(argv, env=environ, check=False).returncode
+    if request.deploy_mode == "client":
+        code = _run_relaying_stderr(argv, environ)
+    else:
+        code = subprocess.run(argv, env=environ, check=False).returncode
     if code != 0:
         log.info(f"spark-submit exited with {code}")
         raise typer.Exit(code)
+
+
+def _run_relaying_stderr(argv: list[str], environ: dict[str, str]) -> int:
+    """Run spark-submit with the driver's stderr in a file relayed to ours as it grows."""
+    with tempfile.NamedTemporaryFile(prefix="batchml-driver-", suffix=".stderr") as sink:
+        done = threading.Event()
+
+        def relay() -> None:
+            with open(sink.name, "rb") as source:
+                while True:
+                    chunk = source.read(65536)
+                    if chunk:
+                        sys.stderr.buffer.write(chunk)
+                        sys.stderr.flush()
+                    elif done.is_set():
+                        return
+                    else:
+                        time.sleep(0.1)
+
+        relaying = threading.Thread(target=relay, name="driver-stderr", daemon=True)
+        relaying.start()
+        try:
+            return subprocess.run(
+                argv, env={**environ, STDERR_FILE: sink.name}, check=False
+            ).returncode
+        finally:
+            done.set()
+            relaying.join(timeout=10)

@@ -1,0 +1,354 @@
+"""spark-submit.sh: parsing, the command it builds, its errors — and jobs submitted for real
+to a standalone cluster on 127.0.0.1 and to local[2], checked in the tables they left."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+from pyspark.sql import SparkSession
+from standalone import free_port, standalone_cluster
+
+from batchml.jobs.driver import shipped_paths
+from batchml.lib import packaging
+from batchml.lib import submit as spark_submit
+from batchml.lib.errors import ConfigError, EnvironmentProblem
+from batchml.lib.synthetic import agrawal
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "spark-submit.sh"
+JOBS = ["ingest", "train", "predict", "doctor"]
+
+
+# ------------------------------------------------------------------ parsing and command
+def test_parse_splits_submit_spark_and_job_options(tmp_path: Path) -> None:
+    conf = tmp_path / "my.toml"
+    conf.write_text("")
+    request = spark_submit.parse(
+        ["--master", "yarn", "--deploy-mode=cluster", "--conf-file", str(conf),
+         "--executor-memory", "4g", "--verbose", "--conf", "spark.x=1", "--delta", "connector",
+         "--set", "spark.shuffle_partitions=4", "train", "m", "--conf-not-ours", "1"],
+        JOBS,
+    )  # fmt: skip
+    assert (request.master, request.deploy_mode, request.delta) == ("yarn", "cluster", "connector")
+    assert request.conf_file == conf.resolve()
+    assert request.spark_args == ["--executor-memory", "4g", "--verbose", "--conf", "spark.x=1"]
+    assert request.overrides == ["spark.shuffle_partitions=4"]
+    assert (request.job, request.job_args) == ("train", ["m", "--conf-not-ours", "1"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--master", "yarn"], "no job given"),
+        (["nosuch"], "unknown job 'nosuch'; jobs: ingest, train, predict, doctor"),
+        (["--master"], "--master needs a value"),
+        (["--deploy-mode", "remote", "train"], "--deploy-mode 'remote': expected client or"),
+        (["--delta", "rust", "train"], "--delta 'rust': expected connector or embedded"),
+        (["--conf-file", "/no/such.toml", "train"], "--conf-file /no/such.toml: no such file"),
+    ],
+)
+def test_parse_errors_name_the_culprit(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match="^" + message.replace("(", r"\(").replace("[", r"\[")):
+        spark_submit.parse(argv, JOBS)
+
+
+def build_command(request, master: str, jars=None) -> list[str]:
+    return spark_submit.command(
+        request,
+        spark_submit=Path("/spark/bin/spark-submit"),
+        archive=Path("/dist/env.tar.gz"),
+        entry=Path("/dist/entry.py"),
+        master=master,
+        driver_memory="2g",
+        connector_jars=jars,
+        connector_package="io.delta:delta-spark_2.13:4.4.0",
+        quiet_log4j=None,
+    )
+
+
+def test_command_ships_the_environment_and_the_conf_file(tmp_path: Path) -> None:
+    conf = tmp_path / "my.toml"
+    conf.write_text("")
+    request = spark_submit.parse(
+        ["--conf-file", str(conf), "--deploy-mode", "cluster", "--env", "cluster",
+         "--num-executors", "3", "predict", "m@champion"],
+        JOBS,
+    )  # fmt: skip
+    argv = build_command(request, "yarn")
+    joined = " ".join(argv)
+    assert "--archives /dist/env.tar.gz#environment" in joined
+    assert "spark.pyspark.python=./environment/bin/python" in argv
+    assert "spark.pyspark.driver.python=./environment/bin/python" in argv  # cluster: on YARN
+    assert "spark.yarn.submit.waitAppCompletion=true" in argv
+    assert argv[argv.index("--files") + 1] == str(conf)
+    assert "--num-executors 3" in joined and "--driver-memory 2g" in joined
+    # the driver gets the file by its name (YARN puts --files in its working directory)
+    assert argv[argv.index("/dist/entry.py") :] == [
+        "/dist/entry.py", "--conf", "my.toml", "--env", "cluster", "predict", "m@champion",
+    ]  # fmt: skip
+
+
+def test_command_for_the_connector_uses_cached_jars_else_packages() -> None:
+    request = spark_submit.parse(["--delta", "connector", "train", "m"], JOBS)
+    with_jars = build_command(request, "spark://h:7077", jars=[Path("/c/a.jar"), Path("/c/b.jar")])
+    assert with_jars[with_jars.index("--jars") + 1] == "/c/a.jar,/c/b.jar"
+    assert "--packages" not in with_jars
+    assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in with_jars
+    assert with_jars[-4:] == ["--set", 'delta.backend="connector"', "train", "m"]
+    packaged = build_command(request, "spark://h:7077")
+    assert packaged[packaged.index("--packages") + 1] == "io.delta:delta-spark_2.13:4.4.0"
+
+
+def test_local_mode_ships_no_archive_and_cluster_mode_needs_a_cluster() -> None:
+    argv = build_command(spark_submit.parse(["train", "m"], JOBS), "local[2]")
+    assert "--archives" not in argv and f"spark.pyspark.python={sys.executable}" in argv
+    cluster = spark_submit.parse(["--deploy-mode", "cluster", "train", "m"], JOBS)
+    with pytest.raises(ConfigError, match="standalone clusters in client mode only"):
+        build_command(cluster, "spark://h:7077")
+    with pytest.raises(ConfigError, match="needs a cluster master, not local"):
+        build_command(cluster, "local[2]")
+
+
+def test_spark_submit_from_spark_home_else_pyspark(tmp_path: Path, monkeypatch) -> None:
+    with pytest.raises(EnvironmentProblem, match=f"SPARK_HOME={tmp_path} has no bin/spark-submit"):
+        spark_submit.spark_submit_path({"SPARK_HOME": str(tmp_path)})
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "spark-submit").write_text("#!/bin/sh\n")
+    assert spark_submit.spark_submit_path({"SPARK_HOME": str(tmp_path)}) == (
+        tmp_path / "bin" / "spark-submit"
+    )
+    found = spark_submit.spark_submit_path({})
+    assert found.name == "spark-submit" and found.parent.parent.name == "pyspark"
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # an environment without PySpark
+    with pytest.raises(EnvironmentProblem, match=r"^no SPARK_HOME and no PySpark"):
+        spark_submit.spark_submit_path({})
+
+
+def test_an_unreachable_master_fails_within_seconds() -> None:
+    port = free_port()  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(EnvironmentProblem, match=f"spark://127.0.0.1:{port} is not reachable"):
+        spark_submit.check_master(f"spark://127.0.0.1:{port}")
+    assert time.monotonic() - started < 10
+    with pytest.raises(EnvironmentProblem, match="HADOOP_CONF_DIR or YARN_CONF_DIR"):
+        spark_submit.check_master("yarn", {})
+
+
+def test_the_driver_finds_a_shipped_conf_file_in_its_working_directory(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my.toml").write_text("")
+    args = ["--conf", "/submitter/home/my.toml", "--set", "a=1", "train", "--conf", "x"]
+    assert shipped_paths(args) == ["--conf", "my.toml", "--set", "a=1", "train", "--conf", "x"]
+    assert shipped_paths(["--conf", "/nowhere/other.toml", "train"])[1] == "/nowhere/other.toml"
+
+
+def test_a_failing_environment_build_says_why_and_keeps_the_last_build(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    for name in ("lib", "jobs", "conf"):
+        shutil.copytree(REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "uv.lock", project / "uv.lock")
+    (project / "pyproject.toml").write_text(
+        (REPO / "pyproject.toml").read_text().replace("[project]", "[project]\nname = 'x'", 1)
+    )  # a duplicate key: the project cannot be built
+    dist = project / "dist"
+    dist.mkdir()
+    (dist / "keep.txt").write_text("last good build")
+    with pytest.raises(EnvironmentProblem, match=r"^building the job environment failed at build"):
+        packaging.build(project, dist=dist)
+    assert sorted(p.name for p in dist.iterdir()) == ["keep.txt"]  # no half-built files
+
+
+# ------------------------------------------------------------------ for real
+CONF = """
+[lakehouse]
+root = "{lake}"
+
+[delta]
+backend = "embedded"
+
+[spark]
+driver_memory = "1g"
+shuffle_partitions = 2
+
+[tables.people]
+unique_key = ["id"]
+policy = "quarantine"
+
+[tables.people.columns]
+id = {{ type = "long", nullable = false }}
+salary = {{ type = "double" }}
+commission = {{ type = "double" }}
+age = {{ type = "int", min = 18, max = 100 }}
+elevel = {{ type = "int" }}
+loan = {{ type = "double" }}
+label = {{ type = "int", nullable = false }}
+
+[sources.people]
+table = "people"
+path = "raw/people/*.csv"
+options = {{ header = true }}
+
+[views.applicants]
+table = "applicant_features"
+sources = {{ people = "latest" }}
+sql = '''
+SELECT id, salary, commission, age, CAST(elevel AS STRING) AS elevel, loan, label
+FROM people
+'''
+
+[pipelines.people]
+view = "applicants"
+label = "label"
+key = "id"
+
+[pipelines.people.numeric]
+salary = {{}}
+commission = {{}}
+loan = {{}}
+age = {{}}
+
+[pipelines.people.categorical]
+elevel = {{}}
+
+[models.people_lr]
+pipeline = "people"
+algorithm = "logistic_regression"
+params = {{ maxIter = 20 }}
+
+[models.people_xgb]
+pipeline = "people"
+algorithm = "xgboost_classifier"
+params = {{ n_estimators = 10, max_depth = 3 }}
+
+[predictions.people_xgb]
+model = "people_xgb"
+input = "applicant_features"
+output = "applicant_scores"
+"""
+ROWS = 2000
+
+
+@pytest.fixture(scope="module")
+def project(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working directory with a conf file and raw CSV files: 2,000 people, one of them
+    150 years old (the contract quarantines it)."""
+    root = tmp_path_factory.mktemp("submit")
+    lake = root / "lake"
+    people = agrawal(spark, ROWS, function=7, seed=9).selectExpr(
+        "id", "salary", "commission", "IF(id = 7, 150, age) AS age", "elevel", "loan", "label"
+    )
+    people.coalesce(2).write.csv(str(lake / "raw" / "people"), header=True)
+    for other in (lake / "raw" / "people").iterdir():
+        if other.suffix != ".csv":
+            other.unlink()
+    (root / "people.toml").write_text(CONF.format(lake=lake))
+    return root
+
+
+def submit(project: Path, *args: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PYSPARK_")}
+    return subprocess.run(
+        [str(SCRIPT), "--conf-file", str(project / "people.toml"), *args],
+        cwd=project, env=environ, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+
+
+def ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
+    return done
+
+
+def rows(uri: Path) -> list[dict]:
+    return DeltaTable(str(uri)).to_pyarrow_table().to_pylist()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    with standalone_cluster(tmp_path_factory.mktemp("standalone")) as master:
+        yield master
+
+
+def test_jobs_submitted_to_a_standalone_cluster(project: Path, cluster: str) -> None:
+    lake = project / "lake"
+    on = ["--master", cluster]
+    ingested = submit(project, *on, "ingest", "people")
+    assert ingested.returncode == 10, ingested.stderr[-3000:]  # rows quarantined (README)
+    assert len(rows(lake / "people")) == ROWS - 1
+    [bad] = rows(lake / "people_quarantine")
+    assert (json.loads(bad["raw_record"])["id"], bad["failed_rules"]) == (7, ["max:age"])
+
+    ok(submit(project, *on, "features", "--view", "applicants"))
+    ok(submit(project, *on, "train", "people_lr"))
+    ok(submit(project, *on, "train", "people_xgb"))  # xgboost.spark's barrier stage
+    registered = {(r["name"], r["version"]) for r in rows(lake / "_registry" / "versions")}
+    assert registered == {("people_lr", 1), ("people_xgb", 1)}
+
+    ok(submit(project, *on, "predict", "people_xgb"))
+    scores = rows(lake / "applicant_scores")
+    assert sorted(r["id"] for r in scores) == sorted(r["id"] for r in rows(lake / "people"))
+    assert {r["model_version"] for r in scores} == {1}
+
+    # the executors ran the packed environment's interpreter, not the project's .venv
+    doctor = ok(submit(project, *on, "doctor", "--executors", "--json"))
+    pythons = json.loads(doctor.stdout)["facts"]["executor_pythons"]
+    assert pythons and all(p["python"].endswith("/environment/bin/python") for p in pythons)
+    assert not any(str(REPO) in p["python"] for p in pythons)
+    assert {p["batchml"] for p in pythons} == {"0.1.0"}
+
+    # every run is in the runs table, with the cluster's master and what Spark measured
+    recorded = sorted(rows(lake / "_runs"), key=lambda r: r["started_at"])
+    assert [r["job"] for r in recorded] == [
+        "ingest", "features", "train", "train", "predict",
+    ]  # fmt: skip
+    assert {r["master"] for r in recorded} == {cluster}
+    assert [r["exit_code"] for r in recorded] == [10, 0, 0, 0, 0]
+    assert [r["status"] for r in recorded] == ["completed", *["succeeded"] * 4]
+    xgb = recorded[3]
+    assert json.loads(xgb["models"]) == [
+        {"name": "people_xgb", "version": 1, "action": "registered"}
+    ]
+    assert xgb["tasks"] > 0 and xgb["executor_cpu_time_ms"] > 0
+    assert xgb["executor_peak_heap_bytes"] > 0  # an executor apart from the driver
+
+
+def test_the_connector_backend_on_the_cluster(project: Path, cluster: str) -> None:
+    target = project / "lake" / "by_connector"
+    ok(submit(project, "--master", cluster, "--delta", "connector", "generate", "agrawal",
+              "--rows", "300", "--to", str(target)))  # fmt: skip
+    assert len(rows(target)) == 300
+    [commit] = DeltaTable(str(target)).history()
+    assert "Delta-Lake/4.4.0" in commit.get("engineInfo", "")  # written by the connector
+
+
+def test_local_mode_a_failing_job_and_an_unreachable_master(project: Path) -> None:
+    target = project / "lake" / "local_friedman"
+    done = ok(submit(project, "--master", "local[2]", "generate", "friedman", "--rows", "123",
+                     "--to", str(target), "--json"))  # fmt: skip
+    assert json.loads(done.stdout)["rows"] == 123  # stdout is the job's output alone
+    assert len(rows(target)) == 123
+
+    # a job that fails: the script exits with the job's own code, its error on stderr
+    failed = submit(project, "--master", "local[2]", "table", "show", "no_such")
+    assert failed.returncode == 4, failed.stderr[-2000:]
+    errors = [line for line in failed.stderr.splitlines() if "batchml: error:" in line]
+    assert len(errors) == 1 and errors[0].endswith("lake/no_such"), failed.stderr[-2000:]
+    assert failed.stdout == ""
+    port = free_port()
+    started = time.monotonic()
+    done = submit(
+        project, "--master", f"spark://127.0.0.1:{port}", "features", "--view", "applicants"
+    )
+    assert done.returncode == 3 and time.monotonic() - started < 30
+    assert f"batchml: error: Spark master spark://127.0.0.1:{port} is not reachable" in done.stderr
+    unknown = submit(project, "--master", "local[2]", "fly")
+    assert unknown.returncode == 2 and "unknown job 'fly'" in unknown.stderr
