@@ -54,6 +54,7 @@ class RunContext:
     master: str | None = None
     verbose: bool = False
     log_format: str | None = None
+    job: str | None = None  # the recorded job this invocation runs
     _config: ResolvedConfig | None = None
     _spark: Any = None
     _owns_spark: bool = False
@@ -82,7 +83,9 @@ class RunContext:
             from batchml.lib.spark import build_session
 
             self._owns_spark = SparkSession.getActiveSession() is None
-            self._spark = build_session(self.config().settings, verbose=self.verbose)
+            self._spark = build_session(
+                self.config().settings, verbose=self.verbose, job=self.job
+            )
         return self._spark
 
     def tables(self):  # -> DeltaTables
@@ -133,6 +136,7 @@ def recorded(job: str) -> Callable[[F], F]:
                 "master": state.master,
             }
             run = runs.begin(job, arguments)
+            state.job = job
             run.spark_mark = _spark_mark()
             code = EXIT_INTERNAL
             try:

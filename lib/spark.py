@@ -55,9 +55,16 @@ def submitted() -> bool:
 
 
 def session_conf(
-    settings: Settings, *, verbose: bool = False, connector_jars: list[Path] | None = None
+    settings: Settings,
+    *,
+    verbose: bool = False,
+    connector_jars: list[Path] | None = None,
+    job: str | None = None,
 ) -> dict[str, str]:
     """Every Spark setting batchml sets, user pass-through settings last.
+
+    `job` names the application after the job it runs (`batchml train`): how the run is
+    found in the History Server and the cluster manager's UI.
 
     `connector_jars` (Delta's Spark connector from the cache) go on `spark.jars`.
     """
@@ -66,7 +73,7 @@ def session_conf(
     if not verbose:
         java_options.append(f"-Dlog4j2.configurationFile=file:{QUIET_LOG4J}")
     conf = {
-        "spark.app.name": spark.app_name,
+        "spark.app.name": f"{spark.app_name} {job}" if job else spark.app_name,
         "spark.driver.memory": spark.driver_memory,
         "spark.sql.shuffle.partitions": str(spark.shuffle_partitions),
         # Delta's connector rebuilds a table's state in 50 partitions by default: dozens
@@ -118,7 +125,9 @@ def session_conf(
     return conf
 
 
-def build_session(settings: Settings, *, verbose: bool = False) -> SparkSession:
+def build_session(
+    settings: Settings, *, verbose: bool = False, job: str | None = None
+) -> SparkSession:
     """Build (or join) the run's SparkSession.
 
     Raises:
@@ -130,7 +139,9 @@ def build_session(settings: Settings, *, verbose: bool = False) -> SparkSession:
     if settings.spark.master.startswith("local") and not submitted():
         # Local mode talks to itself only; this also stops Spark's hostname warning.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    conf = session_conf(settings, verbose=verbose, connector_jars=connector_jars(settings))
+    conf = session_conf(
+        settings, verbose=verbose, connector_jars=connector_jars(settings), job=job
+    )
     events = event_log_dir(settings)
     if events and "://" not in events:
         try:
