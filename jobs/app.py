@@ -83,9 +83,7 @@ class RunContext:
             from batchml.lib.spark import build_session
 
             self._owns_spark = SparkSession.getActiveSession() is None
-            self._spark = build_session(
-                self.config().settings, verbose=self.verbose, job=self.job
-            )
+            self._spark = build_session(self.config().settings, verbose=self.verbose, job=self.job)
         return self._spark
 
     def tables(self):  # -> DeltaTables

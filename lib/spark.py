@@ -139,9 +139,7 @@ def build_session(
     if settings.spark.master.startswith("local") and not submitted():
         # Local mode talks to itself only; this also stops Spark's hostname warning.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    conf = session_conf(
-        settings, verbose=verbose, connector_jars=connector_jars(settings), job=job
-    )
+    conf = session_conf(settings, verbose=verbose, connector_jars=connector_jars(settings), job=job)
     events = event_log_dir(settings)
     if events and "://" not in events:
         try:
