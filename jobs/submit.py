@@ -7,13 +7,16 @@ in client mode is the job's own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import typer
 
@@ -24,8 +27,10 @@ from batchml.lib import submit as spark_submit
 from batchml.lib.config import load_config
 from batchml.lib.errors import ConfigError
 from batchml.lib.logs import get_logger
+from batchml.lib.signals import Terminated
 
 log = get_logger(__name__)
+STOP_GRACE_SECONDS = 60  # a stopped driver's clean-up, before the group is killed
 
 SUBMIT_HELP = """Hand a job to Spark's spark-submit (the same as ./spark-submit.sh).
 
@@ -106,7 +111,7 @@ def command(ctx: typer.Context) -> None:
     if request.deploy_mode == "client":
         code = _run_relaying_stderr(argv, environ)
     else:
-        code = subprocess.run(argv, env=environ, check=False).returncode
+        code = _run_forwarding_stops(argv, environ)
     if code != 0:
         log.info(f"spark-submit exited with {code}")
         raise typer.Exit(code)
@@ -132,9 +137,49 @@ def _run_relaying_stderr(argv: list[str], environ: dict[str, str]) -> int:
         relaying = threading.Thread(target=relay, name="driver-stderr", daemon=True)
         relaying.start()
         try:
-            return subprocess.run(
-                argv, env={**environ, STDERR_FILE: sink.name}, check=False
-            ).returncode
+            return _run_forwarding_stops(argv, {**environ, STDERR_FILE: sink.name})
         finally:
             done.set()
             relaying.join(timeout=10)
+
+
+def _run_forwarding_stops(argv: list[str], environ: dict[str, str]) -> int:
+    """Run spark-submit in its own process group; a stop asked of this process (Ctrl-C,
+    a scheduler's SIGTERM) is passed to the Python driver, which stops the way a job
+    stops in-process (Spark jobs cancelled, nothing half-written kept) and exits 130 /
+    143, which spark-submit passes on. The whole group is signalled when there is no
+    driver process to find (cluster mode, no /proc), and killed after a grace period."""
+    process = subprocess.Popen(argv, env=environ, start_new_session=True)
+    try:
+        return process.wait()
+    except (KeyboardInterrupt, Terminated) as stop:
+        forwarded = signal.SIGINT if isinstance(stop, KeyboardInterrupt) else signal.SIGTERM
+        driver = _driver_pid(process.pid)
+        with contextlib.suppress(ProcessLookupError):
+            if driver is not None:
+                os.kill(driver, forwarded)
+            else:
+                os.killpg(process.pid, forwarded)
+        try:
+            code = process.wait(timeout=STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise stop from None
+        raise typer.Exit(code) from None  # the driver said why on stderr
+
+
+def _driver_pid(jvm_pid: int) -> int | None:
+    """The Python driver spark-submit's JVM started (client mode), from /proc."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) != jvm_pid:
+                continue
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if packaging.ENTRY.encode() in command:
+            return int(stat.parent.name)
+    return None

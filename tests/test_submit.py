@@ -352,3 +352,39 @@ def test_local_mode_a_failing_job_and_an_unreachable_master(project: Path) -> No
     assert f"batchml: error: Spark master spark://127.0.0.1:{port} is not reachable" in done.stderr
     unknown = submit(project, "--master", "local[2]", "fly")
     assert unknown.returncode == 2 and "unknown job 'fly'" in unknown.stderr
+
+
+def test_a_stopped_submit_stops_its_driver_cleanly(project: Path) -> None:
+    """A scheduler's SIGTERM to spark-submit.sh reaches the Python driver: Spark jobs
+    cancelled, nothing committed, exit 143, the run recorded as interrupted."""
+    target = project / "lake" / "stopped"
+    runs_table = project / "stopped_runs"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PYSPARK_")}
+    process = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "batchml"), "submit", "--conf-file",
+         str(project / "people.toml"), "--master", "local[2]", "--set",
+         f'runs.table="{runs_table}"', "generate", "agrawal", "--rows", "50000000",
+         "--to", str(target)],
+        cwd=project, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    events = project / "lake" / "_spark_events"
+
+    def logs() -> set[Path]:
+        return set(events.iterdir()) if events.exists() else set()
+
+    started = logs()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and logs() <= started:
+            time.sleep(0.5)  # until the driver's SparkContext has started
+        time.sleep(5)  # and its job is under way (50M rows take far longer)
+        process.terminate()
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, err[-2000:]
+    assert err.count("batchml: error: terminated (SIGTERM)") == 1
+    assert not (target / "_delta_log").exists()  # nothing committed
+    [run] = rows(runs_table)
+    assert (run["job"], run["status"], run["exit_code"]) == ("generate", "interrupted", 143)
