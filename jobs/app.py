@@ -159,7 +159,7 @@ def _spark_mark() -> Any:
     from batchml.lib.spark_metrics import Mark, mark
 
     sc = _running_spark_context()
-    return Mark(-1, -1) if sc is None else mark(sc)
+    return Mark(-1) if sc is None else mark(sc)
 
 
 def _running_spark_context() -> Any:

@@ -2,9 +2,9 @@
 
 Spark keeps every job, stage and executor it has seen in its status store (the data
 behind the web UI and the History Server), whether or not the UI is on. A run notes the
-last job and stage id before it starts; at its end the stages after those are summed.
-The store is read through the same Jackson mapper as Spark's REST API, one call per
-list, so a run with thousands of stages costs one round trip, not one per figure.
+last job id before it starts; at its end the stages of the jobs after it are summed.
+The store is read through the same Jackson mapper as Spark's REST API: one call per job
+and per stage of the run, each returning every figure of it.
 
 Peak JVM heap comes from the executors' memory samples (`spark.executor.metrics.
 pollingInterval`): per executor since it started, so in a session shared by several runs
@@ -46,46 +46,45 @@ RESOURCE_COLUMNS = (
 
 @dataclass(frozen=True)
 class Mark:
-    """The last job and stage ids a session had run when a run started."""
+    """The last job id a session had run when a run started."""
 
     job: int
-    stage: int
 
 
-def _store_json(sc: SparkContext, what: str) -> list[dict[str, Any]]:
+def _mapper(sc: SparkContext) -> Any:
+    """Jackson with Scala support: how Spark's REST API writes the status store's data."""
     jvm = sc._jvm
-    store = sc._jsc.sc().statusStore()
     mapper = jvm.com.fasterxml.jackson.databind.ObjectMapper()
     scala_module = getattr(jvm.com.fasterxml.jackson.module.scala, "DefaultScalaModule$")
     mapper.registerModule(scala_module.__getattr__("MODULE$"))
-    if what == "stages":
-        # stageList(statuses, details, withSummaries, unsortedQuantiles, taskStatus)
-        listed = store.stageList(
-            None, False, False, sc._gateway.new_array(jvm.double, 0), jvm.java.util.ArrayList()
-        )
-    elif what == "jobs":
-        listed = store.jobsList(None)
-    else:
-        listed = store.executorList(False)
-    return json.loads(mapper.writeValueAsString(listed))
+    return mapper
 
 
 def mark(sc: SparkContext) -> Mark:
-    """Where the session's job and stage numbering stands now."""
-    jobs = _store_json(sc, "jobs")
-    stages = _store_json(sc, "stages")
-    return Mark(
-        job=max((j["jobId"] for j in jobs), default=-1),
-        stage=max((s["stageId"] for s in stages), default=-1),
-    )
+    """Where the session's job numbering stands now."""
+    return Mark(job=max(sc.statusTracker().getJobIdsForGroup(None), default=-1))
 
 
 def resources_since(sc: SparkContext, since: Mark) -> dict[str, int | None]:
-    """The resources Spark measured for the jobs and stages after `since`."""
-    jobs = [j for j in _store_json(sc, "jobs") if j["jobId"] > since.job]
-    stages = [s for s in _store_json(sc, "stages") if s["stageId"] > since.stage]
+    """The resources Spark measured for the jobs after `since` and their stages: one
+    status-store read per job and per stage of the run, whatever the session ran before."""
+    store, mapper = sc._jsc.sc().statusStore(), _mapper(sc)
+    job_ids = sorted(j for j in sc.statusTracker().getJobIdsForGroup(None) if j > since.job)
+    stage_ids: set[int] = set()
+    for job_id in job_ids:
+        stage_ids.update(json.loads(mapper.writeValueAsString(store.job(job_id)))["stageIds"])
+    no_tasks = sc._jvm.java.util.ArrayList()
+    no_quantiles = sc._gateway.new_array(sc._jvm.double, 0)
+    stages = []  # every attempt of every stage that ran (a skipped stage did not)
+    for stage_id in sorted(stage_ids):
+        try:
+            listed = store.stageData(stage_id, False, no_tasks, False, no_quantiles)
+        except Exception:  # evicted from the store (spark.ui.retainedStages)
+            continue
+        attempts = json.loads(mapper.writeValueAsString(listed))
+        stages.extend(a for a in attempts if a["status"] != "SKIPPED")
     figures: dict[str, int | None] = {
-        "jobs": len(jobs),
+        "jobs": len(job_ids),
         "stages": len({s["stageId"] for s in stages}),
         "tasks": sum(s["numCompleteTasks"] + s["numFailedTasks"] for s in stages),
         "failed_tasks": sum(s["numFailedTasks"] for s in stages),
@@ -94,7 +93,7 @@ def resources_since(sc: SparkContext, since: Mark) -> dict[str, int | None]:
     for column, (field, scale) in STAGE_SUMS.items():
         figures[column] = round(sum(s.get(field) or 0 for s in stages) * scale)
     driver_heap, executor_heap = 0, None  # local mode: the driver is the only executor
-    for executor in _store_json(sc, "executors"):
+    for executor in json.loads(mapper.writeValueAsString(store.executorList(False))):
         peak = (executor.get("peakMemoryMetrics") or {}).get("JVMHeapMemory") or 0
         if executor["id"] == "driver":
             driver_heap = peak
