@@ -45,6 +45,7 @@ def test_factory_follows_delta_backend_setting(spark: SparkSession) -> None:
     auto = load_config(environ={}).settings
     embedded = load_config(environ={}, overrides=["delta.backend=embedded"]).settings
     connector = load_config(environ={}, overrides=["delta.backend=connector"]).settings
-    assert isinstance(delta_tables(spark, auto), ConnectorDelta)
-    assert isinstance(delta_tables(spark, embedded), EmbeddedDelta)
-    assert isinstance(delta_tables(spark, connector), ConnectorDelta)
+    # (each wrapped so that the run being recorded notes what it reads and writes)
+    assert isinstance(delta_tables(spark, auto).backend, ConnectorDelta)
+    assert isinstance(delta_tables(spark, embedded).backend, EmbeddedDelta)
+    assert isinstance(delta_tables(spark, connector).backend, ConnectorDelta)
