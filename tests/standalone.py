@@ -29,6 +29,7 @@ def free_port() -> int:
 def standalone_cluster(workdir: Path, *, cores: int = 2, memory: str = "4g") -> Iterator[str]:
     """Start a master and one worker; yield the master URL; stop both at the end."""
     home = Path(pyspark.__file__).resolve().parent
+    workdir.mkdir(parents=True, exist_ok=True)
     environ = {
         **os.environ,
         "SPARK_HOME": str(home),
