@@ -1,0 +1,223 @@
+"""Drift of a scoring input against a model's training snapshot, from the stored profile.
+
+The training profile (`feature_pipeline.profile_of`, kept in every model's manifest)
+holds, per numeric feature, its decile edges, the rows between them, null count, mean,
+standard deviation and a KLL sketch; per categorical feature, rows per level. The input
+is summarised in **one pass** (`input_profile`): every numeric column is bucketed on its
+own training edges and every categorical column keeps its level, all stacked into one
+long frame and counted by one `groupBy`, which also keeps a KLL sketch, sum and sum of
+squares per (column, bucket); the per-bucket sketches are merged per column afterwards
+on the few rows collected. No pass over the training data.
+
+Figures: PSI over the training deciles (numeric) or levels (categorical), the
+two-sample Kolmogorov-Smirnov statistic between the training and the input sketches
+(evaluated at both sketches' percentiles), Jensen-Shannon divergence of level
+frequencies (base 2, in [0, 1]), null-rate change, mean shift in training standard
+deviations, and unseen levels (counted, the top 5 named).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from batchml.lib.sqltext import identifier
+
+EPSILON = 1e-6  # proportion floor: a bin empty on one side would make PSI infinite
+NULL_BUCKET = -1
+KS_POINTS = [k / 100 for k in range(1, 100)]  # percentiles of each sketch: where KS looks
+
+
+@dataclass
+class ColumnSummary:
+    """One input column, summarised: counts per training bin (numeric) or level."""
+
+    rows: int = 0
+    nulls: int = 0
+    counts: dict[Any, int] = field(default_factory=dict)  # bin index or level -> rows
+    total: float = 0.0
+    total_squares: float = 0.0
+    sketch: bytes | None = None
+
+
+def input_profile(
+    df: DataFrame, numeric_edges: dict[str, list[float]], categorical: list[str]
+) -> dict[str, ColumnSummary]:
+    """Every column's summary in one pass over `df` (see the module doc)."""
+    spark = df.sparkSession
+    names = [*numeric_edges, *categorical]
+    triples = []
+    for i, column in enumerate(numeric_edges):
+        value = f"CAST({identifier(column)} AS DOUBLE)"
+        cleaned = f"CASE WHEN isnan({value}) THEN NULL ELSE {value} END"
+        triples.append(f"{i}, {cleaned}, {_bucket_sql(cleaned, numeric_edges[column])}, NULL")
+    for i, column in enumerate(categorical, start=len(numeric_edges)):
+        level = f"CAST({identifier(column)} AS STRING)"
+        triples.append(f"{i}, NULL, IF({level} IS NULL, {NULL_BUCKET}, 0), {level}")
+    if not triples:
+        return {}
+    stacked = df.select(
+        F.expr(
+            f"stack({len(triples)}, {', '.join(triples)}) AS (__column, __value, __bucket, __level)"
+        )
+    )
+    rows = (
+        stacked.groupBy("__column", "__bucket", "__level")
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.sum("__value").alias("total"),
+            F.sum(F.col("__value") * F.col("__value")).alias("squares"),
+            F.expr("kll_sketch_agg_double(__value)").alias("sketch"),
+        )
+        .collect()
+    )
+    summaries = {name: ColumnSummary() for name in names}
+    sketches: dict[str, list[bytes]] = {name: [] for name in numeric_edges}
+    for row in rows:
+        name = names[row["__column"]]
+        summary = summaries[name]
+        summary.rows += row["rows"]
+        if row["__bucket"] == NULL_BUCKET:
+            summary.nulls += row["rows"]
+            continue
+        key = row["__level"] if name in categorical else row["__bucket"]
+        summary.counts[key] = summary.counts.get(key, 0) + row["rows"]
+        if name in sketches:
+            summary.total += row["total"] or 0.0
+            summary.total_squares += row["squares"] or 0.0
+            if row["sketch"] is not None:
+                sketches[name].append(bytes(row["sketch"]))
+    for name, parts in _merged(spark, sketches).items():
+        summaries[name].sketch = parts
+    return summaries
+
+
+def _bucket_sql(value: str, edges: list[float]) -> str:
+    """The training bin of a value: 0 below the first edge … len(edges) from the last;
+    NULL_BUCKET for a null. A value on an edge goes to the bin above it, as Spark's
+    Bucketizer and the training counts (ranks ≤ edge) do."""
+    cases = " ".join(f"WHEN {value} < {edge!r}D THEN {i}" for i, edge in enumerate(edges))
+    return f"CASE WHEN {value} IS NULL THEN {NULL_BUCKET} {cases} ELSE {len(edges)} END"
+
+
+def _merged(spark: SparkSession, sketches: dict[str, list[bytes]]) -> dict[str, bytes | None]:
+    """One KLL sketch per column from its per-bucket sketches (a tiny local query)."""
+    rows = [(name, part) for name, parts in sketches.items() for part in parts]
+    if not rows:
+        return dict.fromkeys(sketches)
+    schema = T.StructType(
+        [T.StructField("name", T.StringType()), T.StructField("sketch", T.BinaryType())]
+    )
+    merged = (
+        spark.createDataFrame(rows, schema)
+        .groupBy("name")
+        .agg(F.expr("kll_merge_agg_double(sketch)").alias("sketch"))
+        .collect()
+    )
+    out: dict[str, bytes | None] = dict.fromkeys(sketches)
+    out.update({row["name"]: bytes(row["sketch"]) for row in merged})
+    return out
+
+
+def psi(expected: list[float], actual: list[float]) -> float:
+    """Population stability index of two count vectors over the same bins."""
+    e_total, a_total = sum(expected), sum(actual)
+    if not e_total or not a_total:
+        return 0.0
+    value = 0.0
+    for e, a in zip(expected, actual, strict=True):
+        p, q = max(e / e_total, EPSILON), max(a / a_total, EPSILON)
+        value += (q - p) * math.log(q / p)
+    return value
+
+
+def jensen_shannon(expected: list[float], actual: list[float]) -> float:
+    """Jensen-Shannon divergence (base 2, 0 … 1) of two count vectors."""
+    e_total, a_total = sum(expected), sum(actual)
+    if not e_total or not a_total:
+        return 0.0
+    value = 0.0
+    for e, a in zip(expected, actual, strict=True):
+        p, q = e / e_total, a / a_total
+        m = (p + q) / 2
+        if p:
+            value += 0.5 * p * math.log2(p / m)
+        if q:
+            value += 0.5 * q * math.log2(q / m)
+    return value
+
+
+def ks_statistic(spark: SparkSession, training: bytes, scoring: bytes) -> float:
+    """max |F_train(x) - F_input(x)| over both sketches' percentiles (a tiny local query
+    on the two sketches; KLL's rank error, about 1.3%, bounds its precision)."""
+    schema = T.StructType([T.StructField("a", T.BinaryType()), T.StructField("b", T.BinaryType())])
+    ranks = ", ".join(f"{r!r}D" for r in KS_POINTS)
+    one = spark.createDataFrame([(training, scoring)], schema)
+    points = one.select(
+        F.expr(
+            f"array_distinct(concat(kll_sketch_get_quantile_double(a, array({ranks})), "
+            f"kll_sketch_get_quantile_double(b, array({ranks}))))"
+        ).alias("x")
+    ).collect()[0]["x"]
+    points = [p for p in points if p is not None]
+    if not points:
+        return 0.0
+    xs = ", ".join(f"{p!r}D" for p in points)
+    row = one.select(
+        F.expr(f"kll_sketch_get_rank_double(a, array({xs}))").alias("ra"),
+        F.expr(f"kll_sketch_get_rank_double(b, array({xs}))").alias("rb"),
+    ).collect()[0]
+    return max(abs(a - b) for a, b in zip(row["ra"], row["rb"], strict=True))
+
+
+def numeric_drift(
+    spark: SparkSession, profile: dict[str, Any], summary: ColumnSummary
+) -> dict[str, float | None]:
+    """PSI, KS, null-rate change and mean shift of one numeric feature."""
+    bins = len(profile["deciles"]) + 1
+    actual = [summary.counts.get(i, 0) for i in range(bins)]
+    train_rows = profile["count"] + profile["nulls"]
+    train_null_rate = profile["nulls"] / train_rows if train_rows else 0.0
+    null_rate = summary.nulls / summary.rows if summary.rows else 0.0
+    present = summary.rows - summary.nulls
+    mean = summary.total / present if present else None
+    shift = None
+    if mean is not None and profile.get("stddev") and profile.get("mean") is not None:
+        shift = (mean - profile["mean"]) / profile["stddev"]
+    ks = None
+    if profile.get("kll_sketch") and summary.sketch:
+        ks = ks_statistic(spark, base64.b64decode(profile["kll_sketch"]), summary.sketch)
+    return {
+        "psi": psi(profile["decile_counts"], actual),
+        "ks": ks,
+        "null_rate": null_rate,
+        "null_rate_change": null_rate - train_null_rate,
+        "mean_shift_sd": shift,
+    }
+
+
+def categorical_drift(profile: dict[str, Any], summary: ColumnSummary) -> dict[str, Any]:
+    """PSI and Jensen-Shannon over the levels, and the levels training never saw."""
+    trained: dict[str, int] = profile["levels"]
+    levels = sorted(set(trained) | set(summary.counts))
+    expected = [trained.get(level, 0) for level in levels]
+    actual = [summary.counts.get(level, 0) for level in levels]
+    unseen = sorted(
+        ((level, n) for level, n in summary.counts.items() if level not in trained),
+        key=lambda ln: (-ln[1], ln[0]),
+    )
+    train_rows = sum(trained.values()) + profile.get("nulls", 0)
+    return {
+        "psi": psi(expected, actual),
+        "js": jensen_shannon(expected, actual),
+        "unseen_rows": sum(n for _, n in unseen),
+        "unseen_levels": [level for level, _ in unseen[:5]],
+        "null_rate_change": (summary.nulls / summary.rows if summary.rows else 0.0)
+        - (profile.get("nulls", 0) / train_rows if train_rows else 0.0),
+    }
