@@ -19,6 +19,7 @@ from batchml.jobs import (
     features,
     generate,
     models,
+    monitor,
     predict,
     promote,
     runs,
@@ -40,6 +41,7 @@ app.command("train")(recorded("train")(train.command))
 app.command("evaluate")(recorded("evaluate")(evaluate.command))
 app.command("promote")(recorded("promote")(promote.command))
 app.command("predict")(recorded("predict")(predict.command))
+app.command("monitor")(recorded("monitor")(monitor.command))
 app.command(
     "submit",
     help=submit.SUBMIT_HELP,

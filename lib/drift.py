@@ -99,10 +99,11 @@ def input_profile(
 
 
 def _bucket_sql(value: str, edges: list[float]) -> str:
-    """The training bin of a value: 0 below the first edge … len(edges) from the last;
-    NULL_BUCKET for a null. A value on an edge goes to the bin above it, as Spark's
-    Bucketizer and the training counts (ranks ≤ edge) do."""
-    cases = " ".join(f"WHEN {value} < {edge!r}D THEN {i}" for i, edge in enumerate(edges))
+    """The training bin of a value: 0 up to the first edge … len(edges) above the last;
+    NULL_BUCKET for a null. A value on an edge belongs to the bin below it, as in the
+    training counts (the sketch's inclusive rank of each edge): with tied edges (a
+    feature that is often 0) the tied mass stays in one bin on both sides."""
+    cases = " ".join(f"WHEN {value} <= {edge!r}D THEN {i}" for i, edge in enumerate(edges))
     return f"CASE WHEN {value} IS NULL THEN {NULL_BUCKET} {cases} ELSE {len(edges)} END"
 
 

@@ -225,6 +225,23 @@ class EvaluationSpec(Section):
     report: bool = True  # train writes the report of its test split
 
 
+class MonitoringSpec(Section):
+    """`batchml monitor`'s thresholds: a feature's figure at or above `*_warn` warns, at or
+    above `*_drift` drifts (sizes: PSI, KS, Jensen-Shannon, the absolute change of the null
+    rate, the absolute mean shift in training standard deviations)."""
+
+    psi_warn: float = 0.1
+    psi_drift: float = 0.25
+    ks_warn: float = 0.1
+    ks_drift: float = 0.2
+    js_warn: float = 0.05
+    js_drift: float = 0.1
+    null_rate_warn: float = 0.05
+    null_rate_drift: float = 0.2
+    mean_shift_warn: float = 0.5
+    mean_shift_drift: float = 1.0
+
+
 class ModelSpec(Section):
     """A model to train: a feature pipeline plus one estimator, on a hash split."""
 
@@ -247,6 +264,7 @@ class ModelSpec(Section):
     # None = the task slots (xgboost: num_workers). Recorded in the manifest.
     partitions: int | None = Field(default=None, ge=1)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
 
 
 class PredictionSpec(Section):

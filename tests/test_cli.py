@@ -36,6 +36,7 @@ def test_help_lists_the_commands(runner: CliRunner) -> None:
         "evaluate",
         "promote",
         "predict",
+        "monitor",
         "submit",
         "doctor",
         "config",

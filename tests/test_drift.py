@@ -87,3 +87,18 @@ def test_one_pass_over_the_input(spark: SparkSession, training, tmp_path) -> Non
     edges = {"x": profile["numeric"]["x"]["deciles"]}
     profiled = bytes_read(lambda: drift.input_profile(stored, edges, ["level"]))
     assert one_scan > 0 and profiled == one_scan  # the two columns read once, all figures
+
+
+def test_tied_decile_edges_keep_the_tied_mass_in_one_bin(spark: SparkSession) -> None:
+    """A feature that is 0 in 60% of rows: six decile edges are 0; the input's zeros must
+    land in the same bin as the training's, or the data would drift from itself."""
+    df = spark.range(2000).select(
+        F.when(F.col("id") % 10 < 6, 0.0).otherwise(F.col("id").cast("double")).alias("x"),
+        F.lit(1).alias("label"),
+    )
+    spec = FeaturePipelineSpec(view="v", label="label", numeric={"x": {}})
+    profile = profile_of(collect_stats(df, spec, profile=True))["numeric"]["x"]
+    assert profile["deciles"][:5] == [0.0] * 5
+    summary = drift.input_profile(df, {"x": profile["deciles"]}, [])["x"]
+    assert summary.counts[0] == 1200  # every zero in the first bin, as training counted
+    assert drift.numeric_drift(spark, profile, summary)["psi"] < 0.01
