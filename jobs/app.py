@@ -302,6 +302,9 @@ def main_callback(
     ctx.call_on_close(state.close)
 
 
+ModelRefArg = Annotated[
+    str, typer.Argument(metavar="MODEL[@VERSION|@ALIAS]", help="A registered model.")
+]
 TableArg = Annotated[
     str, typer.Argument(help="Table path or URI, or a table name under lakehouse.root.")
 ]

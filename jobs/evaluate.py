@@ -19,7 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
+from batchml.jobs.app import JsonOption, ModelRefArg, RunContext, emit, reports_errors
 from batchml.jobs.predict import (
     _trained_types,
     check_input,
@@ -342,9 +342,7 @@ def render(data: dict[str, Any]) -> str:
 @reports_errors
 def command(
     ctx: typer.Context,
-    model: Annotated[
-        str, typer.Argument(metavar="MODEL[@VERSION|@ALIAS]", help="A registered model.")
-    ],
+    model: ModelRefArg,
     *,
     table: Annotated[
         str | None,

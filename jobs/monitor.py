@@ -25,7 +25,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
+from batchml.jobs.app import JsonOption, ModelRefArg, RunContext, emit, reports_errors
 from batchml.lib import drift, runs
 from batchml.lib.delta import DeltaTables, delta_tables
 from batchml.lib.errors import InputError
@@ -248,9 +248,7 @@ def _num(value: float | None) -> str:
 @reports_errors
 def command(
     ctx: typer.Context,
-    model: Annotated[
-        str, typer.Argument(metavar="MODEL[@VERSION|@ALIAS]", help="A registered model.")
-    ],
+    model: ModelRefArg,
     *,
     input_table: Annotated[
         str | None,
