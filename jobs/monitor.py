@@ -172,8 +172,8 @@ def monitor(
     summaries = drift.input_profile(read.df, edges, list(categorical))
     spec = monitoring_spec(settings, model)
     features: dict[str, dict[str, Any]] = {}
-    for column in edges:
-        figures = drift.numeric_drift(spark, numeric[column], summaries[column])
+    numeric_figures = drift.numeric_drifts(spark, {c: numeric[c] for c in edges}, summaries)
+    for column, figures in numeric_figures.items():
         features[column] = {"kind": "numeric", **figures}
     for column in categorical:
         figures = drift.categorical_drift(categorical[column], summaries[column])

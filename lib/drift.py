@@ -154,33 +154,53 @@ def jensen_shannon(expected: list[float], actual: list[float]) -> float:
     return value
 
 
-def ks_statistic(spark: SparkSession, training: bytes, scoring: bytes) -> float:
-    """max |F_train(x) - F_input(x)| over both sketches' percentiles (a tiny local query
-    on the two sketches; KLL's rank error, about 1.3%, bounds its precision)."""
-    schema = T.StructType([T.StructField("a", T.BinaryType()), T.StructField("b", T.BinaryType())])
+def ks_statistics(spark: SparkSession, pairs: dict[str, tuple[bytes, bytes]]) -> dict[str, float]:
+    """max |F_train(x) - F_input(x)| per feature, over both sketches' percentiles: two
+    small local queries on the sketches of every feature at once (KLL's rank error,
+    about 1.3%, bounds the precision)."""
+    if not pairs:
+        return {}
+    names = list(pairs)
+    schema = T.StructType(
+        [T.StructField(f"{side}{i}", T.BinaryType()) for i in range(len(names)) for side in "ab"]
+    )
+    one = spark.createDataFrame([tuple(part for name in names for part in pairs[name])], schema)
     ranks = ", ".join(f"{r!r}D" for r in KS_POINTS)
-    one = spark.createDataFrame([(training, scoring)], schema)
-    points = one.select(
-        F.expr(
-            f"array_distinct(concat(kll_sketch_get_quantile_double(a, array({ranks})), "
-            f"kll_sketch_get_quantile_double(b, array({ranks}))))"
-        ).alias("x")
-    ).collect()[0]["x"]
-    points = [p for p in points if p is not None]
-    if not points:
-        return 0.0
-    xs = ", ".join(f"{p!r}D" for p in points)
-    row = one.select(
-        F.expr(f"kll_sketch_get_rank_double(a, array({xs}))").alias("ra"),
-        F.expr(f"kll_sketch_get_rank_double(b, array({xs}))").alias("rb"),
+    found = one.select(
+        *[
+            F.expr(
+                f"array_sort(array_distinct(filter(concat("
+                f"kll_sketch_get_quantile_double(a{i}, array({ranks})), "
+                f"kll_sketch_get_quantile_double(b{i}, array({ranks}))), x -> x IS NOT NULL)))"
+            ).alias(f"x{i}")
+            for i in range(len(names))
+        ]
     ).collect()[0]
-    return max(abs(a - b) for a, b in zip(row["ra"], row["rb"], strict=True))
+    points = {i: found[f"x{i}"] or [] for i in range(len(names))}
+    columns = []
+    for i, xs in points.items():
+        if xs:
+            grid = ", ".join(f"{p!r}D" for p in xs)
+            columns += [
+                F.expr(f"kll_sketch_get_rank_double(a{i}, array({grid}))").alias(f"ra{i}"),
+                F.expr(f"kll_sketch_get_rank_double(b{i}, array({grid}))").alias(f"rb{i}"),
+            ]
+    row = one.select(*columns).collect()[0] if columns else None
+    out = {}
+    for i, name in enumerate(names):
+        if not points[i] or row is None:
+            out[name] = 0.0
+            continue
+        pairs_of_ranks = zip(row[f"ra{i}"], row[f"rb{i}"], strict=True)
+        out[name] = max(abs(a - b) for a, b in pairs_of_ranks)
+    return out
 
 
 def numeric_drift(
-    spark: SparkSession, profile: dict[str, Any], summary: ColumnSummary
+    profile: dict[str, Any], summary: ColumnSummary, ks: float | None
 ) -> dict[str, float | None]:
-    """PSI, KS, null-rate change and mean shift of one numeric feature."""
+    """PSI, KS (from `ks_statistics`), null-rate change and mean shift of one numeric
+    feature."""
     bins = len(profile["deciles"]) + 1
     actual = [summary.counts.get(i, 0) for i in range(bins)]
     train_rows = profile["count"] + profile["nulls"]
@@ -191,15 +211,28 @@ def numeric_drift(
     shift = None
     if mean is not None and profile.get("stddev") and profile.get("mean") is not None:
         shift = (mean - profile["mean"]) / profile["stddev"]
-    ks = None
-    if profile.get("kll_sketch") and summary.sketch:
-        ks = ks_statistic(spark, base64.b64decode(profile["kll_sketch"]), summary.sketch)
     return {
         "psi": psi(profile["decile_counts"], actual),
         "ks": ks,
         "null_rate": null_rate,
         "null_rate_change": null_rate - train_null_rate,
         "mean_shift_sd": shift,
+    }
+
+
+def numeric_drifts(
+    spark: SparkSession, profiles: dict[str, dict[str, Any]], summaries: dict[str, ColumnSummary]
+) -> dict[str, dict[str, float | None]]:
+    """`numeric_drift` of every feature in `profiles`, their KS statistics computed together."""
+    pairs = {
+        column: (base64.b64decode(profile["kll_sketch"]), summaries[column].sketch)
+        for column, profile in profiles.items()
+        if profile.get("kll_sketch") and summaries[column].sketch
+    }
+    ks = ks_statistics(spark, pairs)  # type: ignore[arg-type]
+    return {
+        column: numeric_drift(profile, summaries[column], ks.get(column))
+        for column, profile in profiles.items()
     }
 
 

@@ -43,7 +43,7 @@ def test_the_training_data_itself_does_not_drift(spark: SparkSession, training) 
     df, profile = training
     edges = {"x": profile["numeric"]["x"]["deciles"]}
     summaries = drift.input_profile(df, edges, ["level"])
-    x = drift.numeric_drift(spark, profile["numeric"]["x"], summaries["x"])
+    x = drift.numeric_drifts(spark, {"x": profile["numeric"]["x"]}, summaries)["x"]
     assert summaries["x"].rows == 1000 and summaries["x"].nulls == 100
     assert x["psi"] < 0.01 and x["ks"] < 0.02
     assert x["null_rate"] == pytest.approx(0.1) and x["null_rate_change"] == pytest.approx(0.0)
@@ -61,7 +61,7 @@ def test_a_shifted_input_drifts_and_new_levels_are_named(spark: SparkSession, tr
     )
     edges = {"x": profile["numeric"]["x"]["deciles"]}
     summaries = drift.input_profile(shifted, edges, ["level"])
-    x = drift.numeric_drift(spark, profile["numeric"]["x"], summaries["x"])
+    x = drift.numeric_drifts(spark, {"x": profile["numeric"]["x"]}, summaries)["x"]
     # bins the training deciles cut: everything at or above ~700 lands in the top 3 bins
     assert sum(summaries["x"].counts.get(b, 0) for b in (7, 8, 9)) == 500
     assert x["psi"] > 1.0
@@ -101,4 +101,4 @@ def test_tied_decile_edges_keep_the_tied_mass_in_one_bin(spark: SparkSession) ->
     assert profile["deciles"][:5] == [0.0] * 5
     summary = drift.input_profile(df, {"x": profile["deciles"]}, [])["x"]
     assert summary.counts[0] == 1200  # every zero in the first bin, as training counted
-    assert drift.numeric_drift(spark, profile, summary)["psi"] < 0.01
+    assert drift.numeric_drift(profile, summary, None)["psi"] < 0.01
