@@ -112,3 +112,18 @@ def test_a_model_without_a_profile_is_profiled_by_time_travel(
     gone = dataclasses.replace(bare, training_table=str(tmp_path / "vacuumed"))
     with pytest.raises(InputError, match="registry-aware vacuum"):
         monitor.training_profile(spark, tables, gone)
+
+
+def test_a_monitoring_table_with_another_schema_is_named(
+    spark: SparkSession, cli_globals, tmp_path: Path
+) -> None:
+    lake = tmp_path / "lake"
+    EmbeddedDelta(spark).write(agrawal(spark, 400, function=7, seed=9), str(lake / "people"))
+    train_job.run(spark, settings_for(lake, tmp_path), "people_lr")
+    EmbeddedDelta(spark).write(
+        spark.createDataFrame([(1, "x")], "a int, b string"), str(lake / "_monitoring")
+    )
+    done = invoke(cli_globals, lake, tmp_path, "people_lr")
+    assert done.exit_code == 4, done.stderr
+    assert done.stderr.count("\n") == 1 and "_monitoring" in done.stderr
+    assert EmbeddedDelta(spark).version(str(lake / "_monitoring")) == 0
