@@ -3,15 +3,16 @@
 4M scoring rows x 20 numeric + 3 categorical features against a 4M-row training snapshot,
 measured in one run on the same session:
   (batchml) the training profile as `train` stores it (computed in the training
-            aggregate; timed apart, it is not monitoring's cost), then `input_profile`
-            and every figure: one pass over the scoring data, none over the training data
+            aggregate; timed apart, it is not monitoring's cost), then the fine bins from
+            the stored sketches, `input_profile` and every figure (PSI, KS, JS, ...): one
+            pass over the scoring data, none over the training data
   (naive)   per numeric feature `approxQuantile` deciles on the training data, then a
             Bucketizer + groupBy count on each side; per categorical feature a groupBy
             count on each side; PSI from those counts
 PSI agreement: batchml's PSI on the naive's own bins (its edges and training counts)
 against the naive PSI, per feature.
 
-    uv run python benchmarks/monitor_drift.py [--rows 4000000] [--workdir /tmp/bench_drift]
+    uv run python benchmarks/monitor_drift.py [--rows 4000000] [--repeat 3] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=4_000_000)
     parser.add_argument("--workdir", default="/tmp/bench_drift")
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     spark = (
         SparkSession.builder.master("local[2]")
@@ -113,21 +115,26 @@ def main() -> None:
     )
 
     def ours() -> dict[str, dict]:
-        edges = {c: profile["numeric"][c]["deciles"] for c in NUMERIC}
-        summaries = drift.input_profile(score, edges, CATEGORICAL)
-        figures = drift.numeric_drifts(
-            spark, {c: profile["numeric"][c] for c in NUMERIC}, summaries
-        )
+        numeric = {c: profile["numeric"][c] for c in NUMERIC}
+        fine = drift.grids(spark, numeric)
+        summaries = drift.input_profile(score, {c: g.edges for c, g in fine.items()}, CATEGORICAL)
+        figures = drift.numeric_drifts(numeric, summaries, fine)
         for c in CATEGORICAL:
             figures[c] = drift.categorical_drift(profile["categorical"][c], summaries[c])
         return figures
 
-    ours_figures, ours_s, ours_res = timed(spark, ours)
-    naive_figures, naive_s, naive_res = timed(spark, lambda: naive(train, score))
+    # alternated, each side's median of --repeat runs (the first run of either also
+    # pays the JVM's warm-up)
+    ours_runs, naive_runs = [], []
+    for _ in range(args.repeat):
+        ours_runs.append(timed(spark, ours))
+        naive_runs.append(timed(spark, lambda: naive(train, score)))
+    ours_figures, ours_s, ours_res = sorted(ours_runs, key=lambda r: r[1])[len(ours_runs) // 2]
+    naive_figures, naive_s, naive_res = sorted(naive_runs, key=lambda r: r[1])[len(naive_runs) // 2]
 
-    # PSI on the naive's own bins: same edges, same training counts. The Bucketizer's bins
-    # are [e, e'); batchml's (e, e'] (as training's inclusive ranks count): an edge one
-    # ulp lower makes `v <= edge` mean `v < e` for every double
+    # PSI on the naive's own bins: same edges, same training counts. The naive Bucketizer's
+    # bins are [e, e'); batchml's (e, e'] (as training's inclusive ranks count): an edge
+    # one ulp lower makes `v <= edge` mean `v < e` for every double
     below = {c: [math.nextafter(e, -math.inf) for e in naive_figures[c]["edges"]] for c in NUMERIC}
     same_bins = drift.input_profile(score, below, [])
     differences = []
@@ -143,8 +150,12 @@ def main() -> None:
         f"Python {platform.python_version()}",
         "rows": args.rows,
         "features": {"numeric": len(NUMERIC), "categorical": len(CATEGORICAL)},
+        "repeat": args.repeat,
+        "batchml_runs_seconds": [round(r[1], 2) for r in ours_runs],
+        "naive_runs_seconds": [round(r[1], 2) for r in naive_runs],
         "batchml": {"seconds": round(ours_s, 2), "spark_jobs": ours_res["jobs"],
                     "input_bytes": ours_res["input_bytes"]},
+        "scoring_data_bytes": sum(f.stat().st_size for f in (work / "score").glob("*.parquet")),
         "naive": {"seconds": round(naive_s, 2), "spark_jobs": naive_res["jobs"],
                   "input_bytes": naive_res["input_bytes"]},
         "speedup": round(naive_s / ours_s, 2),
@@ -154,6 +165,7 @@ def main() -> None:
             c: [round(ours_figures[c]["psi"], 5), round(naive_figures[c]["psi"], 5)]
             for c in [*NUMERIC[:3], *CATEGORICAL]
         },
+        "ks_batchml": {c: round(ours_figures[c]["ks"], 4) for c in NUMERIC[:3]},
     }  # fmt: skip
     print(json.dumps(report, indent=2))
 

@@ -21,22 +21,25 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from batchml.jobs.app import JsonOption, ModelRefArg, RunContext, emit, reports_errors
-from batchml.lib import drift, runs
+from batchml.jobs.predict import split_version
+from batchml.lib import drift, evaluation, runs
 from batchml.lib.delta import DeltaTables, delta_tables
 from batchml.lib.errors import InputError
 from batchml.lib.lakehouse import resolve_path, table_location
 from batchml.lib.logs import get_logger
 from batchml.lib.registry import ModelVersion, registry_of
-from batchml.lib.settings import FeaturePipelineSpec, MonitoringSpec, Settings
+from batchml.lib.settings import FeaturePipelineSpec, MonitoringSpec, PredictionSpec, Settings
 from batchml.lib.splits import with_split
 
 log = get_logger(__name__)
 EXIT_DRIFT = 8
+SCORE = "__score"
+PREDICTION_PREFIX = "prediction:"  # the feature name of the model's output in reports
 STATUS_ORDER = {"ok": 0, "warn": 1, "drift": 2}
 MONITORING_SCHEMA = T.StructType(
     [
@@ -51,8 +54,10 @@ MONITORING_SCHEMA = T.StructType(
         T.StructField("metric", T.StringType()),
         T.StructField("value", T.DoubleType()),
         T.StructField("status", T.StringType()),
+        T.StructField("period", T.StringType()),  # performance rows: the period judged
     ]
 )
+PERFORMANCE = "__performance__"  # the feature name of performance rows
 
 
 @dataclass
@@ -67,7 +72,12 @@ class MonitorReport:
     rows: int
     profile_source: str  # "stored" | "time travel"
     status: str
+    scope: str = "whole version"  # or "rows added after version N" (--since)
+    predictions_table: str | None = None  # where the compared scores came from
     features: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the headline metric of each newly labelled period of the predictions
+    performance: list[dict[str, Any]] = field(default_factory=list)
+    degraded: bool = False  # a period dropped past degradation_drift
     monitoring_table: str = ""
     seconds: float = 0.0
 
@@ -133,16 +143,172 @@ def status_of(figures: dict[str, Any], spec: MonitoringSpec) -> dict[str, str]:
         value = figures.get(metric)
         if value is None:
             continue
-        size = abs(value)
-        out[metric] = "drift" if size >= drifted else "warn" if size >= warn else "ok"
+        out[metric] = _graded(abs(value), warn, drifted)
     return out
 
 
+def _graded(size: float, warn: float, drifted: float) -> str:
+    return "drift" if size >= drifted else "warn" if size >= warn else "ok"
+
+
+def predictions_of(
+    settings: Settings, model: ModelVersion, input_uri: str
+) -> PredictionSpec | None:
+    """The `[predictions.*]` section scoring `input_uri` with this model's name, if any."""
+    for section in settings.predictions.values():
+        if section.model.partition("@")[0] != model.name:
+            continue
+        table, _ = split_version(section.input)
+        if table_location(table, settings, relative_to=Path.cwd()) == input_uri:
+            return section
+    return None
+
+
+def scored_rows(
+    tables: DeltaTables,
+    uri: str,
+    model: ModelVersion,
+    input_uri: str,
+    versions: tuple[int | None, int],
+) -> tuple[DataFrame, str] | None:
+    """This model version's predictions of the input's versions (since, version], and
+    the score column the model's score profile describes; None when there is nothing
+    to compare (no profile, no such table).
+
+    Raises:
+        InputError: the predictions table lacks the lineage or the score column.
+    """
+    score = model.manifest.get("score_profile")
+    if not score or not tables.exists(uri):
+        return None
+    frame = tables.read(uri).df
+    needed = ["model_name", "model_version", "input_table", "input_version", score["column"]]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise InputError(f"predictions table {uri} lacks column(s) {', '.join(missing)}")
+    since, version = versions
+    rows = frame.filter(
+        (F.col("model_name") == model.name)
+        & (F.col("model_version") == model.version)
+        & (F.col("input_table") == input_uri)
+        & (F.col("input_version") <= version)
+    )
+    if since is not None:
+        rows = rows.filter(F.col("input_version") > since)
+    return rows.select(F.col(score["column"]).alias(SCORE)), score["column"]
+
+
+def performance(
+    tables: DeltaTables,
+    settings: Settings,
+    model: ModelVersion,
+    predictions: str,
+    input_uri: str,
+    spec: MonitoringSpec,
+    monitoring: str,
+) -> list[dict[str, Any]]:
+    """The headline metric per period of this model version's predictions of `input_uri`
+    whose labels have landed (in the labels table of `[models.NAME.monitoring]`, else in
+    the input's latest version), joined on the key; only periods not yet recorded in the
+    monitoring table with the same labelled rows. Each has a status: its relative drop
+    from the registered test metric against the degradation thresholds.
+
+    Raises:
+        InputError: the labels table or the predictions lack the key or the label.
+    """
+    task, classes = model.manifest.get("task"), model.manifest.get("classes")
+    if task == "regression":
+        score, metric = "prediction", "rmse"
+    elif classes == 2:
+        score, metric = "probability", "areaUnderROC"
+    else:
+        return []
+    feature_spec = model.manifest.get("feature_spec") or {}
+    section = predictions_of(settings, model, input_uri)
+    key = (section.key if section and section.key else None) or (
+        [feature_spec["key"]] if feature_spec.get("key") else []
+    )
+    label = feature_spec.get("label")
+    if not key or not label:
+        return []
+    scored = tables.read(predictions)
+    lacking = [c for c in [*key, score] if c not in scored.df.columns]
+    if lacking:
+        raise InputError(f"predictions table {scored.uri} lacks column(s) {', '.join(lacking)}")
+    labels_uri = input_uri
+    if spec.labels:
+        labels_uri = table_location(spec.labels, settings, relative_to=Path.cwd())
+    labels = tables.read(labels_uri)
+    lacking = [c for c in [*key, label] if c not in labels.df.columns]
+    if lacking and not spec.labels:
+        return []  # the input holds no labels (yet): nothing to judge
+    if lacking:
+        raise InputError(
+            f"labels table {labels.uri}@{labels.version} lacks column(s) {', '.join(lacking)} "
+            f"(the key and label of {model.name})"
+        )
+    date = section.partition_by if section else None
+    if spec.period == "input_version" or not date:
+        period = F.col("input_version").cast("string")
+    else:
+        period = F.date_trunc(spec.period, F.col(date)).cast("date").cast("string")
+    rows = scored.df.filter(
+        (F.col("model_name") == model.name)
+        & (F.col("model_version") == model.version)
+        & (F.col("input_table") == input_uri)
+    ).select(*[F.col(f"`{c}`") for c in key], F.col(score).alias(SCORE), period.alias("__period"))
+    known = labels.df.select(*[F.col(f"`{c}`") for c in key], F.col(f"`{label}`").alias("__label"))
+    joined = rows.join(known.filter(F.col("__label").isNotNull()), key)
+    found = evaluation.by_period(
+        joined, "__label", SCORE, "__period", task=task, seed=int(model.manifest.get("seed", 42))
+    )
+    recorded = _recorded_periods(tables, monitoring, model)
+    baseline = (model.metrics.get("test") or model.metrics.get("validation") or {}).get(metric)
+    out = []
+    for entry in found:
+        if entry["value"] is None or entry["rows"] < spec.min_period_rows:
+            continue
+        if (entry["period"], entry["rows"]) in recorded:
+            continue
+        entry["baseline"] = baseline
+        entry["drop"] = None
+        entry["status"] = "ok"
+        if baseline:
+            drop = (baseline - entry["value"]) / abs(baseline)
+            entry["drop"] = drop if evaluation.higher_is_better(metric) else -drop
+            entry["status"] = _graded(entry["drop"], spec.degradation_warn, spec.degradation_drift)
+        out.append(entry)
+    return out
+
+
+def _recorded_periods(tables: DeltaTables, monitoring: str, model: ModelVersion) -> set:
+    """(period, labelled rows) already judged for this model version."""
+    if not tables.exists(monitoring):
+        return set()
+    frame = tables.read(monitoring).df
+    if "period" not in frame.columns:
+        return set()  # another schema: the append names it
+    rows = frame.filter(
+        (F.col("feature") == PERFORMANCE)
+        & (F.col("model") == model.name)
+        & (F.col("model_version") == model.version)
+        & (F.col("metric") == "rows")
+    ).select("period", "value")
+    return {(r["period"], int(r["value"])) for r in rows.collect()}
+
+
 def monitor(
-    spark: SparkSession, settings: Settings, model_ref: str, input_ref: str | None = None
+    spark: SparkSession,
+    settings: Settings,
+    model_ref: str,
+    input_ref: str | None = None,
+    *,
+    since: int | None = None,
+    predictions: str | None = None,
 ) -> MonitorReport:
-    """Drift of an input table version against the model's training snapshot; every
-    figure appended to the monitoring table.
+    """Drift of an input table version (or of the rows added to it after version `since`)
+    against the model's training snapshot, and of its predictions' scores against the
+    scores at training; every figure appended to the monitoring table.
 
     Raises:
         InputError: unknown model or table version, a feature absent from the input, a
@@ -151,38 +317,74 @@ def monitor(
     started = time.monotonic()
     tables = delta_tables(spark, settings)
     model = registry_of(settings, None).get(model_ref)
-    from batchml.jobs.predict import split_version
-
     if input_ref:
         name, version = split_version(input_ref)
         uri = table_location(name, settings, relative_to=Path.cwd())
     else:
         uri, version = model.training_table, None  # the training table as it is now
     read = tables.read(uri, version=version)
+    frame, scope = read.df, "whole version"
+    if since is not None:
+        if not 0 <= since < read.version:
+            earlier = (
+                f"give a version from 0 to {read.version - 1}"
+                if read.version
+                else "it has no earlier version"
+            )
+            raise InputError(
+                f"--since {since}: rows added after it must come from a later version of "
+                f"{read.uri}, which is at version {read.version} ({earlier})"
+            )
+        added = tables.read_added(read.uri, since, read.version)
+        if added is None:
+            log.info(f"files of {read.uri} were rewritten after version {since}: whole version")
+        else:
+            frame, scope = added.df, f"rows added after version {since}"
     profile, source = training_profile(spark, tables, model)
     numeric = profile.get("numeric") or {}
     categorical = profile.get("categorical") or {}
-    missing = [c for c in [*numeric, *categorical] if c not in read.df.columns]
+    missing = [c for c in [*numeric, *categorical] if c not in frame.columns]
     if missing:
         raise InputError(
             f"{read.uri}@{read.version} lacks feature column(s) {', '.join(missing)} "
             f"of {model.name}@{model.version}"
         )
-    edges = {c: p["deciles"] for c, p in numeric.items() if p.get("deciles")}
-    summaries = drift.input_profile(read.df, edges, list(categorical))
+    binned = {c: p for c, p in numeric.items() if p.get("deciles")}
+    fine = drift.grids(spark, binned)
+    summaries = drift.input_profile(frame, {c: g.edges for c, g in fine.items()}, list(categorical))
     spec = monitoring_spec(settings, model)
     features: dict[str, dict[str, Any]] = {}
-    numeric_figures = drift.numeric_drifts(spark, {c: numeric[c] for c in edges}, summaries)
+    numeric_figures = drift.numeric_drifts(binned, summaries, fine)
     for column, figures in numeric_figures.items():
         features[column] = {"kind": "numeric", **figures}
     for column in categorical:
         figures = drift.categorical_drift(categorical[column], summaries[column])
         features[column] = {"kind": "categorical", **figures}
+    scored_in = predictions_uri(settings, model, read.uri, predictions)
+    scores = None
+    if scored_in:
+        scores = scored_rows(tables, scored_in, model, read.uri, (since, read.version))
+    if scores is not None:
+        score_profile = model.manifest["score_profile"]
+        grid = drift.grids(spark, {SCORE: score_profile})
+        summary = drift.input_profile(scores[0], {SCORE: grid[SCORE].edges}, [])[SCORE]
+        if summary.rows:
+            figures = drift.numeric_drift(score_profile, summary, grid[SCORE].train_cdf)
+            features[f"{PREDICTION_PREFIX}{scores[1]}"] = {"kind": "prediction", **figures}
     for figures in features.values():
         statuses = status_of(figures, spec)
         figures["statuses"] = statuses
         figures["status"] = max(statuses.values(), key=STATUS_ORDER.get, default="ok")
-    overall = max((f["status"] for f in features.values()), key=STATUS_ORDER.get, default="ok")
+    periods: list[dict[str, Any]] = []
+    if scored_in and tables.exists(scored_in):
+        periods = performance(
+            tables, settings, model, scored_in, read.uri, spec, monitoring_uri(settings)
+        )
+    overall = max(
+        [*(f["status"] for f in features.values()), *(p["status"] for p in periods)],
+        key=STATUS_ORDER.get,
+        default="ok",
+    )
     rows = next(iter(summaries.values())).rows if summaries else 0
     recording = runs.current()
     report = MonitorReport(
@@ -194,7 +396,11 @@ def monitor(
         rows=rows,
         profile_source=source,
         status=overall,
+        scope=scope,
+        predictions_table=scored_in if scores is not None or periods else None,
         features=features,
+        performance=periods,
+        degraded=any(p["status"] == "drift" for p in periods),
         monitoring_table=monitoring_uri(settings),
     )
     _append(tables, report)
@@ -202,16 +408,43 @@ def monitor(
     return report
 
 
+def predictions_uri(
+    settings: Settings, model: ModelVersion, input_uri: str, given: str | None
+) -> str | None:
+    """`--predictions`, else the configured predictions table of this model and input."""
+    if given:
+        return table_location(given, settings, relative_to=Path.cwd())
+    section = predictions_of(settings, model, input_uri)
+    return table_location(section.output, settings, relative_to=Path.cwd()) if section else None
+
+
 def _append(tables: DeltaTables, report: MonitorReport) -> None:
     now = datetime.now(UTC)
-    base = (report.run_id, now, report.model, report.model_version, report.input_table,
-            report.input_version)  # fmt: skip
-    rows = [(*base, "__run__", "run", "rows", float(report.rows), report.status)]
+    base = (
+        report.run_id,
+        now,
+        report.model,
+        report.model_version,
+        report.input_table,
+        report.input_version,
+    )
+    rows = [(*base, "__run__", "run", "rows", float(report.rows), report.status, None)]
     for feature, figures in report.features.items():
         for metric, value in figures.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 status = figures["statuses"].get(metric)
-                rows.append((*base, feature, figures["kind"], metric, float(value), status))
+                rows.append((*base, feature, figures["kind"], metric, float(value), status, None))
+    for entry in report.performance:
+        low, high = entry["interval"] or (None, None)
+        for metric, value, status in (
+            (entry["metric"], entry["value"], entry["status"]),
+            (f"{entry['metric']}_lower", low, None),
+            (f"{entry['metric']}_upper", high, None),
+            ("rows", float(entry["rows"]), None),
+        ):
+            if value is not None:
+                row = (PERFORMANCE, "performance", metric, float(value), status, entry["period"])
+                rows.append((*base, *row))
     tables.write(
         tables.spark.createDataFrame(rows, MONITORING_SCHEMA),
         report.monitoring_table,
@@ -222,13 +455,13 @@ def _append(tables: DeltaTables, report: MonitorReport) -> None:
 def render(data: dict[str, Any]) -> str:
     lines = [
         f"{data['model']}@{data['model_version']} vs {data['input_table']}@"
-        f"{data['input_version']} ({data['rows']} rows; training profile: "
+        f"{data['input_version']} ({data['rows']} rows, {data['scope']}; training profile: "
         f"{data['profile_source']}): {data['status'].upper()}",
         f"  {'feature':<24} {'kind':<11} {'PSI':>7} {'KS/JS':>7} {'nulls Δ':>8} "
         f"{'mean Δ sd':>9}  status",
     ]
     for feature, f in data["features"].items():
-        second = f.get("ks") if f["kind"] == "numeric" else f.get("js")
+        second = f.get("js") if f["kind"] == "categorical" else f.get("ks")
         extra = ""
         if f.get("unseen_levels"):
             extra = f"  unseen {f['unseen_rows']}: {', '.join(map(str, f['unseen_levels']))}"
@@ -236,6 +469,14 @@ def render(data: dict[str, Any]) -> str:
             f"  {feature:<24} {f['kind']:<11} {f['psi']:>7.3f} {_num(second):>7} "
             f"{f['null_rate_change']:>+8.3f} {_num(f.get('mean_shift_sd')):>9}  "
             f"{f['status']}{extra}"
+        )
+    for entry in data.get("performance") or []:
+        low, high = entry["interval"] or (None, None)
+        drop = "" if entry.get("drop") is None else f", {entry['drop']:+.1%} vs test"
+        lines.append(
+            f"  performance {entry['period']}: {entry['metric']} {entry['value']:.4f} "
+            f"[{_num(low)}, {_num(high)}] on {entry['rows']} labelled rows{drop}  "
+            f"{entry['status']}"
         )
     lines.append(f"  appended to {data['monitoring_table']} (run {data['run_id']})")
     return "\n".join(lines)
@@ -258,11 +499,34 @@ def command(
             help="The scoring input (default: the model's training table, latest version).",
         ),
     ] = None,
+    since: Annotated[
+        int | None,
+        typer.Option(
+            "--since",
+            metavar="VERSION",
+            help="Only the rows added to the input after this version (the new batch).",
+        ),
+    ] = None,
+    predictions: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TABLE",
+            help="The predictions table whose scores of this input to compare (default: "
+            "the [predictions] section of this model and input).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Drift of a scoring input against the model's training snapshot (exit 8: drift)."""
     state: RunContext = ctx.find_object(RunContext)
-    report = monitor(state.spark(), state.config().settings, model, input_table)
+    report = monitor(
+        state.spark(),
+        state.config().settings,
+        model,
+        input_table,
+        since=since,
+        predictions=predictions,
+    )
     emit(report.to_dict(), as_json, render)
     if report.status == "drift":
         raise typer.Exit(EXIT_DRIFT)

@@ -240,6 +240,14 @@ class MonitoringSpec(Section):
     null_rate_drift: float = 0.2
     mean_shift_warn: float = 0.5
     mean_shift_drift: float = 1.0
+    # performance over time, once labels land: the headline metric per period of the
+    # predictions against the registered test metric; a relative drop at or above
+    # `degradation_warn` warns, at or above `degradation_drift` flags retraining
+    labels: str | None = None  # a labels table (key + label); default: the scored input
+    period: Literal["day", "week", "month", "input_version"] = "day"
+    degradation_warn: float = Field(default=0.03, ge=0)
+    degradation_drift: float = Field(default=0.06, ge=0)
+    min_period_rows: int = Field(default=100, ge=1)  # fewer labelled rows: not judged
 
 
 class ModelSpec(Section):

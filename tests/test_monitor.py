@@ -33,9 +33,9 @@ def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return lake
 
 
-def invoke(cli_globals, lake: Path, tmp_path: Path, *args: str):
+def invoke(cli_globals, lake: Path, tmp_path: Path, *args: str, extra: str = ""):
     conf = tmp_path / "monitor.toml"
-    conf.write_text(CONF.format(extra=""))
+    conf.write_text(CONF.format(extra=extra))
     base = [*cli_globals, "--conf", str(conf), "--set", f'lakehouse.root="{lake}"']
     return CliRunner().invoke(app, [*base, "monitor", *args])
 
@@ -127,3 +127,102 @@ def test_a_monitoring_table_with_another_schema_is_named(
     assert done.exit_code == 4, done.stderr
     assert done.stderr.count("\n") == 1 and "_monitoring" in done.stderr
     assert EmbeddedDelta(spark).version(str(lake / "_monitoring")) == 0
+
+
+def test_the_new_batch_and_its_predictions_against_the_training_scores(
+    spark: SparkSession, cli_globals, lake: Path, tmp_path: Path
+) -> None:
+    """`applicants` version 0: 1,000 rows like training's; version 1 adds 500 whose
+    salary tripled. Both are scored (`predict`: full, then incremental). Monitoring the
+    rows added after version 0 sees only the new batch, and its scores."""
+    from test_predict import applicants
+    from test_predict import run as predict_run
+
+    model = registry_of(settings_for(lake, tmp_path), None).get("people_lr@1")
+    scores = model.manifest["score_profile"]
+    assert (scores["column"], scores["split"]) == ("probability", "test")
+    assert sum(scores["decile_counts"]) == model.manifest["rows"]["test"]
+
+    # a lake of its own: the module's keeps its monitoring rows to the other tests
+    own = tmp_path / "lake"
+    own.mkdir()
+    for name in ("people", "_registry"):
+        (own / name).symlink_to(lake / name)
+    settings = settings_for(own, tmp_path)
+    tables = EmbeddedDelta(spark)
+    tables.write(applicants(spark, 0, 1000), str(own / "applicants"))
+    assert predict_run(spark, settings).rows_scored == 1000
+    batch = applicants(spark, 1000, 1500).withColumn("salary", F.col("salary") * 3)
+    tables.write(batch, str(own / "applicants"), mode="append")
+    assert predict_run(spark, settings).mode == "incremental"
+
+    def monitored(table: str, *args: str) -> dict:
+        done = invoke(cli_globals, own, tmp_path, "people_lr", "--input", table, "--json", *args)
+        assert done.exit_code in (0, 8), done.stderr
+        return json.loads(done.stdout)
+
+    new = monitored("applicants", "--since", "0")
+    assert (new["rows"], new["scope"]) == (500, "rows added after version 0")
+    assert new["predictions_table"] == str(own / "scores")
+    assert new["features"]["salary"]["status"] == "drift"
+    score = new["features"]["prediction:probability"]
+    assert score["kind"] == "prediction" and score["null_rate"] == 0.0
+
+    first = monitored("applicants@0")
+    assert (first["rows"], first["scope"]) == (1000, "whole version")
+    assert first["features"]["salary"]["status"] == "ok"
+    clean = first["features"]["prediction:probability"]
+    # this LR's probabilities are mostly saturated at 0 and 1 (tied deciles): the clean
+    # batch's score PSI is not small, but the drifted one's is several times larger
+    assert score["psi"] > 3 * clean["psi"] and score["ks"] > 3 * clean["ks"]
+
+    rows = oracle_rows(str(own / "_monitoring"))
+    ours = [r for r in rows if r["run_id"] == new["run_id"] and r["feature"].startswith("pred")]
+    assert {(r["metric"], r["value"]) for r in ours} >= {("psi", score["psi"])}
+    assert new["performance"] == []  # the input has no labels: nothing judged yet
+
+    # the labels land in a table of their own: each scored batch is judged once
+    truth = (  # the labels of the rows `applicants` drew (as it draws them)
+        agrawal(spark, 1000, function=7, seed=3)
+        .select("id", "label")
+        .unionByName(
+            agrawal(spark, 1500, function=7, seed=3).filter("id >= 1000").select("id", "label")
+        )
+    )
+    tables.write(truth, str(own / "outcomes"))
+    labelled = '[models.people_lr.monitoring]\nlabels = "outcomes"\nperiod = "input_version"'
+
+    def judged(extra: str, code: int) -> dict:
+        done = invoke(
+            cli_globals, own, tmp_path, "people_lr", "--input", "applicants", "--json", extra=extra
+        )
+        assert done.exit_code == code, done.stderr
+        return json.loads(done.stdout) if code != 4 else {"stderr": done.stderr}
+
+    periods = {p["period"]: p for p in judged(labelled, 8)["performance"]}  # salaries drift
+    assert {k: p["rows"] for k, p in periods.items()} == {"0": 1000, "1": 500}
+    test_auc = model.metrics["test"]["areaUnderROC"]
+    assert periods["0"]["baseline"] == test_auc
+    assert abs(periods["0"]["value"] - test_auc) < 0.05 and periods["0"]["status"] == "ok"
+    low, high = periods["0"]["interval"]
+    assert low < periods["0"]["value"] < high
+    assert periods["1"]["value"] < periods["0"]["value"] - 0.05
+    assert periods["1"]["drop"] > 0.06 and periods["1"]["status"] == "drift"
+    rows = [r for r in oracle_rows(str(own / "_monitoring")) if r["feature"] == "__performance__"]
+    auc = {r["period"]: r["value"] for r in rows if r["metric"] == "areaUnderROC"}
+    assert auc == {"0": periods["0"]["value"], "1": periods["1"]["value"]}
+    assert judged(labelled, 8)["performance"] == []  # nothing judged twice
+
+    # a labels table without the key is named, and nothing is appended
+    tables.write(truth.drop("id"), str(own / "keyless"))
+    before = tables.version(str(own / "_monitoring"))
+    failed = judged(labelled.replace("outcomes", "keyless"), 4)["stderr"]
+    assert failed.count("\n") == 1 and "keyless@0 lacks column(s) id" in failed
+    assert tables.version(str(own / "_monitoring")) == before
+
+
+def test_since_must_be_an_earlier_version(cli_globals, lake: Path, tmp_path: Path) -> None:
+    done = invoke(cli_globals, lake, tmp_path, "people_lr", "--since", "3")
+    assert done.exit_code == 4
+    assert done.stderr.count("\n") == 1 and "--since 3" in done.stderr
+    assert "people, which is at version 0 (it has no earlier version)" in done.stderr

@@ -56,6 +56,7 @@ class Trained:
     early_stopping: dict[str, Any] | None = None
     partitions: int = 1  # the training data was cut into this many (by key hash)
     classes: int = 0  # label values of a classifier (0 for a regressor)
+    score_profile: dict[str, Any] | None = None
 
 
 def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
@@ -161,6 +162,7 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     fitted = PipelineModel(stages=[*features.model.stages, best])
     rows = {"train": features.stats.rows}
     metrics: dict[str, dict[str, float]] = {}
+    scored = None
     for part in spec.split:
         if part == "train":
             continue
@@ -168,6 +170,9 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
         rows[part], metrics[part] = holdout_metrics(scored, task, label, binary=classes == 2)
         if rows[part] == 0:
             raise InputError(f"the {part} split of {read.uri}@{read.version} is empty")
+    score_profile = None
+    if scored is not None:  # the last holdout split: test when there is one
+        score_profile = _score_profile(scored, task, classes, part)
     params = {
         p.name: _plain(v)
         for p, v in best.extractParamMap().items()
@@ -191,7 +196,29 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
         stopping,
         partitions,
         classes,
+        score_profile,
     )
+
+
+def _score_profile(scored: DataFrame, task: str, classes: int, part: str) -> dict | None:
+    """The distribution of the model's output on a holdout split, profiled like a numeric
+    feature (deciles, their counts, a KLL sketch): what `batchml monitor` compares the
+    scores of a predictions table with. The positive class's probability for a binary
+    classifier, the prediction for a regressor; none for more classes."""
+    from pyspark.ml.functions import vector_to_array
+
+    from batchml.lib.feature_pipeline import collect_stats
+    from batchml.lib.settings import FeaturePipelineSpec
+
+    if task == "regression":
+        column, value = "prediction", F.col("prediction").cast("double")
+    elif classes == 2:
+        column, value = "probability", vector_to_array("probability")[1]
+    else:
+        return None
+    spec = FeaturePipelineSpec(view="scores", label="__score", numeric={"__score": {}})
+    stats = collect_stats(scored.select(value.alias("__score")), spec, profile=True)
+    return {"column": column, "split": part, **profile_of(stats)["numeric"]["__score"]}
 
 
 def _training_partitions(plan: TrainPlan, model, slots: int) -> int:

@@ -106,6 +106,7 @@ def run(
             "code": code_version(),
             "versions": library_versions(spark),
             "training_profile": trained.profile,
+            "score_profile": trained.score_profile,
         },
     )
     log.info(
