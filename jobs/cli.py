@@ -20,6 +20,7 @@ from batchml.jobs import (
     generate,
     models,
     monitor,
+    pipeline,
     predict,
     promote,
     runs,
@@ -42,6 +43,7 @@ app.command("evaluate")(recorded("evaluate")(evaluate.command))
 app.command("promote")(recorded("promote")(promote.command))
 app.command("predict")(recorded("predict")(predict.command))
 app.command("monitor")(recorded("monitor")(monitor.command))
+app.command("pipeline")(recorded("pipeline")(pipeline.command))
 app.command(
     "submit",
     help=submit.SUBMIT_HELP,

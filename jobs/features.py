@@ -10,6 +10,7 @@ import typer
 from pyspark.sql import SparkSession
 
 from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
+from batchml.lib import runs
 from batchml.lib.delta import DeltaTables, WriteResult, WriteToken, delta_tables
 from batchml.lib.errors import ConfigError, InputError
 from batchml.lib.feature_views import (
@@ -73,7 +74,7 @@ def run(
         {s.name: {"uri": s.uri, "version": s.version} for s in resolved.sources},
         [{"name": f.name, "type": f.dataType.simpleString()} for f in resolved.df.schema],
         resolved.sql,
-        uuid.uuid4().hex[:16],
+        runs.run_id(),
         explain_only=explain,
     )
     if explain:

@@ -14,7 +14,6 @@ cue to retrain).
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +57,7 @@ MONITORING_SCHEMA = T.StructType(
     ]
 )
 PERFORMANCE = "__performance__"  # the feature name of performance rows
+RUN_ROW = "__run__"  # the feature name of a run's own row (rows read, the run's status)
 
 
 @dataclass
@@ -375,20 +375,23 @@ def monitor(
         statuses = status_of(figures, spec)
         figures["statuses"] = statuses
         figures["status"] = max(statuses.values(), key=STATUS_ORDER.get, default="ok")
+    for name in spec.ignore:
+        if name in features:
+            features[name]["ignored"] = True  # reported, not judged
     periods: list[dict[str, Any]] = []
     if scored_in and tables.exists(scored_in):
         periods = performance(
             tables, settings, model, scored_in, read.uri, spec, monitoring_uri(settings)
         )
+    judged = [f["status"] for name, f in features.items() if name not in spec.ignore]
     overall = max(
-        [*(f["status"] for f in features.values()), *(p["status"] for p in periods)],
+        [*judged, *(p["status"] for p in periods)],
         key=STATUS_ORDER.get,
         default="ok",
     )
     rows = next(iter(summaries.values())).rows if summaries else 0
-    recording = runs.current()
     report = MonitorReport(
-        run_id=recording.run_id if recording else uuid.uuid4().hex[:16],
+        run_id=runs.run_id(),
         model=model.name,
         model_version=model.version,
         input_table=read.uri,
@@ -428,7 +431,7 @@ def _append(tables: DeltaTables, report: MonitorReport) -> None:
         report.input_table,
         report.input_version,
     )
-    rows = [(*base, "__run__", "run", "rows", float(report.rows), report.status, None)]
+    rows = [(*base, RUN_ROW, "run", "rows", float(report.rows), report.status, None)]
     for feature, figures in report.features.items():
         for metric, value in figures.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -468,7 +471,7 @@ def render(data: dict[str, Any]) -> str:
         lines.append(
             f"  {feature:<24} {f['kind']:<11} {f['psi']:>7.3f} {_num(second):>7} "
             f"{f['null_rate_change']:>+8.3f} {_num(f.get('mean_shift_sd')):>9}  "
-            f"{f['status']}{extra}"
+            f"{f['status']}{' (ignored)' if f.get('ignored') else ''}{extra}"
         )
     for entry in data.get("performance") or []:
         low, high = entry["interval"] or (None, None)

@@ -20,7 +20,6 @@ that a full rescore replaces exactly this model's slice in one commit.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -32,6 +31,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
+from batchml.lib import runs
 from batchml.lib.delta import DeltaTables, WriteToken, delta_tables
 from batchml.lib.delta.schemas import compare_schemas
 from batchml.lib.delta.snapshots import open_snapshot
@@ -313,7 +313,7 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
                 f"date column, and {plan.spec.partition_by} is {kind.simpleString()}"
             )
 
-    run_id = uuid.uuid4().hex[:16]
+    run_id = runs.run_id()
     app_id = f"predict/{model.name}@{model.version}/{read.uri}"
     token = WriteToken(app_id, read.version)
     report = PredictReport(

@@ -58,6 +58,7 @@ def runs_schema():  # -> pyarrow.Schema; pyarrow is imported when a run is writt
             ("models", text),  # JSON [{name, version, action}]
             *[(column, count) for column in RESOURCE_COLUMNS],
             ("gpu", text),  # JSON; null until a job runs on GPUs
+            ("summary", text),  # JSON: what the job decided (pipeline: every step, why)
         ]
     )
 
@@ -74,6 +75,7 @@ class Run:
     writes: list[dict[str, Any]] = field(default_factory=list)
     models: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None  # the one-line error the run ended with
+    summary: dict[str, Any] | None = None  # the job's own account (`note_summary`)
     spark_mark: Mark | None = None  # the session's job/stage ids when the run began
 
 
@@ -115,6 +117,19 @@ def note_model(name: str, version: int, action: str) -> None:
     run = current()
     if run is not None:
         run.models.append({"name": name, "version": version, "action": action})
+
+
+def run_id() -> str:
+    """The current run's id (a job's writes carry it), or a new one outside a run."""
+    run = current()
+    return run.run_id if run is not None else uuid.uuid4().hex[:16]
+
+
+def note_summary(summary: dict[str, Any]) -> None:
+    """What the current run decided, kept in its row (replaces an earlier note)."""
+    run = current()
+    if run is not None:
+        run.summary = summary
 
 
 def note_error(message: str) -> None:
@@ -174,6 +189,7 @@ def row_of(
         "writes": json.dumps(run.writes),
         "models": json.dumps(run.models),
         "gpu": None,
+        "summary": json.dumps(run.summary, default=str) if run.summary is not None else None,
     }
     for column in RESOURCE_COLUMNS:
         row[column] = (resources or {}).get(column)

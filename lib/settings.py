@@ -248,6 +248,8 @@ class MonitoringSpec(Section):
     degradation_warn: float = Field(default=0.03, ge=0)
     degradation_drift: float = Field(default=0.06, ge=0)
     min_period_rows: int = Field(default=100, ge=1)  # fewer labelled rows: not judged
+    # features reported but not judged: those expected to move (a calendar month)
+    ignore: list[str] = Field(default_factory=list)
 
 
 class ModelSpec(Section):
@@ -287,6 +289,32 @@ class PredictionSpec(Section):
     retention_days: int | None = Field(default=None, ge=1)
 
 
+DURATION = r"^\d+[smhdw]$"
+
+
+def duration_seconds(text: str) -> int:
+    """`"30d"` -> seconds (s, m, h, d, w)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    return int(text[:-1]) * units[text[-1]]
+
+
+class ScheduleSpec(Section):
+    """One scheduled run, `batchml pipeline NAME`: ingest, features, monitor, retrain when
+    needed, evaluate and promote, predict."""
+
+    sources: list[str] = Field(default_factory=list)  # [sources.*] ingested (new files only)
+    views: list[str] = Field(default_factory=list)  # [views.*] materialised (incrementally)
+    model: str  # the [models.*] section monitored, retrained and promoted
+    predictions: str | None = None  # the [predictions.*] section (default: the model's name)
+    retrain_every: Annotated[str, Field(pattern=DURATION)] | None = None  # "30d": the
+    # champion's age (since registration) that triggers a retrain; unset: never by age
+    retrain_on_drift: bool = True
+    retrain_on_degradation: bool = True
+    # the feature table version a retrain reads: the latest, or the version before this
+    # run's new rows (rows whose labels a real pipeline would not have yet)
+    train_on: Literal["latest", "before_batch"] = "latest"
+
+
 class Settings(Section):
     """The whole resolved configuration of one run."""
 
@@ -302,6 +330,7 @@ class Settings(Section):
     pipelines: dict[str, FeaturePipelineSpec] = Field(default_factory=dict)
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     predictions: dict[str, PredictionSpec] = Field(default_factory=dict)
+    schedules: dict[str, ScheduleSpec] = Field(default_factory=dict)
 
 
 def known_keys(model: type[BaseModel] = Settings, prefix: str = "") -> list[str]:

@@ -37,6 +37,7 @@ def test_help_lists_the_commands(runner: CliRunner) -> None:
         "promote",
         "predict",
         "monitor",
+        "pipeline",
         "submit",
         "doctor",
         "config",

@@ -3,7 +3,6 @@ what an interrupted run left, write the new batch."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import replace
 
 from pyspark.sql import SparkSession
@@ -89,8 +88,7 @@ def run(spark: SparkSession, settings: Settings, request: IngestRequest) -> Inge
         mode,
         replace_where,
     )
-    recording = runs.current()  # the runs table's id, so the ledger's rows point at it
-    run_id = recording.run_id if recording else uuid.uuid4().hex[:16]
+    run_id = runs.run_id()  # the runs table's id, so the ledger's rows point at it
     state = job.ledger.load()
     known_batches = dict(state.ingested_by)  # before completing interrupted batches
     _check_target(tables, table_uri, output, contract)

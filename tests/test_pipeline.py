@@ -1,0 +1,238 @@
+"""`batchml pipeline`: one scheduled run from raw files to predictions, rerun-safe."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from oracles import oracle_rows
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from typer.testing import CliRunner
+
+from batchml.jobs import pipeline
+from batchml.jobs.cli import app
+from batchml.lib import runs
+from batchml.lib.config import load_config
+from batchml.lib.errors import ConfigError
+from batchml.lib.registry import registry_of
+from batchml.lib.settings import ScheduleSpec
+from batchml.lib.synthetic import agrawal
+
+CONF = """
+[tables.people]
+unique_key = ["id"]
+policy = "quarantine"
+
+[tables.people.columns]
+id = { type = "int", nullable = false }
+salary = { type = "double" }
+commission = { type = "double" }
+loan = { type = "double" }
+age = { type = "int" }
+elevel = { type = "int" }
+label = { type = "int" }
+
+[sources.people]
+table = "people"
+path = "raw/people/*.csv"
+format = "csv"
+options = { header = true }
+
+[views.people_features]
+table = "people_features"
+sources = { people = "latest" }
+incremental = true
+sql = "SELECT id, salary, commission, loan, age, elevel, label FROM people"
+
+[pipelines.people]
+view = "people_features"
+label = "label"
+key = "id"
+numeric = { salary = {}, commission = {}, loan = {}, age = {} }
+categorical = { elevel = {} }
+
+[models.people_lr]
+pipeline = "people"
+algorithm = "logistic_regression"
+params = { maxIter = 20, regParam = 0.01 }
+
+[models.people_lr.evaluation]
+bootstrap = 50
+report = false
+
+[predictions.people_lr]
+model = "people_lr"
+input = "people_features"
+output = "scores"
+
+[schedules.nightly]
+sources = ["people"]
+views = ["people_features"]
+model = "people_lr"
+"""
+COLUMNS = ["id", "salary", "commission", "loan", "age", "elevel", "label"]
+
+
+def land(spark: SparkSession, folder: Path, name: str, start: int, stop: int, salary=1.0):
+    """Rows [start, stop) of one Agrawal draw as one raw CSV batch (tiny: collected)."""
+    rows = (
+        agrawal(spark, stop, function=7, seed=9)
+        .filter(F.col("id") >= start)
+        .withColumn("salary", F.col("salary") * salary)
+        .select(*COLUMNS)
+        .orderBy("id")
+        .collect()
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / name).open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(COLUMNS)
+        writer.writerows([[row[c] for c in COLUMNS] for row in rows])
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> dict:
+    conf = tmp_path / "pipeline.toml"
+    conf.write_text(CONF)
+    lake = tmp_path / "lake"
+    return {"conf": conf, "lake": lake, "raw": lake / "raw" / "people"}
+
+
+def invoke(cli_globals, project: dict) -> dict:
+    root = f'lakehouse.root="{project["lake"]}"'
+    conf = ["--conf", str(project["conf"]), "--set", root]
+    args = [*cli_globals, *conf, "pipeline", "nightly", "--json"]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def settings_of(project: dict):
+    root = f'lakehouse.root="{project["lake"]}"'
+    return load_config(conf_file=project["conf"], overrides=[root]).settings
+
+
+def steps(report: dict) -> dict[str, tuple[str, str]]:
+    return {s["step"]: (s["action"], s["reason"]) for s in report["steps"]}
+
+
+def test_batches_arrive_drift_retrains_and_a_rerun_writes_nothing(
+    spark: SparkSession, cli_globals, project: dict
+) -> None:
+    lake = project["lake"]
+    land(spark, project["raw"], "b1.csv", 0, 1500)
+    first = invoke(cli_globals, project)
+    did = steps(first)
+    assert did["ingest"][0] == did["features"][0] == "ran"
+    assert did["monitor"] == ("skipped", "no champion yet")
+    assert first["retrain_reasons"] == ["no champion yet"]
+    assert did["train"][0] == "ran" and did["promote"][0] == "promoted"
+    assert (first["champion_before"], first["champion_after"]) == (None, 1)
+    assert did["predict"][0] == "skipped"  # every row is the champion's training data
+
+    again = invoke(cli_globals, project)
+    assert [s["action"] for s in again["steps"]] == ["skipped"] * 3 + ["ran"] + ["skipped"] * 3
+    assert again["retrain"] is False
+    settings = settings_of(project)
+    assert [v.version for v in registry_of(settings).list("people_lr")] == [1]
+
+    # a drifted batch: monitored alone, a retrain on the grown table, scored once
+    land(spark, project["raw"], "b2.csv", 1500, 2300, salary=3.0)
+    second = invoke(cli_globals, project)
+    did = steps(second)
+    assert (
+        did["monitor"][0] == "ran" and "800 rows (rows added after version 0)" in did["monitor"][1]
+    )
+    assert any(r.startswith("drift in") and "salary" in r for r in second["retrain_reasons"])
+    assert did["train"][0] == "ran" and did["promote"][0] in ("promoted", "kept")
+    scores = oracle_rows(str(lake / "scores"))
+    assert sorted(r["id"] for r in scores) == list(range(1500, 2300))
+    assert {r["model_version"] for r in scores} == {second["champion_after"]}
+    recorded = runs.get_run(str(lake / "_runs"), second["run_id"])
+    summary = json.loads(recorded["summary"])
+    assert [s["step"] for s in summary["steps"]] == [s["step"] for s in second["steps"]]
+    assert recorded["job"] == "pipeline" and summary["retrain"] is True
+    monitored = [r for r in oracle_rows(str(lake / "_monitoring")) if r["feature"] == "__run__"]
+    assert [r["run_id"] for r in monitored] == [second["run_id"]]  # the pipeline's run id
+
+    third = invoke(cli_globals, project)  # nothing new: nothing written
+    assert all(s["action"] == "skipped" for s in third["steps"] if s["step"] != "decide")
+    assert len(oracle_rows(str(lake / "scores"))) == 800
+    people = oracle_rows(str(lake / "people"))
+    assert len(people) == 2300 and len({r["id"] for r in people}) == 2300
+
+
+def test_a_run_killed_mid_train_continues_where_it_stopped(
+    spark: SparkSession, cli_globals, project: dict
+) -> None:
+    lake = project["lake"]
+    land(spark, project["raw"], "b1.csv", 0, 1200)
+    invoke(cli_globals, project)
+    land(spark, project["raw"], "b2.csv", 1200, 2000, salary=3.0)
+    conf = ["--conf", str(project["conf"]), "--set", f'lakehouse.root="{lake}"']
+    command = [sys.executable, "-m", "batchml.jobs.cli", *cli_globals, *conf, "pipeline"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    seen = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        seen.append(line)
+        assert line or process.poll() is None, "".join(seen)[-3000:]
+        if "/7: train people_lr" in line:
+            break
+    time.sleep(2.0)  # inside the fit
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    settings = settings_of(project)
+    assert [v.version for v in registry_of(settings).list("people_lr")] == [1]
+    assert not (lake / "scores").exists()
+
+    resumed = invoke(cli_globals, project)
+    did = steps(resumed)
+    assert did["ingest"][0] == did["features"][0] == did["monitor"][0] == "skipped"
+    assert "already monitored" in did["monitor"][1] and resumed["retrain"] is True
+    assert did["train"][0] == "ran" and did["predict"][0] == "ran"
+    assert [v.version for v in registry_of(settings).list("people_lr")] == [1, 2]
+    ids = Counter(r["id"] for r in oracle_rows(str(lake / "scores")))
+    assert sorted(ids) == list(range(1200, 2000)) and set(ids.values()) == {1}
+    assert len(oracle_rows(str(lake / "people"))) == 2000
+
+
+def test_unknown_schedules_and_sections_are_named(project: dict) -> None:
+    settings = load_config(conf_file=project["conf"], overrides=[]).settings
+    with pytest.raises(ConfigError, match=r"no \[schedules.daily\] section \(sections: nightly\)"):
+        pipeline.schedule_of(settings, "daily")
+    broken = settings.model_copy(
+        update={"schedules": {"x": ScheduleSpec(model="people_lr", views=["nope"])}}
+    )
+    with pytest.raises(ConfigError, match=r"schedules.x names \[views.nope\]"):
+        pipeline.schedule_of(broken, None)
+
+
+def test_retrain_reasons_by_age_drift_and_degradation(spark: SparkSession, project: dict) -> None:
+    from batchml.lib.registry import ModelVersion
+
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    champion = ModelVersion("m", 1, now - timedelta(days=31), "lr", "", "t", 0, "", {}, {})
+    spec = ScheduleSpec(model="m", retrain_every="30d", retrain_on_degradation=False)
+    verdict = {"drifted": ["salary"], "degraded": ["2013-05-01"]}
+    assert pipeline.retrain_reasons(spec, champion, verdict, now) == [
+        "drift in salary",
+        "the champion is 31.0 days old (retrain_every 30d)",
+    ]
+    young = pipeline.retrain_reasons(spec, champion, {}, now - timedelta(days=2))
+    assert young == []
+    with pytest.raises(ValueError, match="retrain_every"):
+        ScheduleSpec(model="m", retrain_every="30 days")
