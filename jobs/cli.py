@@ -23,6 +23,7 @@ from batchml.jobs import (
     pipeline,
     predict,
     promote,
+    report,
     runs,
     submit,
     table,
@@ -58,6 +59,7 @@ app.add_typer(config.app, name="config")
 app.add_typer(table.app, name="table")
 app.add_typer(models.app, name="models")
 app.add_typer(runs.app, name="runs")
+app.add_typer(report.app, name="report")
 
 
 def main() -> None:

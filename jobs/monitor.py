@@ -421,7 +421,42 @@ def predictions_uri(
     return table_location(section.output, settings, relative_to=Path.cwd()) if section else None
 
 
-def _append(tables: DeltaTables, report: MonitorReport) -> None:
+def judge_performance(
+    spark: SparkSession, settings: Settings, model_ref: str, input_uri: str
+) -> list[dict[str, Any]]:
+    """Only the performance part of `monitor`: the periods of this model version's
+    predictions of `input_uri` whose labels landed since they were last judged, appended
+    to the monitoring table (no `__run__` row: no drift was looked at). For a scheduled
+    run with no new input rows, where labels may still have landed."""
+    tables = delta_tables(spark, settings)
+    model = registry_of(settings, None).get(model_ref)
+    scored_in = predictions_uri(settings, model, input_uri, None)
+    version = tables.version(input_uri)
+    if not scored_in or not tables.exists(scored_in) or version is None:
+        return []
+    spec = monitoring_spec(settings, model)
+    periods = performance(
+        tables, settings, model, scored_in, input_uri, spec, monitoring_uri(settings)
+    )
+    if periods:
+        status = max((p["status"] for p in periods), key=STATUS_ORDER.get)
+        report = MonitorReport(
+            runs.run_id(),
+            model.name,
+            model.version,
+            input_uri,
+            version,
+            0,
+            "-",
+            status,
+            performance=periods,
+            monitoring_table=monitoring_uri(settings),
+        )
+        _append(tables, report, run_row=False)
+    return periods
+
+
+def _append(tables: DeltaTables, report: MonitorReport, *, run_row: bool = True) -> None:
     now = datetime.now(UTC)
     base = (
         report.run_id,
@@ -431,7 +466,9 @@ def _append(tables: DeltaTables, report: MonitorReport) -> None:
         report.input_table,
         report.input_version,
     )
-    rows = [(*base, RUN_ROW, "run", "rows", float(report.rows), report.status, None)]
+    rows = []
+    if run_row:
+        rows.append((*base, RUN_ROW, "run", "rows", float(report.rows), report.status, None))
     for feature, figures in report.features.items():
         for metric, value in figures.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -226,6 +226,25 @@ def run(
                 )
             )
 
+    monitored = report.steps[-1].action == "ran"
+    if champion is not None and current is not None and not monitored:
+        # no new rows to look at, but labels of earlier predictions may have landed
+        periods = monitor.judge_performance(
+            spark, settings, f"{spec.model}@{champion.version}", input_uri
+        )
+        dropped = [p["period"] for p in periods if p["status"] == "drift"]
+        if periods:
+            verdict = {**verdict, "degraded": sorted({*verdict.get("degraded", []), *dropped})}
+            done(
+                Step(
+                    "performance",
+                    spec.model,
+                    "ran",
+                    f"{len(periods)} newly labelled period(s) judged",
+                    {"periods": periods},
+                )
+            )
+
     progress("decide", spec.model)
     reasons = retrain_reasons(spec, champion, verdict, now or datetime.now(UTC))
     report.retrain, report.retrain_reasons = bool(reasons), reasons

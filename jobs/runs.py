@@ -45,7 +45,7 @@ def runs_show(
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
-    for column in ("arguments", "reads", "writes", "models", "gpu"):
+    for column in ("arguments", "reads", "writes", "models", "gpu", "summary"):
         out[column] = json.loads(row[column]) if row.get(column) else None
     return out
 

@@ -176,7 +176,7 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
+def html_table(header: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
@@ -209,12 +209,12 @@ def _page(
         + (f", {figures['positives']:,} positive" if "positives" in figures else "")
         + "</p>",
         "<h2>Metrics</h2>",
-        _table(["metric", "value", "95% bootstrap interval", "binning error bound"], rows),
+        html_table(["metric", "value", "95% bootstrap interval", "binning error bound"], rows),
     ]
     if figures.get("thresholds"):
         parts.append("<h2>At thresholds</h2>")
         parts.append(
-            _table(
+            html_table(
                 ["threshold", "accuracy", "precision", "recall", "f1", "tp", "fp", "fn", "tn"],
                 [
                     [
@@ -232,7 +232,7 @@ def _page(
     if figures.get("per_class"):
         parts.append("<h2>Per class</h2>")
         parts.append(
-            _table(
+            html_table(
                 ["class", "rows", "precision", "recall", "f1"],
                 [
                     [c["class"], c["rows"], c["precision"], c["recall"], c["f1"]]
@@ -240,22 +240,17 @@ def _page(
                 ],
             )
         )
-    for caption, path in images:
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        parts.append(
-            f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
-            f"<figcaption>{html.escape(caption)} ({html.escape(path.name)})</figcaption></figure>"
-        )
+    parts.extend(figure_html(caption, path) for caption, path in images)
     for column, table in (figures.get("slices") or {}).items():
         if not table:
             continue
         header = list(table[0])
         parts.append(f"<h2>Slices by {html.escape(column)}</h2>")
-        parts.append(_table(header, [[e.get(h) for h in header] for e in table]))
+        parts.append(html_table(header, [[e.get(h) for h in header] for e in table]))
     if figures.get("calibration"):
         parts.append("<h2>Calibration</h2>")
         parts.append(
-            _table(
+            html_table(
                 ["from", "to", "rows", "mean predicted", "observed rate"],
                 [list(c.values()) for c in figures["calibration"]],
             )
@@ -263,7 +258,20 @@ def _page(
     if weights:
         parts.append("<h2>Feature weights</h2>")
         top = sorted(weights, key=lambda w: -abs(w[1]))[:TOP_FEATURES]
-        parts.append(_table(["feature", "weight"], [list(w) for w in top]))
+        parts.append(html_table(["feature", "weight"], [list(w) for w in top]))
+    return html_page(title, parts)
+
+
+def figure_html(caption: str, path: Path) -> str:
+    """A PNG embedded in the page (the page stays one self-contained file)."""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+        f"<figcaption>{html.escape(caption)} ({html.escape(path.name)})</figcaption></figure>"
+    )
+
+
+def html_page(title: str, parts: list[str]) -> str:
     style = (
         "body{font-family:sans-serif;margin:2em;max-width:1100px}"
         "table{border-collapse:collapse;margin:0.5em 0 1.5em}"

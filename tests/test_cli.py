@@ -44,12 +44,14 @@ def test_help_lists_the_commands(runner: CliRunner) -> None:
         "table",
         "models",
         "runs",
+        "report",
     ]
     for group, commands in {
         "config": ["show"],
         "table": ["show", "history", "export", "vacuum"],
         "models": ["list", "show", "alias"],
         "runs": ["list", "show"],
+        "report": ["monitoring"],
     }.items():
         shown = runner.invoke(app, [group, "--help"])
         assert shown.exit_code == 0

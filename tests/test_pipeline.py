@@ -165,11 +165,31 @@ def test_batches_arrive_drift_retrains_and_a_rerun_writes_nothing(
     monitored = [r for r in oracle_rows(str(lake / "_monitoring")) if r["feature"] == "__run__"]
     assert [r["run_id"] for r in monitored] == [second["run_id"]]  # the pipeline's run id
 
-    third = invoke(cli_globals, project)  # nothing new: nothing written
-    assert all(s["action"] == "skipped" for s in third["steps"] if s["step"] != "decide")
+    # no new rows; the scored batch's labels are in the input: its period is judged
+    third = invoke(cli_globals, project)
+    judged = steps(third)["performance"]
+    assert judged[0] == "ran" and judged[1].startswith("1 newly labelled period")
+    fourth = invoke(cli_globals, project)  # nothing new at all: nothing written
+    assert all(s["action"] == "skipped" for s in fourth["steps"] if s["step"] != "decide")
+    assert "performance" not in steps(fourth)
     assert len(oracle_rows(str(lake / "scores"))) == 800
     people = oracle_rows(str(lake / "people"))
     assert len(people) == 2300 and len({r["id"] for r in people}) == 2300
+
+    # the page over time, from the monitoring and runs tables
+    root = f'lakehouse.root="{lake}"'
+    args = ["--conf", str(project["conf"]), "--set", root, "report", "monitoring", "people_lr"]
+    done = CliRunner().invoke(app, [*args, "--json"])
+    assert done.exit_code == 0, done.stderr
+    page = json.loads(done.stdout)
+    assert (page["monitoring_runs"], page["periods"], page["runs"]) == (1, 1, 5)
+    plots = {"drift_heatmap.png", "performance.png", "rows_scored.png", "resources.png"}
+    assert set(page["plots"]) == plots and page["events"] >= 3  # registered 1, 2; champion
+    text = Path(page["report"]).read_text()
+    assert "people_lr over time" in text and text.count("<img") == 4
+    assert Path(page["report"]).parent == lake / "_reports" / "monitoring" / "people_lr"
+    unknown = CliRunner().invoke(app, [*args[:-1], "nobody"])
+    assert unknown.exit_code == 4 and "no model 'nobody'" in unknown.stderr
 
 
 def test_a_run_killed_mid_train_continues_where_it_stopped(

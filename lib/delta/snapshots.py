@@ -265,17 +265,18 @@ def history(uri: str, limit: int | None = None) -> list[dict[str, Any]]:
     return commits
 
 
-def table_rows(uri: str) -> list[dict[str, Any]]:
-    """Every row of a small table at its latest version (the registry's index), read by
-    delta-rs without Spark. Timestamps come back naive in UTC, as a UTC Spark session
-    collects them.
+def table_rows(uri: str, where: str | None = None) -> list[dict[str, Any]]:
+    """Every row (matching the SQL `where`) of a small table at its latest version (the
+    registry's index, the monitoring table), read by delta-rs without Spark. Timestamps
+    come back naive in UTC, as a UTC Spark session collects them.
 
     Raises:
         InputError: no table there; UnsupportedFeature: a feature delta-rs reads wrong.
     """
     snapshot = open_snapshot(uri)
     check_readable(snapshot)
-    return [spark_like(row) for row in _query(snapshot, "SELECT * FROM t").to_pylist()]
+    sql = "SELECT * FROM t" + (f" WHERE {where}" if where else "")
+    return [spark_like(row) for row in _query(snapshot, sql).to_pylist()]
 
 
 def preview(snapshot: Snapshot, limit: int) -> tuple[int, list[dict[str, Any]]]:
