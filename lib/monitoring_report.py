@@ -54,9 +54,11 @@ def events_of(history: History) -> list[dict[str, Any]]:
 def monitoring_runs(history: History) -> list[dict[str, Any]]:
     """One entry per monitoring run, oldest first: its input version, time, status,
     model version and PSI per feature."""
-    runs: dict[str, dict[str, Any]] = {}
+    runs: dict[tuple, dict[str, Any]] = {}
     for row in history.monitoring:
-        entry = runs.setdefault(row["run_id"], {"psi": {}, "run_id": row["run_id"]})
+        # a run id may monitor several input versions (a demo's year under one run)
+        key = (row["run_id"], row["input_version"], row["model_version"])
+        entry = runs.setdefault(key, {"psi": {}, "run_id": row["run_id"]})
         if row["feature"] == RUN_ROW:
             entry.update(
                 at=row["monitored_at"],
@@ -188,9 +190,9 @@ def _plots(plt: Any, history: History) -> dict[str, tuple[str, Any]]:
         )
         image = axes.imshow(np.minimum(grid, 1.0), aspect="auto", cmap="magma_r", vmin=0, vmax=1)
         axes.set_yticks(range(len(features)), features)
-        labels = [f"v{r['input_version']}" for r in monitored]
+        labels = [f"@{r['input_version']} (v{r['model_version']})" for r in monitored]
         axes.set_xticks(range(len(monitored)), labels, rotation=90)
-        axes.set_xlabel("monitoring run (input table version)")
+        axes.set_xlabel("monitoring run: input table @version (model version)")
         figure.colorbar(image, ax=axes, label="PSI (capped at 1)")
         axes.set_title("Drift per feature over time")
         out["drift_heatmap"] = ("PSI by feature and monitoring run", figure)
