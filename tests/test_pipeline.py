@@ -200,7 +200,7 @@ def test_a_run_killed_mid_train_continues_where_it_stopped(
     invoke(cli_globals, project)
     land(spark, project["raw"], "b2.csv", 1200, 2000, salary=3.0)
     conf = ["--conf", str(project["conf"]), "--set", f'lakehouse.root="{lake}"']
-    command = [sys.executable, "-m", "batchml.jobs.cli", *cli_globals, *conf, "pipeline"]
+    command = [sys.executable, "-m", "batchml.jobs.cli", *cli_globals, *conf, "pipeline", "nightly"]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
@@ -232,7 +232,9 @@ def test_a_run_killed_mid_train_continues_where_it_stopped(
 
 def test_unknown_schedules_and_sections_are_named(project: dict) -> None:
     settings = load_config(conf_file=project["conf"], overrides=[]).settings
-    with pytest.raises(ConfigError, match=r"no \[schedules.daily\] section \(sections: nightly\)"):
+    with pytest.raises(
+        ConfigError, match=r"no \[schedules.daily\] section \(sections: demo, nightly\)"
+    ):
         pipeline.schedule_of(settings, "daily")
     broken = settings.model_copy(
         update={"schedules": {"x": ScheduleSpec(model="people_lr", views=["nope"])}}
