@@ -364,13 +364,9 @@ def monitor(
     scores = None
     if scored_in:
         scores = scored_rows(tables, scored_in, model, read.uri, (since, read.version))
-    if scores is not None:
-        score_profile = model.manifest["score_profile"]
-        grid = drift.grids(spark, {SCORE: score_profile})
-        summary = drift.input_profile(scores[0], {SCORE: grid[SCORE].edges}, [])[SCORE]
-        if summary.rows:
-            figures = drift.numeric_drift(score_profile, summary, grid[SCORE].train_cdf)
-            features[f"{PREDICTION_PREFIX}{scores[1]}"] = {"kind": "prediction", **figures}
+    compared = _score_figures(spark, model, scores) if scores is not None else None
+    if compared is not None:
+        features[compared[0]] = compared[1]
     for figures in features.values():
         statuses = status_of(figures, spec)
         figures["statuses"] = statuses
@@ -419,6 +415,60 @@ def predictions_uri(
         return table_location(given, settings, relative_to=Path.cwd())
     section = predictions_of(settings, model, input_uri)
     return table_location(section.output, settings, relative_to=Path.cwd()) if section else None
+
+
+def _score_figures(
+    spark: SparkSession, model: ModelVersion, scores: tuple[DataFrame, str]
+) -> tuple[str, dict[str, Any]] | None:
+    """The scores' drift figures against the training-time score profile (one pass over
+    the score column), named `prediction:<column>`; None without scored rows."""
+    score_profile = model.manifest["score_profile"]
+    grid = drift.grids(spark, {SCORE: score_profile})
+    summary = drift.input_profile(scores[0], {SCORE: grid[SCORE].edges}, [])[SCORE]
+    if not summary.rows:
+        return None
+    figures = drift.numeric_drift(score_profile, summary, grid[SCORE].train_cdf)
+    return f"{PREDICTION_PREFIX}{scores[1]}", {
+        "kind": "prediction",
+        "rows": summary.rows,
+        **figures,
+    }
+
+
+def score_drift(
+    spark: SparkSession, settings: Settings, model_ref: str, input_uri: str, since: int | None
+) -> dict[str, Any] | None:
+    """Only the scores part of `monitor`: this version's scores of the input rows after
+    version `since` against its training-time score profile, appended to the monitoring
+    table (no `__run__` row). For a scheduled run, which monitors before it scores."""
+    tables = delta_tables(spark, settings)
+    model = registry_of(settings, None).get(model_ref)
+    scored_in = predictions_uri(settings, model, input_uri, None)
+    version = tables.version(input_uri)
+    if not scored_in or version is None or not tables.exists(scored_in):
+        return None
+    scores = scored_rows(tables, scored_in, model, input_uri, (since, version))
+    compared = _score_figures(spark, model, scores) if scores is not None else None
+    if compared is None:
+        return None
+    name, figures = compared
+    statuses = status_of(figures, monitoring_spec(settings, model))
+    figures["statuses"] = statuses
+    figures["status"] = max(statuses.values(), key=STATUS_ORDER.get, default="ok")
+    report = MonitorReport(
+        runs.run_id(),
+        model.name,
+        model.version,
+        input_uri,
+        version,
+        figures["rows"],
+        "-",
+        figures["status"],
+        features={name: figures},
+        monitoring_table=monitoring_uri(settings),
+    )
+    _append(tables, report, run_row=False)
+    return {"feature": name, **figures}
 
 
 def judge_performance(

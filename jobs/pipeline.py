@@ -314,6 +314,18 @@ def run(
                 },
             )
         )
+        if scored.rows_scored:
+            # monitoring ran before these rows were scored: their scores are compared now
+            found = monitor.score_drift(
+                spark, settings, f"{spec.model}@{champion.version}", input_uri, batch_start
+            )
+            if found is not None:
+                ks = f", KS {found['ks']:.3f}" if found.get("ks") is not None else ""
+                reason = (
+                    f"{found['feature']} of {found['rows']} rows: PSI {found['psi']:.3f}{ks}: "
+                    f"{found['status']}"
+                )
+                done(Step("scores", spec.model, "ran", reason, found))
     report.seconds = round(time.perf_counter() - started, 2)
     runs.note_summary(report.to_dict())
     return report
@@ -381,7 +393,11 @@ def last_monitored(
         "input_version": newest["input_version"],
         "status": statuses.collect()[0]["status"],
         "monitored_at": newest["monitored_at"],
-        "drifted": sorted({r["feature"] for r in same if r["kind"] != "performance"} - set(ignore)),
+        # the scores compared after predicting are reported, not acted on (see README)
+        "drifted": sorted(
+            {r["feature"] for r in same if r["kind"] not in ("performance", "prediction")}
+            - set(ignore)
+        ),
         "degraded": sorted({r["period"] for r in same if r["kind"] == "performance"}),
     }
 

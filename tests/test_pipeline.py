@@ -164,6 +164,14 @@ def test_batches_arrive_drift_retrains_and_a_rerun_writes_nothing(
     assert recorded["job"] == "pipeline" and summary["retrain"] is True
     monitored = [r for r in oracle_rows(str(lake / "_monitoring")) if r["feature"] == "__run__"]
     assert [r["run_id"] for r in monitored] == [second["run_id"]]  # the pipeline's run id
+    # monitoring ran before the batch was scored: its scores are compared after predict
+    assert did["scores"][0] == "ran" and "prediction:probability of 800 rows" in did["scores"][1]
+    compared = [
+        r
+        for r in oracle_rows(str(lake / "_monitoring"))
+        if r["kind"] == "prediction" and r["metric"] == "rows"
+    ]
+    assert [(r["run_id"], r["value"]) for r in compared] == [(second["run_id"], 800.0)]
 
     # no new rows; the scored batch's labels are in the input: its period is judged
     third = invoke(cli_globals, project)
