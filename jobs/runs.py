@@ -106,8 +106,11 @@ def _render_run(r: dict[str, Any]) -> str:
     lines.append("")
     lines.append("  resources (measured by Spark)")
     rows = [
-        ("Spark jobs / stages / tasks", f"{_count(r['jobs'])} / {_count(r['stages'])} / "
-         f"{_count(r['tasks'])} ({_count(r['failed_tasks'])} failed)"),
+        (
+            "Spark jobs / stages / tasks",
+            f"{_count(r['jobs'])} / {_count(r['stages'])} / "
+            f"{_count(r['tasks'])} ({_count(r['failed_tasks'])} failed)",
+        ),
         ("task time", _ms(r["task_time_ms"])),
         ("executor CPU time", _ms(r["executor_cpu_time_ms"])),
         ("JVM GC time", _ms(r["jvm_gc_time_ms"])),
@@ -115,12 +118,16 @@ def _render_run(r: dict[str, Any]) -> str:
         ("peak heap: driver", _size(r["driver_peak_heap_bytes"])),
         ("peak heap: executors", _size(r["executor_peak_heap_bytes"])),
         ("read / written", f"{_size(r['input_bytes'])} / {_size(r['output_bytes'])}"),
-        ("shuffle read / write",
-         f"{_size(r['shuffle_read_bytes'])} / {_size(r['shuffle_write_bytes'])}"),
-        ("spilled: memory / disk",
-         f"{_size(r['memory_spilled_bytes'])} / {_size(r['disk_spilled_bytes'])}"),
+        (
+            "shuffle read / write",
+            f"{_size(r['shuffle_read_bytes'])} / {_size(r['shuffle_write_bytes'])}",
+        ),
+        (
+            "spilled: memory / disk",
+            f"{_size(r['memory_spilled_bytes'])} / {_size(r['disk_spilled_bytes'])}",
+        ),
         ("GPU", "none used" if not r["gpu"] else json.dumps(r["gpu"])),
-    ]  # fmt: skip
+    ]
     lines.extend(f"    {name:<28} {value}" for name, value in rows)
     if r["event_log"]:
         lines.append("")

@@ -126,10 +126,19 @@ def build(root: Path | None = None, *, dist: Path | None = None, force: bool = F
         requirements = scratch / "requirements.txt"
         _step(
             "exporting the locked runtime dependencies",
-            [uv, "export", "--frozen", "--no-dev", "--no-emit-project", "--no-hashes",
-             "--quiet", "-o", str(requirements)],
+            [
+                uv,
+                "export",
+                "--frozen",
+                "--no-dev",
+                "--no-emit-project",
+                "--no-hashes",
+                "--quiet",
+                "-o",
+                str(requirements),
+            ],
             root,
-        )  # fmt: skip
+        )
         env = scratch / "env"
         _step(
             "creating the virtualenv", [uv, "venv", "--quiet", "-p", sys.executable, str(env)], root
