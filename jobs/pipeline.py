@@ -6,7 +6,8 @@ Steps, in order, under one run id (the runs table's):
 3. monitor the champion on the rows its input gained since it was last monitored (or
    since its training version): feature drift, its scores' drift, and the performance
    of earlier predictions whose labels have landed;
-4. decide whether to retrain: no champion yet, drift, degradation, or a champion older
+4. decide whether to retrain: no champion yet, drift (of the features now, or of the
+   scores the previous run compared after predicting), degradation, or a champion older
    than `retrain_every` (each enabled or not in the schedule);
 5. retrain, then promote when the challenger beats the champion on the same holdout
    (evaluation and the paired bootstrap of `batchml promote`);
@@ -253,6 +254,14 @@ def run(
                 )
             )
 
+    if champion is not None:
+        # the scores of the batch scored last run (compared after that run's predict)
+        scores = drifted_scores(
+            tables, monitor.monitoring_uri(settings), champion, input_uri, registry.list(spec.model)
+        )
+        if scores:
+            verdict = {**verdict, "scores_drifted": scores}
+
     progress("decide", spec.model)
     reasons = retrain_reasons(spec, champion, verdict, now or datetime.now(UTC))
     report.retrain, report.retrain_reasons = bool(reasons), reasons
@@ -393,13 +402,44 @@ def last_monitored(
         "input_version": newest["input_version"],
         "status": statuses.collect()[0]["status"],
         "monitored_at": newest["monitored_at"],
-        # the scores compared after predicting are reported, not acted on (see README)
+        # the scores compared after predicting are acted on by the next run (drifted_scores)
         "drifted": sorted(
             {r["feature"] for r in same if r["kind"] not in ("performance", "prediction")}
             - set(ignore)
         ),
         "degraded": sorted({r["period"] for r in same if r["kind"] == "performance"}),
     }
+
+
+def drifted_scores(
+    tables: DeltaTables,
+    monitoring: str,
+    model: ModelVersion,
+    input_uri: str,
+    versions: list[ModelVersion],
+) -> list[str]:
+    """The runs in which this model version's scores of this input drifted from its
+    training-time score profile (compared after predicting, so acted on by the next
+    run), unless a version was registered since (the retrain they called for ran)."""
+    if not tables.exists(monitoring):
+        return []
+    found = (
+        tables.read(monitoring)
+        .df.filter(
+            (F.col("model") == model.name)
+            & (F.col("model_version") == model.version)
+            & (F.col("input_table") == input_uri)
+            & (F.col("kind") == "prediction")
+            & (F.col("status") == "drift")
+        )
+        .select("run_id", "monitored_at")
+        .distinct()
+        .collect()
+    )
+    newest = max((_aware(v.created_at) for v in versions), default=None)
+    return sorted(
+        r["run_id"] for r in found if newest is None or _aware(r["monitored_at"]) > newest
+    )
 
 
 def retrain_reasons(
@@ -411,6 +451,8 @@ def retrain_reasons(
     reasons = []
     if spec.retrain_on_drift and verdict.get("drifted"):
         reasons.append(f"drift in {', '.join(verdict['drifted'][:5])}")
+    if spec.retrain_on_drift and verdict.get("scores_drifted"):
+        reasons.append(f"its scores drifted (run {verdict['scores_drifted'][-1]})")
     if spec.retrain_on_degradation and verdict.get("degraded"):
         reasons.append(f"performance dropped in {', '.join(verdict['degraded'][:5])}")
     if spec.retrain_every:

@@ -5,9 +5,10 @@ holds, per numeric feature, its decile edges, the rows between them, null count,
 standard deviation and a KLL sketch; per categorical feature, rows per level. From the
 sketch come each feature's fine bins (`grids`): its deciles and its 99 percentiles, with
 the training CDF at every edge (two tiny local queries, no data read). The input is read
-once (`input_profile`): one multi-column Bucketizer cuts every numeric column on its
-fine bins, every categorical column keeps its level, all stacked into one long frame and
-counted by one `groupBy` (with sums, for the means). No pass over the training data.
+once (`input_profile`): each partition's Arrow batches are counted in place, every
+numeric column on its fine bins (numpy's searchsorted + bincount, with sums for the
+means), every categorical column by level, and the few rows per partition are summed by
+one small `groupBy`. No pass over the training data.
 
 Figures: PSI over the training deciles (the fine counts summed up to them) or the levels,
 the two-sample Kolmogorov-Smirnov statistic max |F_train - F_input| over the fine edges
@@ -26,7 +27,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyspark.ml.feature import Bucketizer
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -122,57 +122,100 @@ def input_profile(
         *[F.expr(_cleaned(c)).alias(f"__v{i}") for i, c in enumerate(numeric)],
         *[F.col(identifier(c)).cast("string").alias(f"__l{i}") for i, c in enumerate(categorical)],
     )
-    if numeric:
-        # One multi-column Bucketizer (a binary search per value) cuts every numeric
-        # column; its bins are [s, s'), so every edge goes one ulp up: v < nextafter(e)
-        # is v <= e for every double, and a value on an edge stays in the bin below it,
-        # as the training counts (inclusive sketch ranks) have it.
-        splits = [
-            [-math.inf, *(math.nextafter(e, math.inf) for e in numeric_edges[c]), math.inf]
-            for c in numeric
-        ]
-        frame = Bucketizer(
-            splitsArray=splits,
-            inputCols=[f"__v{i}" for i in range(len(numeric))],
-            outputCols=[f"__b{i}" for i in range(len(numeric))],
-            handleInvalid="keep",
-        ).transform(frame)
-    triples = [
-        f"{i}, __v{i}, IF(__v{i} IS NULL, {NULL_BUCKET}, CAST(__b{i} AS INT)), NULL"
-        for i in range(len(numeric))
-    ]
-    triples += [
-        f"{i}, NULL, IF(__l{j} IS NULL, {NULL_BUCKET}, 0), __l{j}"
-        for j, i in enumerate(range(len(numeric), len(names)))
-    ]
-    stacked = frame.select(
-        F.expr(
-            f"stack({len(triples)}, {', '.join(triples)}) AS (__column, __value, __bucket, __level)"
-        )
+    rows = frame.mapInArrow(
+        _partition_counter([numeric_edges[c] for c in numeric], len(categorical)), COUNTS_SCHEMA
     )
     rows = (
-        stacked.groupBy("__column", "__bucket", "__level")
-        .agg(
-            F.count(F.lit(1)).alias("rows"),
-            F.sum("__value").alias("total"),
-        )
+        rows.groupBy("column", "bucket", "level")
+        .agg(F.sum("rows").alias("rows"), F.sum("total").alias("total"))
         .collect()
     )
     summaries = {name: ColumnSummary() for name in names}
     for name in numeric:
         summaries[name].edges = list(numeric_edges[name])
     for row in rows:
-        name = names[row["__column"]]
+        name = names[row["column"]]
         summary = summaries[name]
         summary.rows += row["rows"]
-        if row["__bucket"] == NULL_BUCKET:
+        if row["bucket"] == NULL_BUCKET:
             summary.nulls += row["rows"]
             continue
-        key = row["__level"] if name in categorical else row["__bucket"]
+        key = row["level"] if name in categorical else row["bucket"]
         summary.counts[key] = summary.counts.get(key, 0) + row["rows"]
         if name in numeric_edges:
             summary.total += row["total"] or 0.0
     return summaries
+
+
+COUNTS_SCHEMA = "column INT, bucket INT, level STRING, rows LONG, total DOUBLE"
+
+
+def _partition_counter(edges: list[list[float]], categorical: int):
+    """The function `mapInArrow` runs on each partition of the selected frame (numeric
+    columns first, then categorical): every column's rows per bin or level, and the sum
+    of its values per bin, over all the partition's Arrow batches, as a few rows of
+    COUNTS_SCHEMA.
+
+    A Python function on the data, on purpose: the built-in ways measured slower on the
+    drift benchmark (4M rows x 23 columns, 2 cores) — a multi-column Bucketizer + stack
+    + one groupBy 14 s, a SQL IF tree instead of the Bucketizer 8.6-13.5 s, one-hot +
+    Summarizer 40 s — all bound by turning 4M rows into 92M stacked rows; here the rows
+    stay in columns: numpy's searchsorted and bincount on each Arrow batch."""
+
+    def count(batches):
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        cuts = [np.asarray(e, dtype="float64") for e in edges]
+        counts = [np.zeros(len(e) + 1, dtype="int64") for e in edges]
+        sums = [np.zeros(len(e) + 1, dtype="float64") for e in edges]
+        nulls = [0] * (len(edges) + categorical)
+        levels: list[dict[str, int]] = [{} for _ in range(categorical)]
+        for batch in batches:
+            for i, cut in enumerate(cuts):
+                values = batch.column(i)
+                nulls[i] += values.null_count
+                values = values.drop_null().to_numpy(zero_copy_only=False)
+                # bin k holds (edge[k-1], edge[k]]: the edges below a value
+                bins = np.searchsorted(cut, values, side="left")
+                counts[i] += np.bincount(bins, minlength=len(cut) + 1)
+                sums[i] += np.bincount(bins, weights=values, minlength=len(cut) + 1)
+            for j in range(categorical):
+                values = batch.column(len(cuts) + j)
+                nulls[len(cuts) + j] += values.null_count
+                for entry in pc.value_counts(values.drop_null()).to_pylist():
+                    level = entry["values"]
+                    levels[j][level] = levels[j].get(level, 0) + entry["counts"]
+        out: dict[str, list] = {"column": [], "bucket": [], "level": [], "rows": [], "total": []}
+
+        def add(column, bucket, level, rows, total):
+            for key, value in zip(out, (column, bucket, level, rows, total), strict=True):
+                out[key].append(value)
+
+        for i in range(len(cuts)):
+            for k in np.flatnonzero(counts[i]):
+                add(i, int(k), None, int(counts[i][k]), float(sums[i][k]))
+        for j, found in enumerate(levels):
+            for level, rows in found.items():
+                add(len(cuts) + j, 0, level, rows, None)
+        for i, rows in enumerate(nulls):
+            if rows:
+                add(i, NULL_BUCKET, None, rows, None)
+        yield pa.RecordBatch.from_pydict(
+            out,
+            schema=pa.schema(
+                [
+                    ("column", pa.int32()),
+                    ("bucket", pa.int32()),
+                    ("level", pa.string()),
+                    ("rows", pa.int64()),
+                    ("total", pa.float64()),
+                ]
+            ),
+        )
+
+    return count
 
 
 def _cleaned(column: str) -> str:

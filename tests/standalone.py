@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -36,6 +37,8 @@ def standalone_cluster(workdir: Path, *, cores: int = 2, memory: str = "4g") -> 
         "SPARK_LOCAL_IP": "127.0.0.1",
         "SPARK_LOG_DIR": str(workdir / "logs"),
         "SPARK_WORKER_DIR": str(workdir / "work"),
+        # scratch (shuffle, fetched archives) under the work dir too, removed with it
+        "SPARK_LOCAL_DIRS": str(workdir / "local"),
     }
     port, ui = free_port(), free_port()
     master_url = f"spark://127.0.0.1:{port}"
@@ -71,6 +74,13 @@ def standalone_cluster(workdir: Path, *, cores: int = 2, memory: str = "4g") -> 
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def drop_finished_apps(workdir: Path) -> None:
+    """Remove the worker's directories of finished applications and drivers: each holds
+    an unpacked copy of the shipped environment (about 1 GB), which the worker keeps."""
+    for finished in [*(workdir / "work").glob("app-*"), *(workdir / "work").glob("driver-*")]:
+        shutil.rmtree(finished, ignore_errors=True)
 
 
 def _wait_for_worker(ui: int, processes: list[subprocess.Popen], workdir: Path) -> None:

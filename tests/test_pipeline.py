@@ -266,3 +266,46 @@ def test_retrain_reasons_by_age_drift_and_degradation(spark: SparkSession, proje
     assert young == []
     with pytest.raises(ValueError, match="retrain_every"):
         ScheduleSpec(model="m", retrain_every="30 days")
+
+
+def test_drifted_scores_call_for_a_retrain_until_a_version_is_registered(
+    spark: SparkSession, project: dict
+) -> None:
+    from batchml.jobs import monitor
+    from batchml.lib.delta import delta_tables
+    from batchml.lib.registry import ModelVersion
+
+    settings = settings_of(project)
+    tables = delta_tables(spark, settings)
+    uri = monitor.monitoring_uri(settings)
+    start = datetime(2026, 12, 1, 3)
+
+    def row(run: str, version: int, hours: int, status: str, kind: str = "prediction"):
+        when = start + timedelta(hours=hours)
+        feature = "prediction:probability" if kind == "prediction" else "salary"
+        return (run, when, "m", version, "t", 2, feature, kind, "psi", 0.4, status, None)
+
+    rows = [
+        row("r1", 1, 0, "drift"),  # before version 2 was registered: acted on
+        row("r2", 2, 5, "ok"),
+        row("r3", 2, 6, "drift", kind="numeric"),  # a feature: the monitor step's business
+        row("r4", 2, 7, "drift"),
+        row("r5", 2, 8, "drift"),
+    ]
+    tables.write(spark.createDataFrame(rows, monitor.MONITORING_SCHEMA), uri)
+
+    def version(n: int, hours: int) -> ModelVersion:
+        created = (start + timedelta(hours=hours)).replace(tzinfo=UTC)
+        return ModelVersion("m", n, created, "lr", "", "t", 0, "", {}, {})
+
+    first, second = version(1, -1), version(2, 1)
+    assert pipeline.drifted_scores(tables, uri, first, "t", [first]) == ["r1"]
+    assert pipeline.drifted_scores(tables, uri, second, "t", [first, second]) == ["r4", "r5"]
+    assert pipeline.drifted_scores(tables, uri, second, "other", [first, second]) == []
+    third = version(3, 9)  # registered after them: the retrain they called for ran
+    assert pipeline.drifted_scores(tables, uri, second, "t", [first, second, third]) == []
+    spec = ScheduleSpec(model="m")
+    reasons = pipeline.retrain_reasons(spec, second, {"scores_drifted": ["r4", "r5"]}, start)
+    assert reasons == ["its scores drifted (run r5)"]
+    quiet = ScheduleSpec(model="m", retrain_on_drift=False)
+    assert pipeline.retrain_reasons(quiet, second, {"scores_drifted": ["r5"]}, start) == []

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
-from standalone import free_port, standalone_cluster
+from standalone import drop_finished_apps, free_port, standalone_cluster
 
 from batchml.jobs.driver import shipped_paths
 from batchml.lib import packaging
@@ -255,12 +255,18 @@ def project(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return root
 
 
+CLUSTERS: list[Path] = []  # work dirs of the running standalone clusters
+
+
 def submit(project: Path, *args: str) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("PYSPARK_")}
-    return subprocess.run(
+    done = subprocess.run(
         [str(SCRIPT), "--conf-file", str(project / "people.toml"), *args],
         cwd=project, env=environ, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
+    for workdir in CLUSTERS:  # the application ended: its unpacked environment can go
+        drop_finished_apps(workdir)
+    return done
 
 
 def ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -274,8 +280,11 @@ def rows(uri: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
-    with standalone_cluster(tmp_path_factory.mktemp("standalone")) as master:
+    workdir = tmp_path_factory.mktemp("standalone")
+    with standalone_cluster(workdir) as master:
+        CLUSTERS.append(workdir)
         yield master
+    CLUSTERS.remove(workdir)
 
 
 def test_jobs_submitted_to_a_standalone_cluster(project: Path, cluster: str) -> None:
