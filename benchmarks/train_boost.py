@@ -6,12 +6,14 @@ The synthetic table of `train_lr.py` (20 numeric columns with nulls, 3 categoric
 settings everywhere: --trees trees of depth --depth, learning rate 0.1, --bins bins.
   (gbt)      batchml.jobs.train.fit.fit with gbt_classifier (MLlib GBTClassifier)
   (xgb)      batchml.jobs.train.fit.fit with xgboost_classifier (xgboost.spark, hist,
-             num_workers = 2 task slots); also with --xgb-extra-trees rounds when its AUC
-             is below GBT's, to compare at equal AUC
+             num_workers = 2 task slots, the default `native` encoding); also with
+             --xgb-extra-trees rounds when its AUC is below GBT's, to compare at equal AUC
+  (xgb_one_hot) the same with encoding = "one_hot" (the assembled vector, as before)
   (hgb)      deltalake -> pandas, HistGradientBoostingClassifier (categories as ordinal
              codes: its native categories need at most --bins levels), in a child process
   (native)   deltalake -> pandas, xgboost.XGBClassifier (hist, 2 threads, categories
-             one-hot), in a child process
+             as pandas categories: the same encoding batchml's default `native` gives
+             xgboost.spark), in a child process
 Times include reading the table, fitting (features included) and scoring the holdout.
 
     uv run python benchmarks/train_boost.py --workdir /tmp/bench_lr [--rows 1000000]
@@ -41,8 +43,17 @@ from batchml.lib.settings import ModelSpec
 from batchml.lib.spark import build_session
 
 
-def run_ours(spark, settings, uri: str, algorithm: str, params: dict) -> dict:
-    model = ModelSpec(pipeline="bench", algorithm=algorithm, split=SPLIT, seed=SEED, params=params)
+def run_ours(
+    spark, settings, uri: str, algorithm: str, params: dict, encoding: str | None = None
+) -> dict:
+    model = ModelSpec(
+        pipeline="bench",
+        algorithm=algorithm,
+        split=SPLIT,
+        seed=SEED,
+        params=params,
+        encoding=encoding,
+    )
     plan = train_plan.TrainPlan(f"bench_{algorithm}", model, "bench", spec_for(uri), uri, None)
     started = time.perf_counter()
     trained = train_fit.fit(spark, settings, plan)
@@ -83,12 +94,15 @@ def local_child(kind: str, uri: str, trees: int, depth: int, bins: int, out) -> 
         import pandas as pd
         import xgboost
 
-        def matrix(part):
-            dummies = [pd.get_dummies(part[c]).astype(np.float32) for c in CATEGORICAL]
-            return pd.concat([part[NUMERIC].astype(np.float32), *dummies], axis=1)
+        levels = {c: sorted(frame[c].dropna().unique()) for c in CATEGORICAL}
+
+        def matrix(part):  # the encoding batchml's native one gives xgboost: categories
+            data = part[NUMERIC].astype(np.float32)
+            for column in CATEGORICAL:
+                data[column] = pd.Categorical(part[column], categories=levels[column])
+            return data
 
         train_matrix, test_matrix = matrix(training), matrix(holdout)
-        test_matrix = test_matrix.reindex(columns=train_matrix.columns, fill_value=0.0)
         model = xgboost.XGBClassifier(
             n_estimators=trees,
             max_depth=depth,
@@ -96,6 +110,7 @@ def local_child(kind: str, uri: str, trees: int, depth: int, bins: int, out) -> 
             max_bin=bins,
             tree_method="hist",
             n_jobs=2,
+            enable_categorical=True,
         )
         model.fit(train_matrix, training["label"])
         scores = model.predict_proba(test_matrix)[:, 1]
@@ -124,7 +139,7 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=5)
     parser.add_argument("--bins", type=int, default=32)
     parser.add_argument("--xgb-extra-trees", type=int, default=200)
-    parser.add_argument("--only", nargs="*", default=["gbt", "xgb", "hgb", "native"])
+    parser.add_argument("--only", nargs="*", default=["gbt", "xgb", "xgb_one_hot", "hgb", "native"])
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--driver-memory", default="6g")
     args = parser.parse_args()
@@ -156,6 +171,10 @@ def main() -> None:
         if "xgb" in args.only:
             run_ours(spark, cfg.settings, uri, "xgboost_classifier", {**xgb, "n_estimators": 2})
             result["xgb"] = run_ours(spark, cfg.settings, uri, "xgboost_classifier", xgb)
+        if "xgb_one_hot" in args.only:
+            result["xgb_one_hot"] = run_ours(
+                spark, cfg.settings, uri, "xgboost_classifier", xgb, encoding="one_hot"
+            )
         if "gbt" in args.only:
             result["gbt"] = run_ours(spark, cfg.settings, uri, "gbt_classifier", gbt)
             if "xgb" in result and result["xgb"]["auc"] < result["gbt"]["auc"]:
@@ -166,6 +185,11 @@ def main() -> None:
         for kind in ("hgb", "native"):
             if kind in args.only:
                 result[kind] = run_local(kind, uri, args.trees, args.depth, args.bins)
+        for other in ("native", "hgb", "xgb_one_hot"):
+            if "xgb" in result and result.get(other, {}).get("seconds"):
+                result[f"xgb / {other}"] = round(
+                    result["xgb"]["seconds"] / result[other]["seconds"], 2
+                )
         if "gbt" in result and "xgb" in result:
             result["gbt / xgb"] = round(result["gbt"]["seconds"] / result["xgb"]["seconds"], 2)
         if "gbt" in result and "xgb_more_trees" in result:

@@ -62,7 +62,6 @@ def _final_booster(model: PipelineModel) -> tuple[Any, Any, int]:
     for setting in (
         "base_margin_col",
         "pred_contrib_col",
-        "features_cols",
         "enable_sparse_data_optim",
     ):
         if final.isDefined(getattr(final, setting)) and final.getOrDefault(setting):
@@ -74,6 +73,14 @@ def _final_booster(model: PipelineModel) -> tuple[Any, Any, int]:
     if isinstance(final, SparkXGBClassifierModel):
         return final, sklearn, int(getattr(sklearn, "n_classes_", 2) or 2)
     return final, sklearn, 0
+
+
+def feature_columns(final: Any) -> list[str]:
+    """The columns an xgboost.spark model reads when it was trained on columns (the
+    native encoding), else []."""
+    if final.isDefined(final.features_cols) and final.getOrDefault(final.features_cols):
+        return list(final.getOrDefault(final.features_cols))
+    return []
 
 
 def booster_classes(model: PipelineModel) -> int:
@@ -93,19 +100,7 @@ def score(model: PipelineModel, frame: DataFrame, keep: list[str]) -> DataFrame:
         NotBooster: the pipeline does not end in an xgboost.spark model.
     """
     final, sklearn, classes = _final_booster(model)
-    column = final.getOrDefault(final.featuresCol)
-    try:
-        statements, blocks = feature_layout(model.stages[:-1], column)
-    except NotLinear as exc:
-        log.info("booster features through MLlib vectors", extra={"why": str(exc)})
-        prepared, layout = _through_vectors(model, frame, keep, column), None
-    else:
-        prepared = frame
-        for statement in statements:
-            prepared = SQLTransformer(statement=statement).transform(prepared)
-        values = [F.expr(block_sql(b)).alias(f"{BLOCK}{i}") for i, b in enumerate(blocks)]
-        prepared = prepared.select(*[F.col(_q(c)) for c in keep], *values)
-        layout = [("categorical" in b, int(b["slots"])) for b in blocks]
+    prepared, layout = _prepared(model, final, frame, keep)
     fields = [frame.schema[c] for c in keep]
     fields.append(T.StructField("prediction", T.DoubleType()))
     if classes == 2:
@@ -154,6 +149,30 @@ def score(model: PipelineModel, frame: DataFrame, keep: list[str]) -> DataFrame:
             yield pa.RecordBatch.from_arrays(outputs, schema=arrow_schema)
 
     return prepared.mapInArrow(predict, schema)
+
+
+def _prepared(
+    model: PipelineModel, final: Any, frame: DataFrame, keep: list[str]
+) -> tuple[DataFrame, list[tuple[bool, int]] | None]:
+    """`keep` and the features as block columns with their layout (one_hot?, slots), or
+    as one Arrow list column (layout None) when the feature stages cannot be read."""
+    native = feature_columns(final)
+    if native:  # trained on columns: the feature stages' numbers and category codes
+        features = PipelineModel(stages=model.stages[:-1]).transform(frame)
+        values = [F.col(_q(c)).cast("float").alias(f"{BLOCK}{i}") for i, c in enumerate(native)]
+        return features.select(*[F.col(_q(c)) for c in keep], *values), [(False, 1)] * len(native)
+    column = final.getOrDefault(final.featuresCol)
+    try:
+        statements, blocks = feature_layout(model.stages[:-1], column)
+    except NotLinear as exc:
+        log.info("booster features through MLlib vectors", extra={"why": str(exc)})
+        return _through_vectors(model, frame, keep, column), None
+    prepared = frame
+    for statement in statements:
+        prepared = SQLTransformer(statement=statement).transform(prepared)
+    values = [F.expr(block_sql(b)).alias(f"{BLOCK}{i}") for i, b in enumerate(blocks)]
+    prepared = prepared.select(*[F.col(_q(c)) for c in keep], *values)
+    return prepared, [("categorical" in b, int(b["slots"])) for b in blocks]
 
 
 def _through_vectors(model: PipelineModel, frame: DataFrame, keep: list[str], column: str):

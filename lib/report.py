@@ -297,6 +297,10 @@ def readable(column: str) -> str:
         return f"{left} x {right}"
     if column.endswith("__bucket"):
         return column[: -len("__bucket")]
+    if column.endswith("__index"):  # a category code (native encoding)
+        return column[: -len("__index")]
+    if column.endswith("__hashed"):  # a hash bucket number (native encoding)
+        return f"{column[: -len('__hashed')]} (hashed)"
     if "__hashed_" in column:
         name, bucket = column.split("__hashed_", 1)
         return f"{name} (hash bucket {bucket})"
@@ -351,6 +355,7 @@ def scorer_weights(scorer: Any) -> list[tuple[str, float]]:
 def pipeline_weights(fitted: Any, frame: Any = None) -> list[tuple[str, float]]:
     """Importances (trees: MLlib's, xgboost's gain) or coefficients (linear) of a fitted
     pipeline's final stage, mapped to slot names when the feature stages allow."""
+    from batchml.lib.booster_scorer import feature_columns
     from batchml.lib.linear_scorer import NotLinear, feature_layout
 
     final = fitted.stages[-1]
@@ -367,8 +372,12 @@ def pipeline_weights(fitted: Any, frame: Any = None) -> list[tuple[str, float]]:
         values = final.coefficients.toArray().tolist()
     else:
         return []
+    native = feature_columns(final) if hasattr(final, "get_booster") else []
     try:
-        names = slot_names(feature_layout(fitted.stages[:-1], column)[1])
+        if native:  # trained on columns: one feature per column, in their order
+            names = [readable(c) for c in native]
+        else:
+            names = slot_names(feature_layout(fitted.stages[:-1], column)[1])
     except NotLinear:  # e.g. hashed columns: the assembler's slot names (no Spark job)
         names = []
         if frame is not None:

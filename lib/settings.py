@@ -273,6 +273,10 @@ class ModelSpec(Section):
     # partitions the training data is cut into (by a hash of the key) before fitting;
     # None = the task slots (xgboost: num_workers). Recorded in the manifest.
     partitions: int | None = Field(default=None, ge=1)
+    # how the features reach the estimator: "one_hot" = one assembled vector (imputed,
+    # scaled, one-hot; every algorithm), "native" = the columns themselves, categories as
+    # codes the booster splits natively (xgboost_* only); None = native for xgboost
+    encoding: Literal["native", "one_hot"] | None = None
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
 

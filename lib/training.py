@@ -22,7 +22,7 @@ from pyspark.ml.evaluation import (
 )
 from pyspark.sql import functions as F
 
-from batchml.lib.errors import InputError
+from batchml.lib.errors import ConfigError, InputError
 
 ALGORITHMS: dict[str, tuple[str, str]] = {
     "logistic_regression": ("pyspark.ml.classification:LogisticRegression", "classification"),
@@ -47,6 +47,7 @@ RESERVED = {
     "validationIndicatorCol",
     "features_col",
     "label_col",
+    "feature_types",  # the native encoding's, from the feature pipeline
 }
 # xgboost.spark params take any value; these are checked here so a typo fails before
 # a barrier stage starts
@@ -115,6 +116,23 @@ def task_of(algorithm: str) -> str:
 
 def is_xgboost(algorithm: str) -> bool:
     return algorithm.startswith("xgboost_")
+
+
+def encoding_of(spec: Any) -> str:
+    """How a model's features reach its estimator: its `encoding`, by default "native"
+    for xgboost (columns, categories as codes) and "one_hot" (one vector) otherwise.
+
+    Raises:
+        ConfigError: "native" asked for an estimator that reads one vector.
+    """
+    if spec.encoding is None:
+        return "native" if is_xgboost(spec.algorithm) else "one_hot"
+    if spec.encoding == "native" and not is_xgboost(spec.algorithm):
+        raise ConfigError(
+            f'encoding = "native" needs an xgboost_* algorithm; {spec.algorithm} reads one '
+            'assembled vector (encoding = "one_hot")'
+        )
+    return spec.encoding
 
 
 def estimator(

@@ -81,3 +81,65 @@ def test_a_regressor_and_what_is_not_a_booster(frame) -> None:
     with pytest.raises(NotBooster, match="LogisticRegressionModel"):
         score(linear, frame, ["id"])
     assert "probability" not in score(model, frame, ["id"]).columns
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_native_categories_score_as_xgboost_spark_does(spark: SparkSession, classes: int) -> None:
+    """The native encoding (columns, category codes split natively), as `train` fits it:
+    the scorer reads the same columns; an unseen level and missing numbers included."""
+    from pyspark.ml import PipelineModel
+
+    from batchml.lib.feature_pipeline import fit_features
+    from batchml.lib.settings import FeaturePipelineSpec
+
+    rows = [
+        (i, float(i % 13), None if i % 5 == 0 else float(i % 7), f"k{i % 6}", f"t{i % 9}")
+        for i in range(600)
+    ]
+    data = spark.createDataFrame(rows, "id long, a double, b double, tag string, tail string")
+    # the label follows the level: only a categorical split separates k1/k4 from k2/k5
+    data = data.selectExpr("*", f"CAST(substr(tag, 2) AS INT) % {classes} AS label")
+    spec = FeaturePipelineSpec(
+        view="v",
+        label="label",
+        numeric={"a": {"scale": True, "buckets": 3}, "b": {"impute": "median"}},  # not native
+        categorical={"tag": {}},
+        hashed={"tail": {"buckets": 4}},
+        interactions=[["a", "b"]],
+    )
+    training = data.filter("tag != 'k5'")  # k5 unseen when scoring
+    features = fit_features(training, "v", spec, encoding="native")
+    columns = ["a__num", "b__num", "a__x__b", "tail__hashed", "a__bucket", "tag__index"]
+    assert (features.columns, features.feature_types) == (columns, [*"qqqqq", "c"])
+    booster = SparkXGBClassifier(
+        features_col=features.columns,
+        feature_types=features.feature_types,
+        label_col="label",
+        n_estimators=6,
+        max_depth=3,
+        num_workers=1,
+    ).fit(features.model.transform(training))
+    model = PipelineModel(stages=[*features.model.stages, booster])
+    mine = {r["id"]: r for r in score(model, data, ["id"]).collect()}
+    theirs = model.transform(data).collect()
+    assert len(mine) == len(theirs) == 600
+    for row in theirs:
+        ours = mine[row["id"]]
+        assert ours["prediction"] == row["prediction"]
+        if classes == 2:
+            assert ours["probability"] == pytest.approx(row["probability"][1], abs=1e-12)
+        else:
+            assert ours["probabilities"] == pytest.approx(list(row["probability"]), abs=1e-12)
+    # raw numbers (no scaling), missing stays missing (no imputation), raw products
+    coded = features.model.transform(data).filter("id IN (0, 5, 8)").orderBy("id").collect()
+    assert [(r["a__num"], r["b__num"], r["a__x__b"]) for r in coded] == [
+        (0.0, None, None),
+        (5.0, None, None),
+        (8.0, 1.0, 8.0),
+    ]
+    assert {r["tag"]: r["tag__index"] for r in features.model.transform(data).collect()}[
+        "k5"
+    ] == 5.0  # the unseen level: the code after the 5 known ones
+    seen = [r for r in theirs if r["tag"] != "k5"]
+    accuracy = sum(r["prediction"] == r["label"] for r in seen) / len(seen)
+    assert accuracy > 0.95  # the level decides the label: categorical splits found it

@@ -233,6 +233,44 @@ def test_boosters_train_on_a_one_file_table_of_any_size(spark, tmp_path, rows) -
             spark.conf.set(key, value)
     assert report.metrics["test"]["areaUnderROC"] > 0.9
     assert report.params["num_workers"] == 2
+    registered = Registry(str(lake / "_registry"), EmbeddedDelta(spark)).get(
+        f"people_lr@{report.version}"
+    )
+    assert registered.manifest["encoding"] == "native"  # xgboost's default
+
+
+def test_native_encoding_is_for_xgboost_and_one_hot_stays_available(spark, lake, tmp_path) -> None:
+    from batchml.lib.booster_scorer import feature_columns
+
+    def config(algorithm: str, params: str, encoding: str):
+        conf = tmp_path / f"{encoding}.toml"
+        conf.write_text(
+            CONF.format(algorithm=algorithm, params=params) + f'encoding = "{encoding}"\n'
+        )
+        return load_config(conf_file=conf, overrides=[f'lakehouse.root="{lake}"'], environ={})
+
+    registry = Registry(str(lake / "_registry"), EmbeddedDelta(spark))
+    before = len(registry.list())
+    linear = config("logistic_regression", "{ maxIter = 5 }", "native").settings
+    refused = r'models\.people_lr\.encoding = "native" needs an xgboost'
+    with pytest.raises(ConfigError, match=refused):
+        train_job.run(spark, linear, "people_lr")
+    assert len(registry.list()) == before
+    fits = {}
+    for encoding in ("one_hot", "native"):
+        boosted = config("xgboost_classifier", "{ n_estimators = 30, max_depth = 3 }", encoding)
+        report = train_job.run(spark, boosted.settings, "people_lr")
+        version = registry.get(f"people_lr@{report.version}")
+        fits[encoding] = (report.metrics["test"]["areaUnderROC"], version)
+    one_hot, native = fits["one_hot"][1], fits["native"][1]
+    assert (one_hot.manifest["encoding"], native.manifest["encoding"]) == ("one_hot", "native")
+    final = registry.load(native).stages[-1]
+    assert feature_columns(final) == [
+        "salary__num", "commission__num", "loan__num", "age__num", "elevel__index"
+    ]  # fmt: skip
+    assert final.getOrDefault("feature_types") == ["q", "q", "q", "q", "c"]
+    assert feature_columns(registry.load(one_hot).stages[-1]) == []
+    assert fits["native"][0] > 0.95 and fits["one_hot"][0] > 0.95
 
 
 SPLIT_CONF = ("spark.sql.files.maxPartitionBytes", "spark.sql.files.openCostInBytes")

@@ -26,6 +26,7 @@ from batchml.lib.splits import with_fold, with_split
 from batchml.lib.training import (
     ITERATIVE,
     class_weights,
+    encoding_of,
     estimator,
     is_xgboost,
     weight_column,
@@ -57,6 +58,7 @@ class Trained:
     partitions: int = 1  # the training data was cut into this many (by key hash)
     classes: int = 0  # label values of a classifier (0 for a regressor)
     score_profile: dict[str, Any] | None = None
+    encoding: str = "one_hot"  # how the features reach the estimator (ModelSpec.encoding)
 
 
 def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
@@ -88,10 +90,12 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     train_df = labelled.filter(F.col(SPLIT) == "train")
     if train_df.limit(1).count() == 0:
         raise InputError(f"the training split of {read.uri}@{read.version} has no labelled rows")
+    encoding = encoding_of(spec)
     features = fit_features(
         train_df,
         plan.pipeline_name,
         pipeline,
+        encoding=encoding,
         profile=True,
         centres=tables.column_centres(read.uri, read.version, list(pipeline.numeric)),
     )
@@ -110,7 +114,10 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
         if spec.early_stopping
         else train_df
     )
-    columns = [F.col(label), F.col(pipeline.output)]
+    if features.feature_types is not None:
+        # the booster reads the feature columns themselves: numbers and category codes
+        model.setParams(features_col=features.columns, feature_types=features.feature_types)
+    columns = [F.col(label), *(F.col(c) for c in features.columns)]
     if weights:
         columns.append(weight_column(label, weights).alias(WEIGHT))
         model.set(model.getParam("weightCol"), WEIGHT)
@@ -136,7 +143,7 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     persist = spec.persist
     if persist is None:
         persist = spec.algorithm in ITERATIVE and _fits_in_storage(
-            spark, features.stats.rows, len(features.model.stages[-1].getInputCols())
+            spark, features.stats.rows, len(features.slot_names)
         )
     if persist:
         assembled = assembled.persist(StorageLevel.MEMORY_AND_DISK)  # serialized in PySpark
@@ -197,6 +204,7 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
         partitions,
         classes,
         score_profile,
+        encoding,
     )
 
 

@@ -101,6 +101,7 @@ def run(
             "spark_jobs_feature_fit": trained.spark_jobs_feature_fit,
             "persisted_training_data": trained.persisted,
             "training_partitions": trained.partitions,
+            "encoding": trained.encoding,
             "tuning": trained.tuning,
             "early_stopping": trained.early_stopping,
             "code": code_version(),

@@ -12,6 +12,7 @@ from batchml.lib.settings import FeaturePipelineSpec, ModelSpec, ParamRange, Set
 from batchml.lib.splits import check_fractions
 from batchml.lib.training import (
     EARLY_STOPPING,
+    encoding_of,
     is_xgboost,
     task_of,
 )
@@ -64,6 +65,8 @@ def plan_from_manifest(manifest: dict[str, Any]) -> TrainPlan:
             "without its model spec and cannot be reproduced"
         )
     spec = ModelSpec.model_validate(manifest["model_spec"])
+    if "encoding" not in manifest["model_spec"]:  # registered before encodings: one vector
+        spec = spec.model_copy(update={"encoding": "one_hot"})
     recorded_workers = (manifest.get("params") or {}).get("num_workers")
     if is_xgboost(spec.algorithm) and recorded_workers is not None:
         # the workers' shares of the data shape the trees: rebuild exactly those
@@ -93,6 +96,10 @@ def check_plan(plan: TrainPlan) -> str:
     if empty:
         raise ConfigError(f"{where}.split leaves {', '.join(empty)} empty (fraction 0)")
     task = task_of(spec.algorithm)
+    try:
+        encoding_of(spec)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.{exc}") from None
     if spec.class_weight is not None and task != "classification":
         raise ConfigError(f"{where}.class_weight needs a classifier, not {spec.algorithm}")
     if spec.early_stopping:

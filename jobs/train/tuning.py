@@ -93,7 +93,7 @@ def tune(spark, plan, model, candidates, assembled, features, labelled, task, cl
         best_model = searched.bestModel
     else:
         validation = features.model.transform(labelled.filter(F.col(SPLIT) == "validation"))
-        validation = validation.select(plan.pipeline.label, plan.pipeline.output).persist()
+        validation = validation.select(plan.pipeline.label, *features.columns).persist()
         scores = [math.nan] * len(param_maps)
         fitted: dict[int, Any] = {}
 
