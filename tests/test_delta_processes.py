@@ -25,12 +25,16 @@ WORKER = Path(__file__).with_name("delta_worker.py")
 def start(
     action: str, uri: Path, tag: str, count: int, lakehouse: Path, backend: str = "embedded"
 ) -> subprocess.Popen:
+    # Spark's scratch (shuffle, spills) beside the worker's lakehouse: a killed JVM cannot
+    # delete it, and in /tmp it would outlive the test (600 MB a run)
+    scratch = {**os.environ, "SPARK_LOCAL_DIRS": str(lakehouse / "_spark_local")}
     return subprocess.Popen(
         [sys.executable, str(WORKER), action, str(uri), tag, str(count), str(lakehouse), backend],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group: the JVM dies with it
+        env=scratch,
     )
 
 

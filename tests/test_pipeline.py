@@ -209,8 +209,15 @@ def test_a_run_killed_mid_train_continues_where_it_stopped(
     land(spark, project["raw"], "b2.csv", 1200, 2000, salary=3.0)
     conf = ["--conf", str(project["conf"]), "--set", f'lakehouse.root="{lake}"']
     command = [sys.executable, "-m", "batchml.jobs.cli", *cli_globals, *conf, "pipeline", "nightly"]
+    # Spark's scratch in the test's folder: the killed JVM cannot delete it
+    scratch = {**os.environ, "SPARK_LOCAL_DIRS": str(lake.parent / "spark_local")}
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=scratch,
     )
     seen = []
     deadline = time.monotonic() + 240
