@@ -143,8 +143,8 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     persist = spec.persist
     if persist is None:
         persist = spec.algorithm in ITERATIVE and _fits_in_storage(
-            spark, features.stats.rows, len(features.slot_names)
-        )
+            spark, features.stats.rows, len(features.model.stages[-1].getInputCols())
+        )  # ITERATIVE estimators are MLlib's: always the one_hot encoding's assembler
     if persist:
         assembled = assembled.persist(StorageLevel.MEMORY_AND_DISK)  # serialized in PySpark
     tuning = stopping = None
