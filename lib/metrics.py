@@ -14,6 +14,7 @@ import numpy as np
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from batchml.lib.evaluation import curves
 
@@ -53,7 +54,9 @@ def holdout_metrics(
     if not binary:
         row = scored.agg(F.count(F.lit(1)), correct).collect()[0]
         return row[0], ({"accuracy": row[1] / row[0]} if row[0] else {})
-    probability = vector_to_array(F.col("probability"))[1]
+    probability = F.col("probability")  # a double from the booster scorer, else a vector
+    if not isinstance(scored.schema["probability"].dataType, T.DoubleType):
+        probability = vector_to_array(probability)[1]
     score_bin = F.least(F.floor(probability * SCORE_BINS).cast("int"), F.lit(SCORE_BINS - 1))
     bins = (
         scored.groupBy(score_bin.alias("bin"))

@@ -271,6 +271,28 @@ def test_native_encoding_is_for_xgboost_and_one_hot_stays_available(spark, lake,
     assert final.getOrDefault("feature_types") == ["q", "q", "q", "q", "c"]
     assert feature_columns(registry.load(one_hot).stages[-1]) == []
     assert fits["native"][0] > 0.95 and fits["one_hot"][0] > 0.95
+    # the holdout is scored through the booster scorer, once: its figures are those of
+    # xgboost.spark's own transform of the test split
+    from pyspark.ml.evaluation import BinaryClassificationEvaluator
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    from batchml.lib.splits import with_split
+
+    table = EmbeddedDelta(spark).read(str(lake / "people")).df
+    split = {"train": 0.7, "validation": 0.15, "test": 0.15}  # the default
+    test = with_split(table, "id", split, seed=42, column="__split")
+    for auc, version in fits.values():
+        scored = registry.load(version).transform(test.filter("__split = 'test'"))
+        expected = BinaryClassificationEvaluator(labelCol="label").evaluate(scored)
+        assert auc == pytest.approx(expected, abs=2e-4)
+        accuracy = scored.select(F.avg((F.col("prediction") == F.col("label")).cast("double")))
+        assert version.manifest["metrics"]["test"]["accuracy"] == accuracy.first()[0]
+        profile = version.manifest["score_profile"]
+        mean = scored.select(F.avg(vector_to_array("probability")[1])).first()[0]
+        assert (profile["column"], profile["split"]) == ("probability", "test")
+        assert profile["count"] == scored.count() == version.manifest["rows"]["test"]
+        assert profile["mean"] == pytest.approx(mean, rel=1e-9)
 
 
 SPLIT_CONF = ("spark.sql.files.maxPartitionBytes", "spark.sql.files.openCostInBytes")

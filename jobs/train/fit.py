@@ -12,6 +12,7 @@ from pyspark import StorageLevel
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from batchml.jobs.train.plan import FOLD, IS_VALIDATION, SPLIT, WEIGHT, TrainPlan, check_plan
 from batchml.jobs.train.tuning import candidates, tune
@@ -36,6 +37,7 @@ log = get_logger(__name__)
 
 
 XGB_EARLY_STOPPING_ROUNDS = 10
+ROW_KEY = "__row_key"  # the key under its own name through the shuffle
 
 
 @dataclass
@@ -138,8 +140,16 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     # The estimator sees the same partitions, in the same order, whatever the layout of
     # the table and the master: MLlib's forests sample per partition, xgboost builds its
     # histograms per worker, and sums depend on their order.
-    fit_df = fit_df.repartition(partitions, F.col(pipeline.key)).sortWithinPartitions(pipeline.key)
-    assembled = features.model.transform(fit_df).select(*columns)
+    # Only the columns the estimator reads (and the key) cross the shuffle: the feature
+    # stages run row by row before it, so the rows and their order are the same.
+    key = F.col(pipeline.key).alias(ROW_KEY)
+    assembled = (
+        features.model.transform(fit_df)
+        .select(key, *columns)
+        .repartition(partitions, ROW_KEY)
+        .sortWithinPartitions(ROW_KEY)
+        .drop(ROW_KEY)
+    )
     persist = spec.persist
     if persist is None:
         persist = spec.algorithm in ITERATIVE and _fits_in_storage(
@@ -169,17 +179,22 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     fitted = PipelineModel(stages=[*features.model.stages, best])
     rows = {"train": features.stats.rows}
     metrics: dict[str, dict[str, float]] = {}
-    scored = None
-    for part in spec.split:
-        if part == "train":
-            continue
-        scored = fitted.transform(labelled.filter(F.col(SPLIT) == part))
-        rows[part], metrics[part] = holdout_metrics(scored, task, label, binary=classes == 2)
-        if rows[part] == 0:
-            raise InputError(f"the {part} split of {read.uri}@{read.version} is empty")
     score_profile = None
-    if scored is not None:  # the last holdout split: test when there is one
-        score_profile = _score_profile(scored, task, classes, part)
+    holdouts = [part for part in spec.split if part != "train"]
+    for part in holdouts:
+        scored = _holdout_scores(fitted, labelled.filter(F.col(SPLIT) == part), label)
+        last = part == holdouts[-1]  # test when there is one: its scores are profiled too
+        if last:  # two aggregations read it: the model scores each row once
+            scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            rows[part], metrics[part] = holdout_metrics(scored, task, label, binary=classes == 2)
+            if rows[part] == 0:
+                raise InputError(f"the {part} split of {read.uri}@{read.version} is empty")
+            if last:
+                score_profile = _score_profile(scored, task, classes, part)
+        finally:
+            if last:
+                scored.unpersist()
     params = {
         p.name: _plain(v)
         for p, v in best.extractParamMap().items()
@@ -208,6 +223,21 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     )
 
 
+def _holdout_scores(fitted: PipelineModel, frame: DataFrame, label: str) -> DataFrame:
+    """The label, `prediction` and, for a binary classifier, `probability` of a holdout's
+    rows. An xgboost pipeline runs through the booster scorer (the predict job's path:
+    the same scores as xgboost.spark's transform, without its per-row pandas arrays),
+    anything else through its own transform."""
+    from batchml.lib import booster_scorer
+
+    try:
+        return booster_scorer.score(fitted, frame, [label])
+    except booster_scorer.NotBooster:
+        scored = fitted.transform(frame)
+    kept = [c for c in (label, "prediction", "probability") if c in scored.columns]
+    return scored.select(*(F.col(f"`{c}`") for c in kept))
+
+
 def _score_profile(scored: DataFrame, task: str, classes: int, part: str) -> dict | None:
     """The distribution of the model's output on a holdout split, profiled like a numeric
     feature (deciles, their counts, a KLL sketch): what `batchml monitor` compares the
@@ -220,6 +250,8 @@ def _score_profile(scored: DataFrame, task: str, classes: int, part: str) -> dic
 
     if task == "regression":
         column, value = "prediction", F.col("prediction").cast("double")
+    elif classes == 2 and isinstance(scored.schema["probability"].dataType, T.DoubleType):
+        column, value = "probability", F.col("probability")  # the booster scorer's
     elif classes == 2:
         column, value = "probability", vector_to_array("probability")[1]
     else:
