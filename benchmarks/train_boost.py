@@ -15,10 +15,15 @@ settings everywhere: --trees trees of depth --depth, learning rate 0.1, --bins b
              as pandas categories: the same encoding batchml's default `native` gives
              xgboost.spark), in a child process
 Times include reading the table, fitting (features included) and scoring the holdout.
+With --memory-cap the two one-process fits get that much resident memory: killed, as a
+container's memory limit would, when their RSS passes it (sampled every 0.1 s; an
+address-space limit, RLIMIT_AS, stops them loading their libraries at any useful size).
+batchml's JVM gets --driver-memory, and its memory is sampled over its process tree (the
+JVM and the Python workers xgboost trains in) while it fits.
 
     uv run python benchmarks/train_boost.py --workdir /tmp/bench_lr [--rows 1000000]
-    uv run python benchmarks/train_boost.py --workdir /tmp/bench_lr --only xgb \
-        --rows 1000000 10000000      # scaling of the default booster
+    uv run python benchmarks/train_boost.py --workdir /tmp/bench_lr --only xgb hgb native \
+        --rows 1000000 10000000 --driver-memory 3g --memory-cap 3g   # past one process
 """
 
 from __future__ import annotations
@@ -26,9 +31,12 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import platform
 import resource
+import signal
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,8 +47,66 @@ from batchml.jobs.train import fit as train_fit
 from batchml.jobs.train import plan as train_plan
 from batchml.lib.config import load_config
 from batchml.lib.logs import configure_logging
+from batchml.lib.runtime import memory_bytes
 from batchml.lib.settings import ModelSpec
 from batchml.lib.spark import build_session
+
+
+class TreeMemory:
+    """Peak resident memory of a process and its descendants, sampled every 0.1 s: the
+    peak of their sum, and the largest single process's peak (VmHWM). With `limit`
+    (bytes) the process is killed when their sum passes it."""
+
+    def __init__(self, pid: int, limit: int | None = None) -> None:
+        self.pid, self.total, self.single, self.limit = pid, 0, 0, limit
+        self.killed_at: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _tree(self) -> list[int]:
+        children: dict[int, list[int]] = {}
+        for status in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = status.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(status.parent.name))
+        found, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo.extend(children.get(pid, []))
+        return found
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.1):
+            total = 0
+            for pid in self._tree():
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+                except OSError:
+                    continue
+                values = {line.split(":")[0]: line.split()[1:2] for line in status}
+                total += int((values.get("VmRSS") or ["0"])[0])
+                self.single = max(self.single, int((values.get("VmHWM") or ["0"])[0]))
+            self.total = max(self.total, total)
+            if self.limit and total * 1024 > self.limit and self.killed_at is None:
+                self.killed_at = total
+                os.kill(self.pid, signal.SIGKILL)
+
+    def figures(self) -> dict:
+        return {
+            "tree_peak_rss_mb": round(self.total / 1024),
+            "largest_process_peak_rss_mb": round(self.single / 1024),
+        }
 
 
 def run_ours(
@@ -55,12 +121,15 @@ def run_ours(
         encoding=encoding,
     )
     plan = train_plan.TrainPlan(f"bench_{algorithm}", model, "bench", spec_for(uri), uri, None)
+    jvm = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
     started = time.perf_counter()
-    trained = train_fit.fit(spark, settings, plan)
+    with TreeMemory(jvm) as memory:
+        trained = train_fit.fit(spark, settings, plan)
     return {
         "seconds": round(time.perf_counter() - started, 2),
         "auc": round(trained.metrics["test"]["areaUnderROC"], 4),
         "params": params,
+        **memory.figures(),
     }
 
 
@@ -123,13 +192,23 @@ def local_child(kind: str, uri: str, trees: int, depth: int, bins: int, out) -> 
     )
 
 
-def run_local(kind: str, uri: str, trees: int, depth: int, bins: int) -> dict:
+def run_local(kind: str, uri: str, trees: int, depth: int, bins: int, cap: int | None) -> dict:
     context = multiprocessing.get_context("spawn")  # no fork after deltalake / the JVM
     queue = context.Queue()
     child = context.Process(target=local_child, args=(kind, uri, trees, depth, bins, queue))
+    started = time.perf_counter()
     child.start()
-    child.join()
-    return queue.get() if not queue.empty() else {"failed": f"exit code {child.exitcode}"}
+    with TreeMemory(child.pid, cap) as memory:
+        child.join()
+    if not queue.empty():
+        return queue.get()
+    if memory.killed_at is not None:
+        return {
+            "failed": f"over the {cap / 2**30:.1f} GB memory cap: killed at "
+            f"{memory.killed_at / 1024:.0f} MB resident",
+            "after_seconds": round(time.perf_counter() - started, 2),
+        }
+    return {"failed": f"exit code {child.exitcode}"}
 
 
 def main() -> None:
@@ -142,7 +221,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=["gbt", "xgb", "xgb_one_hot", "hgb", "native"])
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--driver-memory", default="6g")
+    parser.add_argument("--memory-cap", default=None, help="e.g. 3g: see the module's text")
     args = parser.parse_args()
+    cap = memory_bytes(args.memory_cap) if args.memory_cap else None
     work = (args.workdir or Path(tempfile.mkdtemp(prefix="batchml-boost-bench-"))).resolve()
     cfg = load_config(
         overrides=[
@@ -184,7 +265,7 @@ def main() -> None:
                 )
         for kind in ("hgb", "native"):
             if kind in args.only:
-                result[kind] = run_local(kind, uri, args.trees, args.depth, args.bins)
+                result[kind] = run_local(kind, uri, args.trees, args.depth, args.bins, cap)
         for other in ("native", "hgb", "xgb_one_hot"):
             if "xgb" in result and result.get(other, {}).get("seconds"):
                 result[f"xgb / {other}"] = round(
@@ -198,12 +279,19 @@ def main() -> None:
             )
         report[str(rows)] = result
         print(json.dumps({str(rows): result}), flush=True)
+    fitted = [r for r in args.rows if report[str(r)].get("xgb", {}).get("seconds")]
+    if len(fitted) > 1:  # the default booster's scaling, smallest to largest table
+        small, large = min(fitted), max(fitted)
+        ratio = report[str(large)]["xgb"]["seconds"] / report[str(small)]["xgb"]["seconds"]
+        report[f"xgb {large} / {small} rows"] = round(ratio, 2)
     print(
         json.dumps(
             {
                 "date": datetime.now(UTC).isoformat(timespec="seconds"),
                 "machine": f"{platform.machine()}, {spark.sparkContext.defaultParallelism} cores "
                 f"(local[2]), Python {platform.python_version()}, Spark {spark.version}",
+                "driver_memory": args.driver_memory,
+                "memory_cap": args.memory_cap,
                 "settings": {
                     "trees": args.trees,
                     "depth": args.depth,

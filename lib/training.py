@@ -31,7 +31,10 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
         "classification",
     ),
     "gbt_classifier": ("pyspark.ml.classification:GBTClassifier", "classification"),
-    "xgboost_classifier": ("xgboost.spark:SparkXGBClassifier", "classification"),
+    "xgboost_classifier": (
+        "batchml.lib.xgboost_classes:KnownClassesXGBClassifier",
+        "classification",
+    ),
     "linear_regression": ("pyspark.ml.regression:LinearRegression", "regression"),
     "random_forest_regressor": ("pyspark.ml.regression:RandomForestRegressor", "regression"),
     "gbt_regressor": ("pyspark.ml.regression:GBTRegressor", "regression"),

@@ -143,3 +143,37 @@ def test_native_categories_score_as_xgboost_spark_does(spark: SparkSession, clas
     seen = [r for r in theirs if r["tag"] != "k5"]
     accuracy = sum(r["prediction"] == r["label"] for r in seen) / len(seen)
     assert accuracy > 0.95  # the level decides the label: categorical splits found it
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_a_classifier_told_its_classes_reads_its_data_once(frame, classes: int) -> None:
+    from pyspark.ml.feature import VectorAssembler as Assembler
+    from pyspark.sql import functions as F
+
+    from batchml.lib.xgboost_classes import KnownClassesXGBClassifier
+
+    context = frame.sparkSession.sparkContext
+    fitted, reads = {}, {}
+    for told in (None, classes):
+        rows = context.accumulator(0)
+
+        def seen(value, rows=rows):  # test instrumentation: counts the rows computed
+            rows.add(1)
+            return value
+
+        counted = F.udf(seen, "double")
+        data = Assembler(inputCols=["a"], outputCol="features").transform(
+            frame.withColumn("y", counted((frame["label"] % classes).cast("double")))
+        )
+        booster = KnownClassesXGBClassifier(
+            label_col="y", n_estimators=3, max_depth=2, num_workers=1, random_state=1
+        )
+        booster.classes = told
+        fitted[told], reads[told] = booster.fit(data), rows
+    # xgboost.spark's own fit computes the data twice (its distinct count of the label,
+    # then the training); told the classes, once
+    assert (reads[None].value, reads[classes].value) == (300, 150)
+    objective = fitted[classes].get_booster().save_config()
+    assert ("multi:softprob" in objective) == (classes == 3)
+    model = fitted[classes].get_booster().save_raw("json")
+    assert model == fitted[None].get_booster().save_raw("json")

@@ -110,6 +110,8 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
                 f"{read.uri}@{read.version}: {list(counts)}"
             )
     classes = len(counts)
+    if is_xgboost(spec.algorithm) and task == "classification":
+        model.classes = classes  # its fit would count them with a pass of its own
     weights = class_weights(counts, spec.class_weight)
     fit_df = (
         labelled.filter(F.col(SPLIT).isin("train", "validation"))
