@@ -340,7 +340,10 @@ def _save_scorer(model: PipelineModel, artifact: str) -> None:
     try:
         scorer = compile_pipeline(model)
     except NotLinear as exc:
-        log.info("no linear scorer: predictions will run the MLlib stages", extra={"why": str(exc)})
+        log.info(
+            "no linear scorer: predictions run the booster scorer or the pipeline's stages",
+            extra={"why": str(exc)},
+        )
         return
     Path(artifact).mkdir(parents=True, exist_ok=True)
     (Path(artifact) / SCORER_FILE).write_text(scorer.to_json())
