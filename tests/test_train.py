@@ -317,3 +317,28 @@ def test_xgboost_gets_only_workers_that_hold_rows(spark) -> None:
     recorded = SimpleNamespace(partitions=2, model="m")  # reproducing: no silent change
     with pytest.raises(InputError, match="recorded num_workers = 2 leaves a worker without"):
         train_fit._workers_with_data(one_side, "id", 2, recorded, validation=True)
+
+
+def test_native_encoding_with_every_level_of_a_category_dropped(spark, lake, tmp_path) -> None:
+    # min_frequency above every level's count: the indexer has no labels, every row gets
+    # the one "other" code; the booster still trains, registers and scores the same way
+    from batchml.lib.booster_scorer import score
+
+    conf = tmp_path / "rare.toml"
+    text = CONF.format(algorithm="xgboost_classifier", params="{ n_estimators = 5 }")
+    conf.write_text(text.replace("elevel = {}", "elevel = { min_frequency = 1000000 }"))
+    settings = load_config(conf_file=conf, overrides=[f'lakehouse.root="{lake}"'], environ={})
+    report = train_job.run(spark, settings.settings, "people_lr")
+    registry = Registry(str(lake / "_registry"), EmbeddedDelta(spark))
+    fitted = registry.load(registry.get(f"people_lr@{report.version}"))
+    table = EmbeddedDelta(spark).read(str(lake / "people")).df.limit(300)
+    from pyspark.ml import PipelineModel
+
+    features = PipelineModel(stages=fitted.stages[:-1]).transform(table)
+    codes = {r[0] for r in features.select("elevel__index").collect()}
+    indexer = [s for s in fitted.stages if s.hasParam("inputCol") and s.getInputCol() == "elevel"]
+    assert indexer[0].labels == [] and codes == {0.0}
+    ours = {r["id"]: r["probability"] for r in score(fitted, table, ["id"]).collect()}
+    theirs = {r["id"]: r["probability"][1] for r in fitted.transform(table).collect()}
+    assert len(ours) == 300 and all(ours[k] == pytest.approx(theirs[k], abs=1e-12) for k in ours)
+    assert report.metrics["test"]["areaUnderROC"] > 0.9
