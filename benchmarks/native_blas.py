@@ -32,22 +32,10 @@ JAVA_ONLY = "-Ddev.ludovic.netlib.blas.allowNative=false"
 
 
 def session(work: Path, native: bool):
-    from batchml.lib.config import load_config
-    from batchml.lib.logs import configure_logging
-    from batchml.lib.spark import build_session
+    from train_lr import bench_session
 
-    overrides = [
-        'spark.master="local[2]"',
-        'delta.backend="embedded"',
-        "spark.shuffle_partitions=4",
-        "spark.driver_memory=6g",
-        f'lakehouse.root="{work}"',
-    ]
-    if not native:
-        overrides.append(f'spark.conf."spark.driver.extraJavaOptions"="{JAVA_ONLY}"')
-    cfg = load_config(overrides=overrides)
-    configure_logging("WARNING")
-    return build_session(cfg.settings), cfg.settings
+    java = {} if native else {"spark.driver.extraJavaOptions": JAVA_ONLY}
+    return bench_session(work, conf=java)
 
 
 def blas_in_use(spark) -> str:

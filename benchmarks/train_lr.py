@@ -69,6 +69,22 @@ def _normal(seed: int) -> F.Column:
     )
 
 
+def bench_session(work: Path, driver_memory: str = "6g", conf: dict[str, str] | None = None):
+    """The benchmarks' session: local[2], embedded Delta, 4 shuffle partitions, the
+    lakehouse under `work`; `conf`: extra Spark settings. Returns (spark, settings)."""
+    overrides = [
+        'spark.master="local[2]"',
+        'delta.backend="embedded"',
+        "spark.shuffle_partitions=4",
+        f"spark.driver_memory={driver_memory}",
+        f'lakehouse.root="{work}"',
+        *(f'spark.conf."{key}"="{value}"' for key, value in (conf or {}).items()),
+    ]
+    settings = load_config(overrides=overrides).settings
+    configure_logging("WARNING")
+    return build_session(settings), settings
+
+
 def make_table(spark: SparkSession, uri: str, rows: int) -> None:
     df = spark.range(rows, numPartitions=max(2, rows // 500_000))
     columns = [F.col("id")]

@@ -15,11 +15,9 @@ import time
 from pathlib import Path
 
 from train_boost import run_ours
+from train_lr import bench_session
 
 import batchml.jobs.train.fit as train_fit
-from batchml.lib.config import load_config
-from batchml.lib.logs import configure_logging
-from batchml.lib.spark import build_session
 
 STEPS = ("fit_features", "_workers_with_data", "holdout_metrics", "_score_profile")
 
@@ -55,17 +53,7 @@ def main() -> None:
 
     train_fit.estimator = estimator
     work = args.workdir.resolve()
-    cfg = load_config(
-        overrides=[
-            'spark.master="local[2]"',
-            'delta.backend="embedded"',
-            "spark.shuffle_partitions=4",
-            "spark.driver_memory=6g",
-            f'lakehouse.root="{work}"',
-        ]
-    )
-    configure_logging("WARNING")
-    spark = build_session(cfg.settings)
+    spark, settings = bench_session(work)
     uri = str(work / f"lr_{args.rows}")
     if not Path(uri).exists():
         from train_lr import make_table
@@ -76,7 +64,7 @@ def main() -> None:
     for label, trees in runs:
         seconds.clear()
         result = run_ours(
-            spark, cfg.settings, uri, "xgboost_classifier", {**xgb, "n_estimators": trees}
+            spark, settings, uri, "xgboost_classifier", {**xgb, "n_estimators": trees}
         )
         steps = {k: round(v, 2) for k, v in seconds.items()}
         print(
