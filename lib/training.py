@@ -31,14 +31,11 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
         "classification",
     ),
     "gbt_classifier": ("pyspark.ml.classification:GBTClassifier", "classification"),
-    "xgboost_classifier": (
-        "batchml.lib.xgboost_classes:KnownClassesXGBClassifier",
-        "classification",
-    ),
+    "xgboost_classifier": ("batchml.lib.xgboost_spark:XGBClassifier", "classification"),
     "linear_regression": ("pyspark.ml.regression:LinearRegression", "regression"),
     "random_forest_regressor": ("pyspark.ml.regression:RandomForestRegressor", "regression"),
     "gbt_regressor": ("pyspark.ml.regression:GBTRegressor", "regression"),
-    "xgboost_regressor": ("xgboost.spark:SparkXGBRegressor", "regression"),
+    "xgboost_regressor": ("batchml.lib.xgboost_spark:XGBRegressor", "regression"),
 }
 RESERVED = {
     "featuresCol",

@@ -150,7 +150,7 @@ def test_a_classifier_told_its_classes_reads_its_data_once(frame, classes: int) 
     from pyspark.ml.feature import VectorAssembler as Assembler
     from pyspark.sql import functions as F
 
-    from batchml.lib.xgboost_classes import KnownClassesXGBClassifier
+    from batchml.lib.xgboost_spark import XGBClassifier
 
     context = frame.sparkSession.sparkContext
     fitted, reads = {}, {}
@@ -165,7 +165,7 @@ def test_a_classifier_told_its_classes_reads_its_data_once(frame, classes: int) 
         data = Assembler(inputCols=["a"], outputCol="features").transform(
             frame.withColumn("y", counted((frame["label"] % classes).cast("double")))
         )
-        booster = KnownClassesXGBClassifier(
+        booster = XGBClassifier(
             label_col="y", n_estimators=3, max_depth=2, num_workers=1, random_state=1
         )
         booster.classes = told

@@ -139,6 +139,8 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
             fit_df, pipeline.key, partitions, plan, validation=spec.early_stopping
         )
         model.set(model.getParam("num_workers"), partitions)
+        model.laid_out = True  # cut below: its own partition count would run the shuffle
+        model.evaluate_training = False  # only the validation rows' metric is read
     # The estimator sees the same partitions, in the same order, whatever the layout of
     # the table and the master: MLlib's forests sample per partition, xgboost builds its
     # histograms per worker, and sums depend on their order.
