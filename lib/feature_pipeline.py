@@ -70,6 +70,8 @@ class FeatureStats:
     categorical: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     # column -> (KLL sketch, decile edges, their ranks), when a profile was asked for
     sketches: dict[str, tuple] = field(default_factory=dict)
+    # label value -> rows, when asked for (a classifier's classes)
+    labels: dict[object, int] | None = None
 
 
 @dataclass
@@ -164,8 +166,10 @@ def collect_stats(
     centres: dict[str, float] | None = None,
     *,
     profile: bool = False,
+    label_counts: bool = False,
 ) -> FeatureStats:
-    """Every statistic of the spec: one aggregate, plus one count over stacked categories.
+    """Every statistic of the spec: one aggregate, plus one count over stacked categories
+    (and the label's values, with `label_counts`: a classifier's classes, same pass).
 
     `centres` (rough centres of numeric columns, e.g. from the Delta log's min/max
     statistics) make the variance a pair of plain sums; without one a column falls back
@@ -233,20 +237,47 @@ def collect_stats(
             stats.sketches[column] = (row[f"k{i}"], row[f"d{i}"], None)
     if profile:
         _sketch_ranks(df.sparkSession, stats)
-    if spec.categorical:
-        names = list(spec.categorical)
-        pairs = ", ".join(f"'{i}', CAST({_q(c)} AS STRING)" for i, c in enumerate(names))
-        stacked = df.select(F.expr(f"stack({len(names)}, {pairs}) AS (__column, __level)"))
+    stacked = [(str(i), c) for i, c in enumerate(spec.categorical)]
+    if label_counts:
+        stacked.append(("label", spec.label))
+    if stacked:
+        pairs = ", ".join(f"'{key}', CAST({_q(c)} AS STRING)" for key, c in stacked)
+        rows = df.select(F.expr(f"stack({len(stacked)}, {pairs}) AS (__column, __level)"))
         counts = (
-            stacked.filter(F.col("__level").isNotNull())
+            rows.filter(F.col("__level").isNotNull())
             .groupBy("__column", "__level")
             .count()
             .collect()
         )
-        for i, column in enumerate(names):
+        for i, column in enumerate(spec.categorical):
             levels = [(r["__level"], int(r["count"])) for r in counts if r["__column"] == str(i)]
             stats.categorical[column] = sorted(levels, key=lambda lc: (-lc[1], lc[0]))
+        if label_counts:
+            typed = _from_text(df.schema[spec.label].dataType)
+            stats.labels = {
+                typed(r["__level"]): int(r["count"]) for r in counts if r["__column"] == "label"
+            }
     return stats
+
+
+def _from_text(kind: T.DataType):
+    """Turns a value cast to a string back into the Python value Spark returns for `kind`
+    (a label counted among the stacked categories)."""
+    if isinstance(kind, T.BooleanType):
+        return lambda text: text == "true"
+    if isinstance(kind, T.ByteType | T.ShortType | T.IntegerType | T.LongType):
+        return int
+    if isinstance(kind, T.FloatType):  # the shortest text of a float32: back to it
+        import numpy as np
+
+        return lambda text: float(np.float32(text))
+    if isinstance(kind, T.DoubleType):
+        return float
+    if isinstance(kind, T.DecimalType):
+        from decimal import Decimal
+
+        return Decimal
+    return str
 
 
 def _sketch_ranks(spark, stats: FeatureStats) -> None:
@@ -508,10 +539,12 @@ def fit_features(
     *,
     profile: bool = False,
     encoding: str = ONE_HOT,
+    label_counts: bool = False,
 ) -> FittedFeatures:
     """Check the spec, gather the statistics in one pass, build the fitted pipeline
-    (with `profile`, the statistics also hold the training profile: `profile_of`);
-    `encoding` "native": the columns of `native_model` instead of one vector."""
+    (with `profile`, the statistics also hold the training profile: `profile_of`; with
+    `label_counts`, the rows of each label value); `encoding` "native": the columns of
+    `native_model` instead of one vector."""
     check_spec(name, spec, df.schema)
     spark = df.sparkSession
     group = f"batchml-features-{uuid.uuid4().hex[:8]}"
@@ -522,7 +555,7 @@ def fit_features(
     )
     context.setJobGroup(group, f"fit feature pipeline {name}")
     try:
-        stats = collect_stats(df, spec, centres, profile=profile)
+        stats = collect_stats(df, spec, centres, profile=profile, label_counts=label_counts)
         if encoding == NATIVE:
             model, columns, types = native_model(spec, stats)
         else:

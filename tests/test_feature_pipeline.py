@@ -166,3 +166,35 @@ def test_buckets_interactions_and_a_label_of_nulls(spark, frame) -> None:
     nulls = frame.withColumn("y", F.lit(None).cast("int"))
     with pytest.raises(InputError, match="label column y of view v holds only nulls"):
         fit_features(nulls, "p", spec)
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        "y",
+        "CAST(y AS DOUBLE) / 4 AS y",
+        "CAST(CAST(y AS DOUBLE) / 10 AS FLOAT) AS y",
+        "CAST(y = 1 AS BOOLEAN) AS y",
+        "concat('k', CAST(y AS STRING)) AS y",
+    ],
+)
+def test_label_counts_come_from_the_categories_pass(spark, frame, label: str) -> None:
+    from batchml.lib.feature_pipeline import collect_stats
+
+    data = frame.selectExpr("a", "big", "c", "city", "code", label)
+    spec = FeaturePipelineSpec.model_validate(SPEC)
+    jobs = spark.sparkContext.statusTracker()
+    group = f"labels-{abs(hash(label))}"
+    spark.sparkContext.setJobGroup(group, "label counts")
+    try:
+        stats = collect_stats(data, spec, label_counts=True)
+        with_labels = len(jobs.getJobIdsForGroup(group))
+        plain = collect_stats(data, spec)
+    finally:
+        spark.sparkContext.setJobGroup(None, None)
+    expected = {r["y"]: r["count"] for r in data.groupBy("y").count().collect()}
+    assert stats.labels == expected  # the same values, typed as Spark returns them
+    assert {type(v) for v in stats.labels} == {type(v) for v in expected}
+    assert sum(stats.labels.values()) == 200
+    assert stats.categorical == plain.categorical and plain.labels is None
+    assert with_labels == len(jobs.getJobIdsForGroup(group)) - with_labels  # no job more

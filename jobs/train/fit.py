@@ -100,10 +100,11 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
         encoding=encoding,
         profile=True,
         centres=tables.column_centres(read.uri, read.version, list(pipeline.numeric)),
+        label_counts=task == "classification",  # counted in the categories' pass
     )
     counts: dict[Any, int] = {}
     if task == "classification":
-        counts = {r[0]: int(r[1]) for r in train_df.groupBy(label).count().collect()}
+        counts = dict(features.stats.labels or {})
         if len(counts) < 2:
             raise InputError(
                 f"label {label} has a single class in the training split of "
