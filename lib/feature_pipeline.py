@@ -201,12 +201,10 @@ def collect_stats(
             ]
         ranks = _ranks(numeric)
         if ranks or profile:
-            # quantiles from a KLL sketch: a few KB per column, one pass, mergeable
-            cleaned = (
-                f"CASE WHEN isnan(CAST({_q(column)} AS DOUBLE)) THEN NULL "
-                f"ELSE CAST({_q(column)} AS DOUBLE) END"
-            )
-            aggregates.append(F.expr(f"kll_sketch_agg_double({cleaned})").alias(f"k{i}"))
+            # quantiles from a KLL sketch: a few KB per column, one pass, mergeable; the
+            # sketch skips nulls and NaNs itself (tested: a NaN is not counted)
+            value_sql = f"CAST({_q(column)} AS DOUBLE)"
+            aggregates.append(F.expr(f"kll_sketch_agg_double({value_sql})").alias(f"k{i}"))
         if ranks:
             derived.append(
                 F.expr(f"kll_sketch_get_quantile_double(k{i}, {_doubles(ranks)})").alias(f"q{i}")

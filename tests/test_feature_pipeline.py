@@ -198,3 +198,17 @@ def test_label_counts_come_from_the_categories_pass(spark, frame, label: str) ->
     assert sum(stats.labels.values()) == 200
     assert stats.categorical == plain.categorical and plain.labels is None
     assert with_labels == len(jobs.getJobIdsForGroup(group)) - with_labels  # no job more
+
+
+def test_the_profile_sketch_skips_nulls_and_nans(spark, frame) -> None:
+    from batchml.lib.feature_pipeline import collect_stats
+
+    spec = FeaturePipelineSpec.model_validate(SPEC)
+    sketch, deciles, _ = collect_stats(frame, spec, profile=True).sketches["a"]
+    values = [r["a"] for r in frame.select("a").collect()]
+    real = sorted(v for v in values if v is not None and v == v)
+    assert len(real) < len(values) - 20  # the fixture has both nulls and NaNs
+    held = spark.createDataFrame([(sketch,)], "k binary")
+    counted = held.select(F.expr("kll_sketch_get_n_double(k)")).first()[0]
+    assert counted == len(real)
+    assert real[0] <= min(deciles) and max(deciles) <= real[-1]  # no NaN among them
