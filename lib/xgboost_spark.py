@@ -160,14 +160,16 @@ def train_on_arrow(
 
         rank = BarrierTaskContext.get().partitionId()
         started = time.perf_counter()
-        parts = _blocks(batches, feature_columns, validation)
+        train_blocks, valid_blocks = _blocks(batches, feature_columns, validation)
         read = time.perf_counter() - started
         result: dict = {}
         with xgboost.collective.CommunicatorContext(dmlc_task_id=str(rank), **worker_args):
-            dtrain = _matrix(xgboost, parts[0], None, quantile, matrix_args, batch_args)
+            dtrain = _matrix(xgboost, train_blocks, None, quantile, matrix_args, batch_args)
+            train_blocks.clear()  # the matrix holds what boosting needs: free the floats
             evals = [(dtrain, "training")] if evaluate_training else []
             if validation:
-                dvalid = _matrix(xgboost, parts[1], dtrain, quantile, matrix_args, batch_args)
+                dvalid = _matrix(xgboost, valid_blocks, dtrain, quantile, matrix_args, batch_args)
+                valid_blocks.clear()
                 evals.append((dvalid, "validation"))
             booster = xgboost.train(
                 booster_params, dtrain, evals=evals, evals_result=result, **train_kwargs
