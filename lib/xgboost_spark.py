@@ -158,7 +158,10 @@ def train_on_arrow(
         import xgboost
         from pyspark import BarrierTaskContext
 
-        rank = BarrierTaskContext.get().partitionId()
+        context = BarrierTaskContext.get()
+        rank, tasks = context.partitionId(), len(context.getTaskInfos())
+        if tasks != workers:  # the tracker would wait for the missing workers forever
+            raise ValueError(f"{workers} xgboost workers need {workers} partitions, not {tasks}")
         started = time.perf_counter()
         train_blocks, valid_blocks = _blocks(batches, feature_columns, validation)
         read = time.perf_counter() - started

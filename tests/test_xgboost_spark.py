@@ -136,3 +136,12 @@ def test_data_cut_by_the_caller_is_computed_once(data: DataFrame) -> None:
     # xgboost.spark counts the partitions through DataFrame.rdd: under adaptive execution
     # that runs the shuffle once more; told the data is cut, once
     assert reads == {False: 2400, True: 1200}
+
+
+def test_data_said_to_be_cut_into_fewer_partitions_fails_instead_of_waiting(data) -> None:
+    from py4j.protocol import Py4JJavaError
+
+    booster = XGBClassifier(label_col="label", features_col=["a", "b"], num_workers=2)
+    booster.laid_out = True  # but it is one partition: one worker would wait for another
+    with pytest.raises(Py4JJavaError, match="2 xgboost workers need 2 partitions, not 1"):
+        booster.fit(data.repartition(1))
