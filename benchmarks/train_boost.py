@@ -24,6 +24,8 @@ JVM and the Python workers xgboost trains in) while it fits.
     uv run python benchmarks/train_boost.py --workdir /tmp/bench_lr [--rows 1000000]
     uv run python benchmarks/train_boost.py --workdir /tmp/bench_lr --only xgb hgb native \
         --rows 1000000 10000000 --driver-memory 3g --memory-cap 3g   # past one process
+    uv run python benchmarks/train_boost.py --workdir /tmp/bench_lr --only xgb hgb native \
+        --rounds 3   # each in turn, three times: a machine's speed drifts between runs
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import os
 import platform
 import resource
 import signal
+import statistics
 import tempfile
 import threading
 import time
@@ -211,6 +214,20 @@ def run_local(kind: str, uri: str, trees: int, depth: int, bins: int, cap: int |
     return {"failed": f"exit code {child.exitcode}"}
 
 
+def _median_run(runs: list[dict]) -> dict:
+    """One result of several rounds: the run of median time (its AUC and memory), with
+    every round's seconds; a failure when any round failed."""
+    failed = [run for run in runs if "failed" in run]
+    if failed:
+        return failed[0]
+    ordered = sorted(runs, key=lambda run: run["seconds"])
+    chosen = dict(ordered[(len(ordered) - 1) // 2])
+    if len(runs) > 1:
+        chosen["seconds"] = round(statistics.median(run["seconds"] for run in runs), 2)
+        chosen["rounds"] = [run["seconds"] for run in runs]
+    return chosen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
@@ -222,6 +239,13 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--driver-memory", default="6g")
     parser.add_argument("--memory-cap", default=None, help="e.g. 3g: see the module's text")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run batchml, HGB and native xgboost this many times in turn (medians, and "
+        "the median of each round's ratio)",
+    )
     args = parser.parse_args()
     cap = memory_bytes(args.memory_cap) if args.memory_cap else None
     work = (args.workdir or Path(tempfile.mkdtemp(prefix="batchml-boost-bench-"))).resolve()
@@ -251,7 +275,18 @@ def main() -> None:
         result: dict[str, object] = {}
         if "xgb" in args.only:
             run_ours(spark, cfg.settings, uri, "xgboost_classifier", {**xgb, "n_estimators": 2})
-            result["xgb"] = run_ours(spark, cfg.settings, uri, "xgboost_classifier", xgb)
+        rounds: list[dict] = []
+        for _ in range(args.rounds):  # side by side: the machine's speed drifts over minutes
+            one: dict[str, dict] = {}
+            if "xgb" in args.only:
+                one["xgb"] = run_ours(spark, cfg.settings, uri, "xgboost_classifier", xgb)
+            for kind in ("hgb", "native"):
+                if kind in args.only:
+                    one[kind] = run_local(kind, uri, args.trees, args.depth, args.bins, cap)
+            rounds.append(one)
+        for kind in ("xgb", "hgb", "native"):
+            if kind in rounds[0]:
+                result[kind] = _median_run([one[kind] for one in rounds])
         if "xgb_one_hot" in args.only:
             result["xgb_one_hot"] = run_ours(
                 spark, cfg.settings, uri, "xgboost_classifier", xgb, encoding="one_hot"
@@ -263,14 +298,19 @@ def main() -> None:
                 result["xgb_more_trees"] = run_ours(
                     spark, cfg.settings, uri, "xgboost_classifier", more
                 )
-        for kind in ("hgb", "native"):
-            if kind in args.only:
-                result[kind] = run_local(kind, uri, args.trees, args.depth, args.bins, cap)
         for other in ("native", "hgb", "xgb_one_hot"):
             if "xgb" in result and result.get(other, {}).get("seconds"):
                 result[f"xgb / {other}"] = round(
                     result["xgb"]["seconds"] / result[other]["seconds"], 2
                 )
+            paired = [
+                one["xgb"]["seconds"] / one[other]["seconds"]
+                for one in rounds
+                if one.get("xgb", {}).get("seconds") and one.get(other, {}).get("seconds")
+            ]
+            if len(paired) > 1:  # each round's ratio, and their median
+                result[f"xgb / {other} per round"] = [round(r, 2) for r in paired]
+                result[f"xgb / {other}"] = round(statistics.median(paired), 2)
         if "gbt" in result and "xgb" in result:
             result["gbt / xgb"] = round(result["gbt"]["seconds"] / result["xgb"]["seconds"], 2)
         if "gbt" in result and "xgb_more_trees" in result:

@@ -1,8 +1,8 @@
 """Where batchml's xgboost training job spends its time: timers around the steps of
 `batchml.jobs.train.fit.fit` (feature fit, workers check, the estimator's fit, holdout
-metrics, score profile) on the table of `train_lr.py`, after a 2-tree warm-up; then
-2-tree and 50-tree fits, whose difference is the boosting and whose 2-tree time is
-xgboost.spark's fixed cost.
+metrics with the score profile observed on them) on the table of `train_lr.py`, after a
+2-tree warm-up; then 2-tree and 50-tree fits, whose difference is the boosting and whose
+2-tree time is the fixed cost.
 
     uv run python benchmarks/train_steps.py --workdir /tmp/bench_lr [--rows 1000000] [--repeat 3]
 """
@@ -19,7 +19,7 @@ from train_lr import bench_session
 
 import batchml.jobs.train.fit as train_fit
 
-STEPS = ("fit_features", "_workers_with_data", "holdout_metrics", "_score_profile")
+STEPS = ("fit_features", "_workers_with_data", "holdout_metrics")
 
 
 def main() -> None:

@@ -8,6 +8,12 @@ from those numbers: a `SQLTransformer` for imputation, missing indicators and sc
 `StringIndexerModel.from_arrays_of_labels` and a metadata-only `OneHotEncoder` fit for the
 categorical columns, `FeatureHasher`s, and a `VectorAssembler`. The result is an ordinary
 `PipelineModel` that plain PySpark saves, loads and runs.
+
+A booster's native encoding needs no numeric statistic to build its stages: there the
+stacked count (with the rows, the label's values and whatever else the caller counts
+per row) is the one query, and the numeric aggregate — the training profile's moments
+and KLL sketches — is observed on the pass that trains (`NumericPass`), so the training
+data is read once less.
 """
 
 from __future__ import annotations
@@ -72,6 +78,8 @@ class FeatureStats:
     sketches: dict[str, tuple] = field(default_factory=dict)
     # label value -> rows, when asked for (a classifier's classes)
     labels: dict[object, int] | None = None
+    # collect_stats' `extra` values: name -> level -> rows
+    extra: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass
@@ -92,6 +100,8 @@ class FittedFeatures:
         return list(self.slot_names) if self.feature_types is not None else [self.output]
 
     output: str = "features"
+    # the numeric aggregate, when left to the training pass (`fit_features(defer_numeric)`)
+    pending: NumericPass | None = None
 
 
 def check_spec(name: str, spec: FeaturePipelineSpec, schema: T.StructType) -> None:
@@ -167,6 +177,9 @@ def collect_stats(
     *,
     profile: bool = False,
     label_counts: bool = False,
+    numeric: bool = True,
+    where: F.Column | None = None,
+    extra: dict[str, F.Column] | None = None,
 ) -> FeatureStats:
     """Every statistic of the spec: one aggregate, plus one count over stacked categories
     (and the label's values, with `label_counts`: a classifier's classes, same pass).
@@ -175,87 +188,186 @@ def collect_stats(
     statistics) make the variance a pair of plain sums; without one a column falls back
     to Spark's `var_samp`. With `profile`, the same aggregate also keeps a KLL sketch of
     every numeric column, and the stats carry the training profile (`profile_of`).
+
+    `where`: the rows of `df` the statistics describe (all when None). `extra`: more
+    values counted per level in the stacked pass, over every row of `df`
+    (`stats.extra[name]`: level -> rows). `numeric=False` leaves the numeric aggregate
+    out (`stats.numeric` stays empty until a `NumericPass` completes it): the stacked pass
+    then counts the rows too, and is the one pass.
     """
-    aggregates = [
-        F.count(F.lit(1)).alias("__rows"),
-        F.count(F.col(_q(spec.label))).alias("__labelled"),
-    ]
-    derived: list[F.Column] = []
-    centres = centres or {}
-    for i, (column, numeric) in enumerate(spec.numeric.items()):
-        value = _clean(column)
-        if centres.get(column) is not None:
-            # Sums of values shifted by a rough centre: as cheap as plain sums, and exact
-            # enough however large the mean is next to the spread (var_samp is ~4x slower).
-            shifted = value - F.lit(float(centres[column]))
-            aggregates += [
-                F.count(value).alias(f"n{i}"),
-                F.sum(shifted).alias(f"s{i}"),
-                F.sum(shifted * shifted).alias(f"ss{i}"),
-            ]
-        else:
-            aggregates += [
-                F.count(value).alias(f"n{i}"),
-                F.avg(value).alias(f"mean{i}"),
-                F.var_samp(value).alias(f"var{i}"),
-            ]
-        ranks = _ranks(numeric)
-        if ranks or profile:
-            # quantiles from a KLL sketch: a few KB per column, one pass, mergeable; the
-            # sketch skips nulls and NaNs itself (tested: a NaN is not counted)
-            value_sql = f"CAST({_q(column)} AS DOUBLE)"
-            aggregates.append(F.expr(f"kll_sketch_agg_double({value_sql})").alias(f"k{i}"))
-        if ranks:
-            derived.append(
-                F.expr(f"kll_sketch_get_quantile_double(k{i}, {_doubles(ranks)})").alias(f"q{i}")
-            )
-        if profile:
-            deciles = f"kll_sketch_get_quantile_double(k{i}, {_doubles(DECILES)})"
-            derived.append(F.expr(deciles).alias(f"d{i}"))
-    # the quantiles are read off the sketches on top of the aggregate: still one job
-    row = df.agg(*aggregates).select("*", *derived).collect()[0]
-    stats = FeatureStats(int(row["__rows"]), int(row["__labelled"]))
-    for i, (column, numeric) in enumerate(spec.numeric.items()):
-        quantiles = row[f"q{i}"] if _ranks(numeric) else None
-        found = dict(zip(_ranks(numeric), quantiles or [], strict=False))
-        edges = sorted({found[r] for r in _bucket_ranks(numeric) if r in found})
-        count = int(row[f"n{i}"])
-        if centres.get(column) is not None:
-            mean, variance = _shifted_moments(count, row[f"s{i}"], row[f"ss{i}"], centres[column])
-        else:
-            mean, variance = row[f"mean{i}"], row[f"var{i}"]
-        stats.numeric[column] = NumericStats(
-            count,
-            mean,
-            variance,
-            found.get(0.5) if numeric.impute == "median" else None,
-            tuple(edges),
-        )
-        if profile:
-            stats.sketches[column] = (row[f"k{i}"], row[f"d{i}"], None)
-    if profile:
-        _sketch_ranks(df.sparkSession, stats)
+    stats = FeatureStats(0)
+    if numeric:
+        pending = NumericPass(spec, centres, profile=profile, where=where)
+        aggregates, derived = pending.aggregates(), pending.derived()
+        # the quantiles are read off the sketches on top of the aggregate: still one job
+        pending.complete(stats, df.agg(*aggregates).select("*", *derived).collect()[0], df)
     stacked = [(str(i), c) for i, c in enumerate(spec.categorical)]
-    if label_counts:
+    if label_counts or not numeric:
         stacked.append(("label", spec.label))
-    if stacked:
-        pairs = ", ".join(f"'{key}', CAST({_q(c)} AS STRING)" for key, c in stacked)
-        rows = df.select(F.expr(f"stack({len(stacked)}, {pairs}) AS (__column, __level)"))
-        counts = (
-            rows.filter(F.col("__level").isNotNull())
-            .groupBy("__column", "__level")
-            .count()
-            .collect()
-        )
-        for i, column in enumerate(spec.categorical):
-            levels = [(r["__level"], int(r["count"])) for r in counts if r["__column"] == str(i)]
-            stats.categorical[column] = sorted(levels, key=lambda lc: (-lc[1], lc[0]))
-        if label_counts:
-            typed = _from_text(df.schema[spec.label].dataType)
-            stats.labels = {
-                typed(r["__level"]): int(r["count"]) for r in counts if r["__column"] == "label"
-            }
+    if stacked or extra:
+        _count_levels(df, spec, stats, stacked, label_counts, numeric, where, extra or {})
     return stats
+
+
+def _count_levels(df, spec, stats, stacked, label_counts, numeric, where, extra) -> None:
+    """The stacked pass: rows per level of each categorical column (and of the label, and
+    of every `extra` value), one group-by over (column, level) for all of them."""
+    inside = F.lit(True) if where is None else F.coalesce(where, F.lit(False))
+    pairs = [
+        F.struct(F.lit(k).alias("c"), F.col(_q(c)).cast("string").alias("v"), inside.alias("w"))
+        for k, c in stacked
+    ]
+    pairs += [
+        F.struct(
+            F.lit(f"x:{name}").alias("c"), value.cast("string").alias("v"), F.lit(True).alias("w")
+        )
+        for name, value in extra.items()
+    ]
+    rows = df.select(F.inline(F.array(*pairs)))
+    counts = (
+        rows.filter(F.col("w") & (F.col("v").isNotNull() | F.lit(not numeric)))
+        .groupBy("c", "v")
+        .count()
+        .collect()
+    )
+    levels: dict[str, list[tuple]] = {}
+    for r in counts:
+        levels.setdefault(r["c"], []).append((r["v"], int(r["count"])))
+    if not numeric:  # the label is stacked with its nulls: every described row once
+        label_levels = levels.get("label", [])
+        stats.rows = sum(n for _, n in label_levels)
+        stats.labelled = sum(n for v, n in label_levels if v is not None)
+    for i, column in enumerate(spec.categorical):
+        found = [(v, n) for v, n in levels.get(str(i), []) if v is not None]
+        stats.categorical[column] = sorted(found, key=lambda lc: (-lc[1], lc[0]))
+    if label_counts:
+        typed = _from_text(df.schema[spec.label].dataType)
+        stats.labels = {typed(v): n for v, n in levels.get("label", []) if v is not None}
+    stats.extra = {name: dict(levels.get(f"x:{name}", [])) for name in extra}
+
+
+class NumericPass:
+    """The numeric columns' aggregate (counts, moments, KLL sketches), run as a query of
+    its own (`collect_stats`) or observed on a pass that reads the rows anyway
+    (`observe` / `finish`: the training job's, for a booster whose stages need no
+    numeric statistic). `where`: the rows it describes."""
+
+    def __init__(
+        self,
+        spec: FeaturePipelineSpec,
+        centres: dict[str, float] | None = None,
+        *,
+        profile: bool = False,
+        where: F.Column | None = None,
+    ) -> None:
+        self.spec, self.centres, self.profile, self.where = spec, centres or {}, profile, where
+        self.observation = None
+
+    def _only(self, value: F.Column) -> F.Column:
+        return value if self.where is None else F.when(self.where, value)
+
+    def aggregates(self) -> list[F.Column]:
+        aggregates = [
+            F.count(self._only(F.lit(1))).alias("__rows"),
+            F.count(self._only(F.col(_q(self.spec.label)))).alias("__labelled"),
+        ]
+        for i, (column, numeric) in enumerate(self.spec.numeric.items()):
+            value = self._only(_clean(column))
+            if self.centres.get(column) is not None:
+                # Sums of values shifted by a rough centre: as cheap as plain sums, and
+                # exact enough however large the mean is next to the spread (var_samp is
+                # ~4x slower).
+                shifted = value - F.lit(float(self.centres[column]))
+                aggregates += [
+                    F.count(value).alias(f"n{i}"),
+                    F.sum(shifted).alias(f"s{i}"),
+                    F.sum(shifted * shifted).alias(f"ss{i}"),
+                ]
+            else:
+                aggregates += [
+                    F.count(value).alias(f"n{i}"),
+                    F.avg(value).alias(f"mean{i}"),
+                    F.var_samp(value).alias(f"var{i}"),
+                ]
+            if _ranks(numeric) or self.profile:
+                # quantiles from a KLL sketch: a few KB per column, one pass, mergeable;
+                # the sketch skips nulls and NaNs itself (tested: a NaN is not counted)
+                raw = self._only(F.col(_q(column)).cast("double"))
+                aggregates.append(F.call_function("kll_sketch_agg_double", raw).alias(f"k{i}"))
+        return aggregates
+
+    def derived(self) -> list[F.Column]:
+        """Quantiles read off the sketches, on top of the aggregate's row."""
+        derived = []
+        for i, numeric in enumerate(self.spec.numeric.values()):
+            # an empty sketch (no rows, or only nulls) is not one Spark reads quantiles of
+            ranks = _ranks(numeric)
+            if ranks:
+                quantiles = f"kll_sketch_get_quantile_double(k{i}, {_doubles(ranks)})"
+                derived.append(F.expr(f"CASE WHEN n{i} > 0 THEN {quantiles} END").alias(f"q{i}"))
+            if self.profile:
+                deciles = f"kll_sketch_get_quantile_double(k{i}, {_doubles(DECILES)})"
+                derived.append(F.expr(f"CASE WHEN n{i} > 0 THEN {deciles} END").alias(f"d{i}"))
+        return derived
+
+    def observe(self, df: DataFrame) -> DataFrame:
+        """`df` with the aggregate observed: computed by the first action that reads it
+        (no quantiles: `finish` reads them off the sketches)."""
+        from pyspark.sql import Observation
+
+        if any(_ranks(n) for n in self.spec.numeric.values()):
+            raise ValueError("quantiles are needed before the pass: run collect_stats")
+        self.observation = Observation(f"batchml-numeric-{uuid.uuid4().hex[:8]}")
+        return df.observe(self.observation, *self.aggregates())
+
+    def finish(self, stats: FeatureStats, df: DataFrame) -> str:
+        """Fill the numeric part of `stats` from the observation when the pass it rode
+        on completed and saw exactly `stats.rows` rows (a stage re-run would count some
+        twice); else from a query of its own over `df`. Returns which one it was."""
+        observed = self.observation
+        row = None
+        # `get` would wait for an action that may never come (the fit failed, or read
+        # the data some other way): ask the JVM's future whether it is done
+        if (
+            observed is not None
+            and observed._jo is not None
+            and observed._jo.future().isCompleted()
+        ):
+            row = observed.get
+        if row is not None and row.get("__rows") == stats.rows:
+            self.complete(stats, row, df, deciles=False)
+            return "observed"
+        result = df.agg(*self.aggregates()).select("*", *self.derived()).collect()[0]
+        self.complete(stats, result.asDict(), df)
+        return "queried"
+
+    def complete(self, stats: FeatureStats, row, df: DataFrame, deciles: bool = True) -> None:
+        """The numeric statistics from the aggregate's row (a Row or a dict)."""
+        stats.rows, stats.labelled = int(row["__rows"]), int(row["__labelled"])
+        for i, (column, numeric) in enumerate(self.spec.numeric.items()):
+            quantiles = row[f"q{i}"] if _ranks(numeric) else None
+            found = dict(zip(_ranks(numeric), quantiles or [], strict=False))
+            edges = sorted({found[r] for r in _bucket_ranks(numeric) if r in found})
+            count = int(row[f"n{i}"])
+            if self.centres.get(column) is not None:
+                mean, variance = _shifted_moments(
+                    count, row[f"s{i}"], row[f"ss{i}"], self.centres[column]
+                )
+            else:
+                mean, variance = row[f"mean{i}"], row[f"var{i}"]
+            stats.numeric[column] = NumericStats(
+                count,
+                mean,
+                variance,
+                found.get(0.5) if numeric.impute == "median" else None,
+                tuple(edges),
+            )
+            if self.profile:
+                stats.sketches[column] = (row[f"k{i}"], row[f"d{i}"] if deciles else None, None)
+        if self.profile:
+            if not deciles:
+                _sketch_deciles(df.sparkSession, stats)
+            _sketch_ranks(df.sparkSession, stats)
 
 
 def _from_text(kind: T.DataType):
@@ -276,6 +388,23 @@ def _from_text(kind: T.DataType):
 
         return Decimal
     return str
+
+
+def _sketch_deciles(spark, stats: FeatureStats) -> None:
+    """The decile edges of every collected sketch, in one small local query (no data is
+    read): for sketches observed on another pass, where no query ran on top of them."""
+    columns = [c for c, (sketch, _, _) in stats.sketches.items() if stats.numeric[c].count]
+    if not columns:
+        return
+    schema = T.StructType([T.StructField(f"k{i}", T.BinaryType()) for i in range(len(columns))])
+    local = spark.createDataFrame([tuple(stats.sketches[c][0] for c in columns)], schema)
+    quantiles = f"kll_sketch_get_quantile_double(k{{}}, {_doubles(DECILES)})"
+    row = local.select(
+        *[F.expr(quantiles.format(i)).alias(c) for i, c in enumerate(columns)]
+    ).collect()[0]
+    for column in columns:
+        sketch, _, ranks = stats.sketches[column]
+        stats.sketches[column] = (sketch, row[column], ranks)
 
 
 def _sketch_ranks(spark, stats: FeatureStats) -> None:
@@ -538,11 +667,20 @@ def fit_features(
     profile: bool = False,
     encoding: str = ONE_HOT,
     label_counts: bool = False,
+    defer_numeric: bool = False,
+    where: F.Column | None = None,
+    extra: dict[str, F.Column] | None = None,
+    empty: str | None = None,
 ) -> FittedFeatures:
     """Check the spec, gather the statistics in one pass, build the fitted pipeline
     (with `profile`, the statistics also hold the training profile: `profile_of`; with
     `label_counts`, the rows of each label value); `encoding` "native": the columns of
-    `native_model` instead of one vector."""
+    `native_model` instead of one vector.
+
+    `where` and `extra` as in `collect_stats`; `empty`: the error when no row is
+    described. With `defer_numeric`, stages that need no numeric statistic (the native
+    encoding without buckets) are built from the stacked pass alone, and the numeric
+    aggregate is left to `FittedFeatures.pending` (observed on the pass that trains)."""
     check_spec(name, spec, df.schema)
     spark = df.sparkSession
     group = f"batchml-features-{uuid.uuid4().hex[:8]}"
@@ -553,7 +691,23 @@ def fit_features(
     )
     context.setJobGroup(group, f"fit feature pipeline {name}")
     try:
-        stats = collect_stats(df, spec, centres, profile=profile, label_counts=label_counts)
+        deferred = (
+            defer_numeric
+            and encoding == NATIVE
+            and not any(_ranks(n) for n in spec.numeric.values())
+        )
+        stats = collect_stats(
+            df,
+            spec,
+            centres,
+            profile=profile,
+            label_counts=label_counts,
+            numeric=not deferred,
+            where=where,
+            extra=extra,
+        )
+        if empty is not None and stats.rows == 0:
+            raise InputError(empty)
         if encoding == NATIVE:
             model, columns, types = native_model(spec, stats)
         else:
@@ -565,7 +719,8 @@ def fit_features(
         "feature pipeline fitted", extra={"pipeline": name, "rows": stats.rows, "spark_jobs": jobs}
     )
     if types is not None:
-        return FittedFeatures(model, stats, jobs, columns, types, spec.output)
+        pending = NumericPass(spec, centres, profile=profile, where=where) if deferred else None
+        return FittedFeatures(model, stats, jobs, columns, types, spec.output, pending)
     slots = slot_names(model.transform(df.limit(0)), spec.output)
     return FittedFeatures(model, stats, jobs, slots, None, spec.output)
 

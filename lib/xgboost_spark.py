@@ -38,7 +38,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 from xgboost.spark import SparkXGBClassifier, SparkXGBRegressor
 from xgboost.spark.core import alias
 from xgboost.spark.summary import XGBoostTrainingSummary
@@ -62,10 +61,10 @@ class ArrowTrained:
     evaluate_training: bool = True  # False: no metric on the training rows each round
 
     def _get_distributed_train_params(self, dataset: DataFrame) -> dict:
-        # xgboost.spark reads the dataset here only for the distinct count of the label
+        # xgboost.spark reads the dataset here only for the distinct count of the label:
+        # given the classes, answer it without a Spark job
         if self.classes:
-            labels = dataset.sparkSession.range(self.classes)
-            dataset = labels.select(F.col("id").cast("double").alias(alias.label))
+            dataset = _Counted(self.classes)
         return super()._get_distributed_train_params(dataset)
 
     def _repartition_needed(self, dataset: DataFrame) -> bool:
@@ -107,6 +106,20 @@ class ArrowTrained:
         model = self._create_pyspark_model(sklearn_model, summary)
         model._resetUid(self.uid)  # pyspark ML's convention, as xgboost.spark's fit
         return self._copyValues(model)
+
+
+class _Counted:
+    """Stands for the dataset in xgboost.spark's `_get_distributed_train_params`, whose
+    one use of it is `dataset.select(countDistinct(label)).collect()[0][0]`."""
+
+    def __init__(self, classes: int) -> None:
+        self.classes = classes
+
+    def select(self, *_columns) -> _Counted:
+        return self
+
+    def collect(self) -> list[tuple[int]]:
+        return [(self.classes,)]
 
 
 class XGBClassifier(ArrowTrained, SparkXGBClassifier):

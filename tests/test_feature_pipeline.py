@@ -212,3 +212,75 @@ def test_the_profile_sketch_skips_nulls_and_nans(spark, frame) -> None:
     counted = held.select(F.expr("kll_sketch_get_n_double(k)")).first()[0]
     assert counted == len(real)
     assert real[0] <= min(deciles) and max(deciles) <= real[-1]  # no NaN among them
+
+
+def test_numeric_statistics_observed_on_another_pass_equal_their_query(spark, frame) -> None:
+    from batchml.lib.feature_pipeline import collect_stats, profile_of
+
+    data = frame.withColumn("part", F.when(F.col("__row") % 3 == 0, "other").otherwise("mine"))
+    mine = F.col("part") == "mine"
+    spec = FeaturePipelineSpec.model_validate(SPEC)
+    fitted = fit_features(
+        data, "p", spec, profile=True, encoding="native", defer_numeric=True, where=mine
+    )
+    described = data.filter(mine)
+    exact = collect_stats(described, spec, profile=True)
+    # the stacked pass alone built the stages: rows and categories, no numeric statistic
+    assert fitted.pending is not None and fitted.stats.numeric == {}
+    assert (fitted.stats.rows, fitted.stats.labelled) == (exact.rows, exact.labelled) == (133, 133)
+    assert fitted.stats.categorical == exact.categorical
+    # the observation rides on a pass over every row (here: the stages, a shuffle)
+    observed = fitted.model.transform(fitted.pending.observe(data))
+    assert observed.repartition(2, "code").count() == 200
+    assert fitted.pending.finish(fitted.stats, described) == "observed"
+    ours, theirs = profile_of(fitted.stats), profile_of(exact)
+    for column in spec.numeric:
+        got, want = ours["numeric"][column], theirs["numeric"][column]
+        for key in ("count", "nulls", "deciles", "decile_counts"):  # 133 values: KLL exact
+            assert got[key] == want[key], (column, key)
+        assert got["mean"] == pytest.approx(want["mean"], rel=1e-12)
+        assert got["stddev"] == pytest.approx(want["stddev"], rel=1e-9)
+    assert ours["categorical"] == theirs["categorical"]
+
+
+def test_numeric_statistics_not_observed_whole_are_queried(spark, frame) -> None:
+    from batchml.lib.feature_pipeline import collect_stats, profile_of
+
+    spec = FeaturePipelineSpec.model_validate(SPEC)
+    exact = collect_stats(frame, spec, profile=True)
+    # no action ran on the observed frame (a failed fit): a query of its own, no wait
+    fitted = fit_features(frame, "p", spec, profile=True, encoding="native", defer_numeric=True)
+    fitted.pending.observe(frame)
+    assert fitted.pending.finish(fitted.stats, frame) == "queried"
+    assert fitted.stats.numeric == exact.numeric and fitted.stats.rows == 200
+    # the observed rows are not the rows the stacked pass counted (a stage run twice)
+    again = fit_features(frame, "p", spec, profile=True, encoding="native", defer_numeric=True)
+    again.pending.observe(frame).union(frame).collect()
+    again.stats.rows = 199  # what a count of the rows would be if they were not all seen
+    assert again.pending.finish(again.stats, frame) == "queried"
+    assert again.stats.rows == 200 and again.stats.numeric == exact.numeric
+    # buckets need their quantiles before the pass: the numeric aggregate runs first
+    # a column of only nulls: no quantiles of its empty sketch, and no error
+    empty = frame.withColumn("a", F.lit(None).cast("double"))
+    blank = fit_features(empty, "p", spec, profile=True, encoding="native", defer_numeric=True)
+    blank.model.transform(blank.pending.observe(empty)).collect()
+    assert blank.pending.finish(blank.stats, empty) == "observed"
+    assert profile_of(blank.stats)["numeric"]["a"]["deciles"] == []
+    assert profile_of(collect_stats(empty, spec, profile=True))["numeric"]["a"]["deciles"] == []
+    bucketed = FeaturePipelineSpec.model_validate(
+        {**SPEC, "numeric": {**SPEC["numeric"], "c": {"buckets": 3}}}
+    )
+    first = fit_features(frame, "p", bucketed, encoding="native", defer_numeric=True)
+    assert first.pending is None and first.stats.numeric["c"].quantiles
+
+
+def test_extra_values_are_counted_in_the_stacked_pass(spark, frame) -> None:
+    from batchml.lib.feature_pipeline import collect_stats
+
+    spec = FeaturePipelineSpec.model_validate(SPEC)
+    worker = F.concat_ws(":", F.expr("CAST(pmod(__row, 2) AS STRING)"), F.col("city"))
+    stats = collect_stats(frame, spec, extra={"w": worker}, where=F.col("code") == 1)
+    grouped = frame.groupBy(worker.alias("k")).count().collect()
+    assert stats.extra["w"] == {r["k"]: r["count"] for r in grouped}  # over every row
+    only = frame.filter("code = 1")
+    assert stats.rows == only.count() and stats.categorical == collect_stats(only, spec).categorical

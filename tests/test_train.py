@@ -317,6 +317,24 @@ def test_xgboost_gets_only_workers_that_hold_rows(spark) -> None:
     recorded = SimpleNamespace(partitions=2, model="m")  # reproducing: no silent change
     with pytest.raises(InputError, match="recorded num_workers = 2 leaves a worker without"):
         train_fit._workers_with_data(one_side, "id", 2, recorded, validation=True)
+    # counted in the feature fit's stacked pass: the same answers, a job only to try fewer
+    tracker = spark.sparkContext.statusTracker()
+    for frame, workers in ((ids, 2), (one_side, 1)):
+        counted = {
+            r["k"]: r["count"]
+            for r in frame.groupBy(train_fit._worker_of("id", 2).alias("k")).count().collect()
+        }
+        group = f"counted-{workers}"
+        spark.sparkContext.setJobGroup(group, "workers counted")
+        try:
+            found = train_fit._workers_with_data(
+                frame, "id", 2, plan, validation=True, counted=counted
+            )
+        finally:
+            spark.sparkContext.setJobGroup(None, None)
+        assert found == workers
+        jobs = len(tracker.getJobIdsForGroup(group))
+        assert jobs == 0 if workers == 2 else jobs >= 1
 
 
 def test_native_encoding_with_every_level_of_a_category_dropped(spark, lake, tmp_path) -> None:

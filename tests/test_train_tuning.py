@@ -201,15 +201,32 @@ space = { maxDepth = { min = 2, max = 6, integer = true }, subsamplingRate = { m
         assert 0.5 <= candidate["params"]["subsamplingRate"] <= 1.0
 
 
-def test_training_profile_matches_the_training_split(spark, lake, tmp_path) -> None:
-    config = configure(tmp_path, lake, 'algorithm = "logistic_regression"\n')
-    report = train_job.run(spark, config, "m")
-    profile = registry(spark, lake).get(f"m@{report.version}").manifest["training_profile"]
+@pytest.mark.parametrize(
+    ("model", "source"),
+    [
+        ('algorithm = "logistic_regression"\n', "queried"),
+        # a booster's stages need no numeric statistic: they ride on its training pass,
+        # which also reads the validation rows (early stopping) the profile leaves out
+        (
+            'algorithm = "xgboost_classifier"\nparams = { n_estimators = 3 }\n'
+            "early_stopping = true\n",
+            "observed",
+        ),
+    ],
+    ids=["lr", "xgboost"],
+)
+def test_training_profile_matches_the_training_split(
+    spark, lake, tmp_path, model: str, source: str
+) -> None:
+    config = configure(tmp_path, lake, model)
+    trained = train_fit.fit(spark, config, train_plan.plan_from_settings(config, "m", None))
+    assert trained.numeric_statistics == source
+    profile = trained.profile  # what train registers as the manifest's training_profile
     people = EmbeddedDelta(spark).read(str(lake / "people")).df
     training = with_split(
         people, "id", {"train": 0.7, "validation": 0.15, "test": 0.15}, seed=42
     ).filter("split = 'train'")
-    assert profile["rows"] == training.count() == report.rows["train"]
+    assert profile["rows"] == training.count() == trained.rows["train"]
     loan = profile["numeric"]["loan"]
     exact = training.agg(F.count("loan"), F.avg("loan"), F.stddev("loan")).collect()[0]
     assert loan["count"] == exact[0] and loan["nulls"] == 0

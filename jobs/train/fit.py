@@ -18,12 +18,13 @@ from batchml.jobs.train.plan import FOLD, IS_VALIDATION, SPLIT, WEIGHT, TrainPla
 from batchml.jobs.train.tuning import candidates, tune
 from batchml.lib.delta import delta_tables
 from batchml.lib.errors import EXIT_INPUT, BatchmlError, InputError, first_line
-from batchml.lib.feature_pipeline import fit_features, profile_of
+from batchml.lib.feature_pipeline import FeatureStats, NumericPass, fit_features, profile_of
 from batchml.lib.logs import get_logger
 from batchml.lib.metrics import holdout_metrics
 from batchml.lib.progress import progress
 from batchml.lib.settings import Settings
 from batchml.lib.splits import with_fold, with_split
+from batchml.lib.sqltext import identifier as _q
 from batchml.lib.training import (
     ITERATIVE,
     class_weights,
@@ -34,6 +35,8 @@ from batchml.lib.training import (
 )
 
 log = get_logger(__name__)
+
+SCORE = "__score"  # the profiled output of the model on its last holdout split
 
 
 XGB_EARLY_STOPPING_ROUNDS = 10
@@ -61,6 +64,9 @@ class Trained:
     classes: int = 0  # label values of a classifier (0 for a regressor)
     score_profile: dict[str, Any] | None = None
     encoding: str = "one_hot"  # how the features reach the estimator (ModelSpec.encoding)
+    # where the profile's numeric statistics came from: their own query ("queried"), or
+    # "observed" on the training pass (a booster's, whose stages need none of them)
+    numeric_statistics: str = "queried"
 
 
 def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
@@ -90,17 +96,29 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     split_df = with_split(read.df, pipeline.key, spec.split, seed=spec.seed, column=SPLIT)
     labelled = split_df.filter(F.col(label).isNotNull())
     train_df = labelled.filter(F.col(SPLIT) == "train")
-    if train_df.limit(1).count() == 0:
-        raise InputError(f"the training split of {read.uri}@{read.version} has no labelled rows")
+    fit_df = (
+        labelled.filter(F.col(SPLIT).isin("train", "validation"))
+        if spec.early_stopping
+        else train_df
+    )
     encoding = encoding_of(spec)
+    boosted = is_xgboost(spec.algorithm)
+    partitions = _training_partitions(plan, model, slots)
+    # the rows each xgboost worker would get, counted in the categories' pass
+    extra = {"workers": _worker_of(pipeline.key, partitions)} if boosted else None
     features = fit_features(
-        train_df,
+        fit_df,  # the statistics describe the training split (`where`)
         plan.pipeline_name,
         pipeline,
         encoding=encoding,
         profile=True,
         centres=tables.column_centres(read.uri, read.version, list(pipeline.numeric)),
         label_counts=task == "classification",  # counted in the categories' pass
+        where=(F.col(SPLIT) == "train") if spec.early_stopping else None,
+        extra=extra,
+        empty=f"the training split of {read.uri}@{read.version} has no labelled rows",
+        # a booster's stages need no numeric statistic: the profile rides on its pass
+        defer_numeric=boosted and not searched,
     )
     counts: dict[Any, int] = {}
     if task == "classification":
@@ -114,15 +132,13 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     if is_xgboost(spec.algorithm) and task == "classification":
         model.classes = classes  # its fit would count them with a pass of its own
     weights = class_weights(counts, spec.class_weight)
-    fit_df = (
-        labelled.filter(F.col(SPLIT).isin("train", "validation"))
-        if spec.early_stopping
-        else train_df
-    )
     if features.feature_types is not None:
         # the booster reads the feature columns themselves: numbers and category codes
         model.setParams(features_col=features.columns, feature_types=features.feature_types)
     columns = [F.col(label), *(F.col(c) for c in features.columns)]
+    if boosted and features.feature_types is not None:
+        # xgboost reads float32: cast before the shuffle, which then moves half the bytes
+        columns[1:] = [F.col(c).cast("float").alias(c) for c in features.columns]
     if weights:
         columns.append(weight_column(label, weights).alias(WEIGHT))
         model.set(model.getParam("weightCol"), WEIGHT)
@@ -134,10 +150,14 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     if spec.tuning is not None and spec.tuning.strategy == "cross_validation":
         fit_df = with_fold(fit_df, pipeline.key, spec.tuning.folds, seed=spec.seed, column=FOLD)
         columns.append(F.col(FOLD))
-    partitions = _training_partitions(plan, model, slots)
-    if is_xgboost(spec.algorithm):
+    if boosted:
         partitions = _workers_with_data(
-            fit_df, pipeline.key, partitions, plan, validation=spec.early_stopping
+            fit_df,
+            pipeline.key,
+            partitions,
+            plan,
+            validation=spec.early_stopping,
+            counted=features.stats.extra.get("workers"),
         )
         model.set(model.getParam("num_workers"), partitions)
         model.laid_out = True  # cut below: its own partition count would run the shuffle
@@ -148,8 +168,9 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     # Only the columns the estimator reads (and the key) cross the shuffle: the feature
     # stages run row by row before it, so the rows and their order are the same.
     key = F.col(pipeline.key).alias(ROW_KEY)
+    source = fit_df if features.pending is None else features.pending.observe(fit_df)
     assembled = (
-        features.model.transform(fit_df)
+        features.model.transform(source)
         .select(key, *columns)
         .repartition(partitions, ROW_KEY)
         .sortWithinPartitions(ROW_KEY)
@@ -179,6 +200,10 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     finally:
         if persist:
             assembled.unpersist()
+    how = "queried"
+    if features.pending is not None:  # observed on the training pass, else queried
+        how = features.pending.finish(features.stats, train_df)
+        log.info("training profile", extra={"model": plan.model, "numeric_statistics": how})
     if spec.early_stopping:
         stopping = _stopped_at(best, spec.algorithm)
     fitted = PipelineModel(stages=[*features.model.stages, best])
@@ -189,17 +214,20 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     for part in holdouts:
         scored = _holdout_scores(fitted, labelled.filter(F.col(SPLIT) == part), label)
         last = part == holdouts[-1]  # test when there is one: its scores are profiled too
-        if last:  # two aggregations read it: the model scores each row once
-            scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            rows[part], metrics[part] = holdout_metrics(scored, task, label, binary=classes == 2)
-            if rows[part] == 0:
-                raise InputError(f"the {part} split of {read.uri}@{read.version} is empty")
-            if last:
-                score_profile = _score_profile(scored, task, classes, part)
-        finally:
-            if last:
-                scored.unpersist()
+        profiler = _score_profiler(scored, task, classes) if last else None
+        if profiler is not None:  # observed on the metrics' pass: each row scored once
+            scored = scored.withColumn(SCORE, profiler[1])
+            measured = profiler[2].observe(scored)
+        else:
+            measured = scored
+        rows[part], metrics[part] = holdout_metrics(measured, task, label, binary=classes == 2)
+        if rows[part] == 0:
+            raise InputError(f"the {part} split of {read.uri}@{read.version} is empty")
+        if profiler is not None:
+            stats = FeatureStats(rows[part])  # exact: the observation must have seen them all
+            profiler[2].finish(stats, scored.select(SCORE))
+            numbers = profile_of(stats)["numeric"][SCORE]
+            score_profile = {"column": profiler[0], "split": part, **numbers}
     params = {
         p.name: _plain(v)
         for p, v in best.extractParamMap().items()
@@ -225,6 +253,7 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
         classes,
         score_profile,
         encoding,
+        how,
     )
 
 
@@ -243,14 +272,16 @@ def _holdout_scores(fitted: PipelineModel, frame: DataFrame, label: str) -> Data
     return scored.select(*(F.col(f"`{c}`") for c in kept))
 
 
-def _score_profile(scored: DataFrame, task: str, classes: int, part: str) -> dict | None:
-    """The distribution of the model's output on a holdout split, profiled like a numeric
-    feature (deciles, their counts, a KLL sketch): what `batchml monitor` compares the
-    scores of a predictions table with. The positive class's probability for a binary
-    classifier, the prediction for a regressor; none for more classes."""
+def _score_profiler(
+    scored: DataFrame, task: str, classes: int
+) -> tuple[str, F.Column, NumericPass] | None:
+    """How the model's output on a holdout split is profiled like a numeric feature
+    (deciles, their counts, a KLL sketch): what `batchml monitor` compares the scores of
+    a predictions table with. The positive class's probability for a binary classifier,
+    the prediction for a regressor; none for more classes. Returns (the output column,
+    its value as a double, the aggregate that profiles it as column SCORE)."""
     from pyspark.ml.functions import vector_to_array
 
-    from batchml.lib.feature_pipeline import collect_stats
     from batchml.lib.settings import FeaturePipelineSpec
 
     if task == "regression":
@@ -261,9 +292,8 @@ def _score_profile(scored: DataFrame, task: str, classes: int, part: str) -> dic
         column, value = "probability", vector_to_array("probability")[1]
     else:
         return None
-    spec = FeaturePipelineSpec(view="scores", label="__score", numeric={"__score": {}})
-    stats = collect_stats(scored.select(value.alias("__score")), spec, profile=True)
-    return {"column": column, "split": part, **profile_of(stats)["numeric"]["__score"]}
+    spec = FeaturePipelineSpec(view="scores", label=SCORE, numeric={SCORE: {}})
+    return column, value, NumericPass(spec, profile=True)
 
 
 def _training_partitions(plan: TrainPlan, model, slots: int) -> int:
@@ -278,23 +308,42 @@ def _training_partitions(plan: TrainPlan, model, slots: int) -> int:
     return max(1, slots)
 
 
+def _worker_of(key: str, workers: int) -> F.Column:
+    """A row's "worker:split": which of `workers` hash partitions it goes to, its split."""
+    worker = F.expr(f"CAST(pmod(hash({_q(key)}), {workers}) AS STRING)")
+    return F.concat_ws(":", worker, F.col(SPLIT))
+
+
 def _workers_with_data(
-    fit_df: DataFrame, key: str, workers: int, plan: TrainPlan, *, validation: bool
+    fit_df: DataFrame,
+    key: str,
+    workers: int,
+    plan: TrainPlan,
+    *,
+    validation: bool,
+    counted: dict[str, int] | None = None,
 ) -> int:
     """The most xgboost workers (at most `workers`) whose hash partitions of the data
     each hold training rows (and validation rows, when stopping early): a worker with
-    no rows fails the whole barrier stage ("Empty dataset at worker")."""
+    no rows fails the whole barrier stage ("Empty dataset at worker"). `counted`: the
+    rows per `_worker_of(key, workers)` value, already counted (no job for that case)."""
     split = F.col(SPLIT)
     for count in range(workers, 0, -1):
-        slot = F.expr(f"pmod(hash(`{key}`), {count})")
-        rows = (
-            fit_df.groupBy(slot.alias("worker"))
-            .agg(
-                F.sum((split == "train").cast("int")).alias("train"),
-                F.sum((split == "validation").cast("int")).alias("validation"),
+        if count == workers and counted is not None:
+            rows = [
+                {part: counted.get(f"{worker}:{part}", 0) for part in ("train", "validation")}
+                for worker in range(workers)
+            ]
+        else:
+            slot = F.expr(f"pmod(hash({_q(key)}), {count})")
+            rows = (
+                fit_df.groupBy(slot.alias("worker"))
+                .agg(
+                    F.sum((split == "train").cast("int")).alias("train"),
+                    F.sum((split == "validation").cast("int")).alias("validation"),
+                )
+                .collect()
             )
-            .collect()
-        )
         filled = [r for r in rows if r["train"] and (r["validation"] or not validation)]
         if len(filled) == count:
             if count < workers:
