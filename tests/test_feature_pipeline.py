@@ -259,6 +259,14 @@ def test_numeric_statistics_not_observed_whole_are_queried(spark, frame) -> None
     again.stats.rows = 199  # what a count of the rows would be if they were not all seen
     assert again.pending.finish(again.stats, frame) == "queried"
     assert again.stats.rows == 200 and again.stats.numeric == exact.numeric
+    # a median imputation does not hold the native encoding back (it imputes nothing)
+    median = FeaturePipelineSpec.model_validate(
+        {**SPEC, "numeric": {**SPEC["numeric"], "c": {"impute": "median"}}}
+    )
+    medians = fit_features(frame, "p", median, profile=True, encoding="native", defer_numeric=True)
+    medians.model.transform(medians.pending.observe(frame)).collect()
+    assert medians.pending.finish(medians.stats, frame) == "observed"
+    assert medians.stats.numeric["c"].count == exact.numeric["c"].count
     # buckets need their quantiles before the pass: the numeric aggregate runs first
     # a column of only nulls: no quantiles of its empty sketch, and no error
     empty = frame.withColumn("a", F.lit(None).cast("double"))
@@ -284,3 +292,22 @@ def test_extra_values_are_counted_in_the_stacked_pass(spark, frame) -> None:
     assert stats.extra["w"] == {r["k"]: r["count"] for r in grouped}  # over every row
     only = frame.filter("code = 1")
     assert stats.rows == only.count() and stats.categorical == collect_stats(only, spec).categorical
+
+
+def test_medians_and_bucket_edges_are_the_same_every_run(spark) -> None:
+    # Spark's KLL sketch compacts at random: fitted on it, two runs of the same data
+    # imputed different medians and cut different buckets (a model not reproducible)
+    rows = spark.range(20_000, numPartitions=2).selectExpr(
+        "CAST(sin(id) * 1000 AS DOUBLE) AS a", "CAST(id % 2 AS INT) AS y"
+    )
+    spec = FeaturePipelineSpec.model_validate(
+        {"view": "v", "label": "y", "numeric": {"a": {"impute": "median", "buckets": 5}}}
+    )
+    first, second = (fit_features(rows, "p", spec, profile=True).stats for _ in range(2))
+    assert first.numeric["a"] == second.numeric["a"]
+    values = sorted(r["a"] for r in rows.collect())
+    exact = [values[int(len(values) * k / 5)] for k in range(1, 5)]
+    spread = values[-1] - values[0]
+    for edge, want in zip(first.numeric["a"].quantiles, exact, strict=True):
+        assert abs(edge - want) < 0.005 * spread  # an approximate quantile, near the edge
+    assert abs(first.numeric["a"].median - values[len(values) // 2]) < 0.005 * spread
