@@ -285,7 +285,7 @@ def main() -> None:
                     one[kind] = run_local(kind, uri, args.trees, args.depth, args.bins, cap)
             rounds.append(one)
         for kind in ("xgb", "hgb", "native"):
-            if kind in rounds[0]:
+            if rounds and kind in rounds[0]:
                 result[kind] = _median_run([one[kind] for one in rounds])
         if "xgb_one_hot" in args.only:
             result["xgb_one_hot"] = run_ours(

@@ -209,7 +209,16 @@ def collect_stats(
     return stats
 
 
-def _count_levels(df, spec, stats, stacked, label_counts, numeric, where, extra) -> None:
+def _count_levels(
+    df: DataFrame,
+    spec: FeaturePipelineSpec,
+    stats: FeatureStats,
+    stacked: list[tuple[str, str]],
+    label_counts: bool,
+    numeric: bool,
+    where: F.Column | None,
+    extra: dict[str, F.Column],
+) -> None:
     """The stacked pass: rows per level of each categorical column (and of the label, and
     of every `extra` value), one group-by over (column, level) for all of them."""
     inside = F.lit(True) if where is None else F.coalesce(where, F.lit(False))
@@ -306,13 +315,14 @@ class NumericPass:
 
     def derived(self) -> list[F.Column]:
         """The profile's deciles read off the sketches, on top of the aggregate's row."""
-        derived = []
-        for i in range(len(self.spec.numeric)):
-            # an empty sketch (no rows, or only nulls) is not one Spark reads quantiles of
-            if self.profile:
-                deciles = f"kll_sketch_get_quantile_double(k{i}, {_doubles(DECILES)})"
-                derived.append(F.expr(f"CASE WHEN n{i} > 0 THEN {deciles} END").alias(f"d{i}"))
-        return derived
+        if not self.profile:
+            return []
+        # an empty sketch (no rows, or only nulls) is not one Spark reads quantiles of
+        deciles = "kll_sketch_get_quantile_double(k{0}, " + _doubles(DECILES) + ")"
+        return [
+            F.expr(f"CASE WHEN n{i} > 0 THEN {deciles.format(i)} END").alias(f"d{i}")
+            for i in range(len(self.spec.numeric))
+        ]
 
     def observe(self, df: DataFrame) -> DataFrame:
         """`df` with the aggregate observed: computed by the first action that reads it
