@@ -30,7 +30,7 @@ from batchml.lib.config import load_config
 from batchml.lib.delta.embedded import EmbeddedDelta
 from batchml.lib.ledger import IngestLedger, plan_files
 from batchml.lib.logs import configure_logging
-from batchml.lib.sources import list_files
+from batchml.lib.sources import list_files, source_root
 from batchml.lib.spark import build_session
 
 CONTRACT = """
@@ -92,8 +92,9 @@ def main() -> None:
     assert first.files == args.files, first.files
     land(landing, args.files, args.new)
 
-    ledger = IngestLedger(spark, EmbeddedDelta(spark), first.ledger_uri, "events")
-    listed, list_seconds = timed(lambda: list_files(str(landing / "*.csv")))
+    root = source_root(str(landing / "*.csv"))
+    ledger = IngestLedger(spark, EmbeddedDelta(spark), first.ledger_uri, "events", root)
+    listed, list_seconds = timed(lambda: list_files(str(landing / "*.csv"), root))
     state, ledger_seconds = timed(ledger.load)
     plan, plan_seconds = timed(lambda: plan_files(listed, state, content_hash=False))
     assert (len(plan.new), len(plan.unchanged)) == (args.new, args.files)

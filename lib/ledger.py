@@ -10,8 +10,13 @@ file and state change:
 - `abandoned`: a pending batch whose table commit never happened (its writer died or
   failed before committing); its files count as not ingested.
 
-A file counts as ingested when it has an `ingested` row; its identity is its path, size
-and modification time (and a SHA-256 of its bytes when the source asks for one). A run
+A file counts as ingested when it has an `ingested` row. Its identity is its path
+relative to the source's root (so a copied, moved or re-mounted lakehouse or landing
+folder names the same files; only a file outside that root is recorded by its absolute
+path), its size and modification time, and the SHA-256 of its bytes (unless the source
+sets `content_hash = false`): a file of the same size whose time changed is compared by
+its bytes, so a byte-identical copy with a new time is not new. Ledgers of older
+versions recorded absolute paths: they are read as keys under the root. A run
 killed between the table commit and the `ingested` row leaves a `pending` batch whose
 token is in the table: the next run finds it and completes it (quarantine, then the
 ledger), so no file is lost or read twice, however many new files landed meanwhile.
@@ -36,7 +41,7 @@ from pyspark.sql import types as T
 from batchml.lib.delta import DeltaTables, WriteToken
 from batchml.lib.logs import get_logger
 from batchml.lib.runtime import process_alive
-from batchml.lib.sources import SourceFile
+from batchml.lib.sources import SourceFile, SourceRoot
 
 log = get_logger(__name__)
 
@@ -106,16 +111,21 @@ class FilePlan:
 def plan_files(listed: Iterable[SourceFile], state: LedgerState, *, content_hash: bool) -> FilePlan:
     """Split the listed files into new, already ingested, and changed since ingested.
 
-    With `content_hash`, a file whose size or time changed but whose bytes hash to the
-    recorded SHA-256 counts as unchanged (e.g. copied again with a new mtime).
+    A file is looked up by its key. One with the recorded size and modification time is
+    unchanged; with `content_hash`, so is one of the recorded size whose bytes hash to the
+    recorded SHA-256 (copied or uploaded again with a new time). Only those files are
+    hashed here.
     """
     new, unchanged, changed = [], [], []
     for listed_file in listed:
-        known = state.ingested.get(listed_file.path)
+        known = state.ingested.get(listed_file.name)
         if known is None:
             new.append(listed_file)
         elif (known.size, known.mtime_ns) == (listed_file.size, listed_file.mtime_ns) or (
-            content_hash and known.sha256 and known.sha256 == file_sha256(listed_file.path)
+            content_hash
+            and known.sha256
+            and known.size == listed_file.size
+            and known.sha256 == file_sha256(listed_file.path)
         ):
             unchanged.append(listed_file)
         else:
@@ -132,13 +142,16 @@ def file_sha256(path: str) -> str:
 
 
 class IngestLedger:
-    """The ledger table of one source."""
+    """The ledger table of one source, its files keyed under the source's root."""
 
-    def __init__(self, spark: SparkSession, tables: DeltaTables, uri: str, source: str) -> None:
+    def __init__(
+        self, spark: SparkSession, tables: DeltaTables, uri: str, source: str, root: SourceRoot
+    ) -> None:
         self.spark = spark
         self.tables = tables
         self.uri = uri
         self.source = source
+        self.root = root
 
     def load(self) -> LedgerState:
         """Read the ledger (file metadata only, one row per file and state change)."""
@@ -164,15 +177,19 @@ class IngestLedger:
         arrow = read.df.select(*columns).toArrow().sort_by([("recorded_at", "ascending")])
         states = arrow.column("state")
         ingested = arrow.filter(pc.equal(states, INGESTED))
-        for path, size, mtime, sha, batch in zip(
+        keys: dict[str, str] = {}  # recorded path -> key (older ledgers: absolute paths)
+        for recorded, size, mtime, sha, batch in zip(
             *(
                 ingested.column(c).to_pylist()
                 for c in ("path", "size", "mtime_ns", "sha256", "batch_id")
             ),
             strict=True,
         ):
-            state.ingested[path] = SourceFile(path, size, mtime, sha)
-            state.ingested_by[path] = batch
+            key = keys.get(recorded)
+            if key is None:
+                key = keys[recorded] = self.root.recorded_key(recorded)
+            state.ingested[key] = SourceFile(self.root.path_of(key), size, mtime, sha, key)
+            state.ingested_by[key] = batch
         state.batches = set(pc.unique(ingested.column("batch_id")).to_pylist())
         closed = arrow.filter(pc.is_in(states, pa.array([INGESTED, ABANDONED])))
         closed_ids = pc.unique(closed.column("batch_id"))
@@ -189,7 +206,7 @@ class IngestLedger:
             state.pending.append(
                 PendingBatch(
                     batch_id,
-                    tuple(_source_file(r) for r in batch_rows),
+                    tuple(self._source_file(r) for r in batch_rows),
                     first["host"] or "",
                     int(first["pid"] or 0),
                     first["recorded_at"],
@@ -210,7 +227,7 @@ class IngestLedger:
         now = datetime.now(UTC)
         host, pid = socket.gethostname(), os.getpid()
         rows = [
-            (f.path, f.size, f.mtime_ns, f.sha256, state, batch_id, run_id, host, pid, now)
+            (f.name, f.size, f.mtime_ns, f.sha256, state, batch_id, run_id, host, pid, now)
             for f in files
         ]
         columns = list(zip(*rows, strict=True)) if rows else [[] for _ in LEDGER_SCHEMA]
@@ -231,6 +248,11 @@ class IngestLedger:
                 "files": len(rows),
             },
         )
+
+    def _source_file(self, row: dict) -> SourceFile:
+        key = self.root.recorded_key(row["path"])
+        size, mtime = int(row["size"]), int(row["mtime_ns"])
+        return SourceFile(self.root.path_of(key), size, mtime, row["sha256"], key)
 
     def compact(self, state: LedgerState) -> None:
         """Rewrite the ledger as one file once runs have left many small ones.
@@ -274,10 +296,6 @@ _ARROW_SCHEMA = pa.schema(
         ("recorded_at", pa.timestamp("us", tz="UTC")),
     ]
 )
-
-
-def _source_file(row: dict) -> SourceFile:
-    return SourceFile(row["path"], int(row["size"]), int(row["mtime_ns"]), row["sha256"])
 
 
 def _data_files(df) -> int:

@@ -123,7 +123,9 @@ class SourceSettings(Section):
     replace_where: str | None = None
     # a file already ingested whose size or modification time changed since
     on_changed_file: Literal["error", "skip", "reingest"] = "error"
-    content_hash: bool = False  # also record SHA-256; same bytes with a new mtime = unchanged
+    # record each ingested file's SHA-256 (one read of its bytes on the driver): a file of
+    # the recorded size with a new modification time is then compared by its bytes
+    content_hash: bool = True
     ledger: str | None = None  # the ingest ledger table; default _ingest/<source>
 
 

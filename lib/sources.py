@@ -13,13 +13,14 @@ import glob
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -33,13 +34,78 @@ TEXT_FORMATS = ("csv", "json")
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One raw file, identified by path, size and modification time (and, where the source
-    asks for it, the SHA-256 of its bytes)."""
+    """One raw file: where it is read from (`path`, absolute), how the ledger names it
+    (`key`: its path relative to its source's root, so a moved or copied lakehouse or
+    landing folder names it the same; absolute for a file outside that root), its size
+    and modification time, and the SHA-256 of its bytes once ingest has hashed them."""
 
     path: str
     size: int
     mtime_ns: int
     sha256: str | None = None
+    key: str = ""
+
+    @property
+    def name(self) -> str:
+        """The file's name in the ledger (its key; its path where it has none)."""
+        return self.key or self.path
+
+
+@dataclass(frozen=True)
+class SourceRoot:
+    """The folder a source's files are named relative to.
+
+    `path` is its real absolute path; `lake_relative` is the same folder relative to the
+    lakehouse root when it lies under it (e.g. `raw/flights`), which lets a ledger written
+    before keys were relative, at another location, still find its files.
+    """
+
+    path: str
+    lake_relative: str | None = None
+
+    def key(self, path: str) -> str:
+        """A file's ledger key: relative to the root, or absolute outside it."""
+        relative = os.path.relpath(path, self.path)
+        if relative == "." or relative.startswith("../") or relative == "..":
+            return path
+        return relative.replace(os.sep, "/")
+
+    def path_of(self, key: str) -> str:
+        """Where a ledger key's file is read from."""
+        return key if os.path.isabs(key) else os.path.join(self.path, key)
+
+    def recorded_key(self, recorded: str) -> str:
+        """The key of a path as a ledger recorded it: older ledgers recorded absolute
+        paths; one under this root, or under this root's place in another lakehouse
+        (`/old/lake/raw/flights/jan.csv` for `raw/flights`), becomes relative."""
+        if not os.path.isabs(recorded):
+            return recorded
+        key = self.key(recorded)
+        if key != recorded or not self.lake_relative:
+            return key
+        marker = f"/{self.lake_relative.strip('/')}/"
+        at = recorded.rfind(marker)
+        return recorded[at + len(marker) :] if at >= 0 else recorded
+
+
+def source_root(pattern: str, lakehouse_root: str | None = None) -> SourceRoot:
+    """The root of a source's file, folder or glob: its leading folders without glob
+    characters (a folder is its own root, a file's root is its folder)."""
+    parts = pattern.split("/")
+    fixed = list(itertools.takewhile(lambda part: not glob.has_magic(part), parts))
+    if len(fixed) < len(parts):
+        folder = "/".join(fixed) or "/"
+    elif os.path.isdir(pattern):
+        folder = pattern
+    else:
+        folder = os.path.dirname(pattern) or "."
+    real = os.path.realpath(folder)
+    relative = None
+    if lakehouse_root and "://" not in lakehouse_root:
+        inside = os.path.relpath(real, os.path.realpath(os.path.expanduser(lakehouse_root)))
+        if inside != "." and not inside.startswith(".."):
+            relative = inside.replace(os.sep, "/")
+    return SourceRoot(real, relative)
 
 
 @dataclass(frozen=True)
@@ -55,8 +121,9 @@ class SourceBatch:
         return [f.path for f in self.files]
 
 
-def list_files(pattern: str) -> list[SourceFile]:
-    """Expand a file, folder or glob into its files, sorted by path (hidden ones skipped).
+def list_files(pattern: str, root: SourceRoot | None = None) -> list[SourceFile]:
+    """Expand a file, folder or glob into its files, sorted by path (hidden ones skipped),
+    each keyed relative to `root` (default: the pattern's own root).
 
     One `stat` per file and one `realpath` per directory, so a landing folder of many
     thousands of files lists in well under a second per 100,000.
@@ -85,18 +152,21 @@ def list_files(pattern: str) -> list[SourceFile]:
         raise InputError(f"source path {pattern} matches no files")
     if all(f.size == 0 for f in files):
         raise InputError(f"source path {pattern} matches only empty files")
-    return sorted(set(files), key=lambda f: f.path)
+    root = root or source_root(pattern)
+    keyed = {replace(f, key=root.key(f.path)) for f in files}
+    return sorted(keyed, key=lambda f: f.path)
 
 
 def batch_of(
     files: list[SourceFile], *, batch_id: str | None = None, salt: str = ""
 ) -> SourceBatch:
-    """The batch of these files: its id is `batch_id`, else a hash of every file's path,
-    size and modification time (plus `salt`), so the same files make the same batch."""
+    """The batch of these files: its id is `batch_id`, else a hash of every file's key,
+    size and modification time (plus `salt`), so the same files make the same batch,
+    wherever the lakehouse lives."""
     if batch_id is not None:
         return SourceBatch(tuple(files), batch_id, True)
     digest = hashlib.sha256(
-        json.dumps([[f.path, f.size, f.mtime_ns] for f in files] + [salt]).encode()
+        json.dumps([[f.name, f.size, f.mtime_ns] for f in files] + [salt]).encode()
     ).hexdigest()
     return SourceBatch(tuple(files), f"files-{digest[:20]}", False)
 
@@ -204,8 +274,10 @@ def read_raw(
     file_format: str,
     options: dict[str, str],
     checked: CheckedContract,
+    root: SourceRoot | None = None,
 ) -> DataFrame:
-    """The batch with the contract's typed columns and `_source_file`.
+    """The batch with the contract's typed columns and `_source_file` (each row's file by
+    its key under `root`: relative to the source's root, as the ledger names it).
 
     CSV and JSON are parsed straight into the declared types; a line that cannot be
     parsed or converted is kept whole in `_raw_record` (its values null where they
@@ -239,7 +311,24 @@ def read_raw(
             columns = [F.col(f"`{c}`") for c in [*checked.columns, RAW_RECORD]]
     except AnalysisException as exc:
         raise InputError(f"cannot read source files: {first_line(exc)}") from None
-    return raw_df.select(*columns, F.col("_metadata.file_path").alias(SOURCE_FILE))
+    return raw_df.select(
+        *columns, source_key(F.col("_metadata.file_path"), root).alias(SOURCE_FILE)
+    )
+
+
+def source_key(file_uri: Column, root: SourceRoot | None) -> Column:
+    """The ledger key of the file a row was read from, from Spark's `file:` URI of it.
+
+    Hadoop percent-encodes the path (`%20`, `%5B`, `%25`) but leaves `+` as it is, which
+    URL decoding would turn into a space: it is escaped first.
+    """
+    escaped = F.replace(file_uri, F.lit("+"), F.lit("%2B"))
+    decoded = F.coalesce(F.try_url_decode(escaped), file_uri)
+    path = F.regexp_replace(decoded, r"^file:(//)?", "")
+    if root is None:
+        return path
+    prefix = root.path.rstrip("/") + "/"
+    return F.when(path.startswith(prefix), path.substr(len(prefix) + 1, 1 << 30)).otherwise(path)
 
 
 def reader_options(options: dict[str, object]) -> dict[str, str]:

@@ -106,7 +106,7 @@ def test_every_rule_is_named_for_the_rows_that_break_it(spark: SparkSession, tmp
         "raw_record string, failed_rules array<string>",
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
-    assert {r["source_file"] for r in bad.collect()} == {f"file:{tmp_path}/orders.csv"}
+    assert {r["source_file"] for r in bad.collect()} == {f"{tmp_path}/orders.csv"}
 
     good = good_rows(raw_df, checked)
     assert good.schema.fieldNames() == ["id", "code", "amount", "day", "amount_x2"]

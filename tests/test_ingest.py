@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 from oracles import oracle_rows
 from pyspark.sql import SparkSession
 from typer.testing import CliRunner
@@ -28,7 +30,7 @@ from batchml.lib.delta.connector import ConnectorDelta
 from batchml.lib.delta.embedded import EmbeddedDelta
 from batchml.lib.errors import ConfigError, InputError
 from batchml.lib.ledger import IngestLedger
-from batchml.lib.sources import list_files
+from batchml.lib.sources import list_files, source_root
 
 CONTRACT = """
 [tables.orders]
@@ -142,7 +144,8 @@ def test_good_and_bad_rows_are_split_with_reasons(
         ]
         == "ua"
     )
-    assert all(r["source_file"].endswith("/raw/orders/jan.csv") for r in quarantine.values())
+    # named as the ledger names it: relative to the source's root (raw/orders)
+    assert {r["source_file"] for r in quarantine.values()} == {"jan.csv"}
     assert {r["ingest_run_id"] for r in quarantine.values()} == {report.run_id}
     assert len(oracle_rows(report.table_uri)) == 2
 
@@ -215,17 +218,137 @@ def test_a_changed_file_is_an_error_or_as_configured(spark: SparkSession, tmp_pa
     assert sorted(r["id"] for r in oracle_rows(again.table_uri)) == [1, 1, 2, 2, 3, 3, 4, 10]
 
 
-def test_content_hash_recognises_a_file_copied_again(spark: SparkSession, tmp_path: Path) -> None:
-    settings = settings_for(
-        tmp_path, "quarantine", "csv", "csv", "sources.orders.content_hash=true"
-    )
+def test_the_same_bytes_with_a_new_time_are_not_new(spark: SparkSession, tmp_path: Path) -> None:
     jan = land(tmp_path, "jan.csv", GOOD)
-    first = run(spark, settings)
+    first = run(spark, settings_for(tmp_path))  # content_hash is on by default
     os.utime(jan, ns=(jan.stat().st_atime_ns, jan.stat().st_mtime_ns + 10**9))  # touched
-    again = run(spark, settings)
-    assert (again.status, again.files_already_ingested) == ("skipped", 1)
+    again = run(spark, settings_for(tmp_path))
+    assert (again.status, again.files_already_ingested, again.files_changed) == ("skipped", 1, 0)
     sha = {r["sha256"] for r in oracle_rows(first.ledger_uri)}
     assert sha == {hashlib.sha256(jan.read_bytes()).hexdigest()}
+    # same size, other bytes: changed, whatever the time says
+    jan.write_text(jan.read_text().replace("UA,10.5", "UA,10.6"))
+    with pytest.raises(InputError, match=rf"file {jan} was ingested before and has changed"):
+        run(spark, settings_for(tmp_path))
+    without = settings_for(
+        tmp_path,
+        "quarantine",
+        "csv",
+        "csv",
+        "sources.orders.content_hash=false",
+        'sources.orders.on_changed_file="skip"',
+    )
+    land(tmp_path, "feb.csv", ["10,2,UA,1,NA"])
+    unhashed = run(spark, without)  # hashes are optional...
+    assert (unhashed.rows_written, unhashed.files_changed) == (1, 1)
+    assert {r["path"]: r["sha256"] for r in oracle_rows(first.ledger_uri)}["feb.csv"] is None
+    feb = tmp_path / "lake/raw/orders/feb.csv"
+    os.utime(feb, ns=(feb.stat().st_atime_ns, feb.stat().st_mtime_ns + 10**9))
+    touched = run(spark, without)  # ...and without one, a new time is a change
+    assert (touched.status, touched.files_changed, touched.files_already_ingested) == (
+        "skipped",
+        2,
+        0,
+    )
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    """`cp -a`: the files with their sizes and modification times."""
+    shutil.copytree(source, target, copy_function=shutil.copy2, symlinks=True)
+
+
+@BOTH_BACKENDS
+def test_a_copied_lakehouse_ingests_nothing_again(
+    spark: SparkSession, tmp_path: Path, backend: str
+) -> None:
+    land(tmp_path, "jan.csv", GOOD)
+    land(tmp_path, "feb.csv", ["10,2,UA,1,NA", "11,2,ua,1,NA"])
+    first = run(spark, settings_for(tmp_path, backend=backend))
+    assert (first.files, first.rows_written, first.rows_quarantined) == (2, 4, 1)
+    assert sorted(r["path"] for r in oracle_rows(first.ledger_uri)) == [
+        "feb.csv",
+        "feb.csv",
+        "jan.csv",
+        "jan.csv",
+    ]
+    assert [r["source_file"] for r in oracle_rows(first.quarantine_uri)] == ["feb.csv"]
+
+    moved = tmp_path / "elsewhere"
+    _copy_tree(tmp_path / "lake", moved / "lake")
+    shutil.rmtree(tmp_path / "lake")  # nothing may still read the old place
+    copy = settings_for(moved, backend=backend)
+    again = run(spark, copy)
+    assert (again.status, again.files, again.files_already_ingested) == ("skipped", 0, 2)
+    assert again.table_uri == str(moved / "lake/orders")
+    assert sorted(r["id"] for r in oracle_rows(again.table_uri)) == [1, 2, 3, 10]
+    land(moved, "mar.csv", ["12,3,UA,1,NA"])
+    grown = run(spark, copy)
+    assert (grown.files, grown.files_already_ingested, grown.rows_written) == (1, 2, 1)
+    assert sorted(r["id"] for r in oracle_rows(grown.table_uri)) == [1, 2, 3, 10, 12]
+    # nothing in the copied lake names the old place (Delta logs, ledger, quarantine)
+    # but delta-rs's note of where it created a table (its CREATE TABLE commit info)
+    old_place = str(tmp_path / "lake").encode()
+    created_at = re.compile(rb'"location":"file://' + re.escape(old_place) + rb"[^\"]*\"")
+    for path in (moved / "lake").rglob("*"):
+        if path.is_file() and "raw" not in path.parts:
+            assert old_place not in created_at.sub(b"", path.read_bytes()), path
+
+
+def test_a_remounted_landing_folder_ingests_nothing_again(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    landing = tmp_path / "mnt-a" / "landing"
+    landing.mkdir(parents=True)
+    (landing / "2013").mkdir()
+    (landing / "2013" / "jan.csv").write_text(HEADER + "".join(f"{x}\n" for x in GOOD))
+    (landing / "feb.csv").write_text(HEADER + "10,2,UA,1,NA\n")
+
+    def settings(folder: Path):
+        return settings_for(tmp_path, "quarantine", "csv", "csv", f'sources.orders.path="{folder}"')
+
+    first = run(spark, settings(landing))
+    assert (first.files, first.rows_written) == (2, 4)
+    assert {r["path"] for r in oracle_rows(first.ledger_uri)} == {"2013/jan.csv", "feb.csv"}
+
+    remounted = tmp_path / "mnt-b" / "landing"
+    remounted.parent.mkdir()
+    landing.rename(remounted)  # the same files under another mount point
+    again = run(spark, settings(remounted))
+    assert (again.status, again.files_already_ingested) == ("skipped", 2)
+
+    # uploaded again: the same bytes with new times are not new, a new file is
+    reupload = tmp_path / "mnt-c" / "landing"
+    shutil.copytree(remounted, reupload)  # copy2 keeps times: make them new
+    for path in reupload.rglob("*.csv"):
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 5 * 10**9))
+    (reupload / "mar.csv").write_text(HEADER + "12,3,UA,1,NA\n")
+    uploaded = run(spark, settings(reupload))
+    assert (uploaded.files, uploaded.files_already_ingested, uploaded.rows_written) == (1, 2, 1)
+    assert sorted(r["id"] for r in oracle_rows(uploaded.table_uri)) == [1, 2, 3, 10, 12]
+
+
+def test_a_ledger_of_absolute_paths_keeps_working_in_place_and_moved(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # a ledger as earlier versions wrote it: each file by its absolute path
+    land(tmp_path, "jan.csv", GOOD)
+    first = run(spark, settings_for(tmp_path))
+    rows = DeltaTable(first.ledger_uri).to_pyarrow_table()
+    absolute = pa.array(
+        [str(tmp_path / "lake/raw/orders" / p) for p in rows.column("path").to_pylist()]
+    )
+    write_deltalake(first.ledger_uri, rows.set_column(0, "path", absolute), mode="overwrite")
+    assert {r["path"] for r in oracle_rows(first.ledger_uri)} == {
+        str(tmp_path / "lake/raw/orders/jan.csv")
+    }
+    in_place = run(spark, settings_for(tmp_path))
+    assert (in_place.status, in_place.files_already_ingested) == ("skipped", 1)
+
+    _copy_tree(tmp_path / "lake", tmp_path / "copy" / "lake")
+    land(tmp_path / "copy", "feb.csv", ["10,2,UA,1,NA"])
+    moved = run(spark, settings_for(tmp_path / "copy"))
+    assert (moved.files, moved.files_already_ingested, moved.rows_written) == (1, 1, 1)
+    assert sorted(r["id"] for r in oracle_rows(moved.table_uri)) == [1, 2, 3, 10]
 
 
 def test_a_batch_whose_table_commit_failed_is_ingested_by_the_next_run(
@@ -535,10 +658,11 @@ def test_a_live_writer_of_the_same_source_is_not_raced(spark: SparkSession, tmp_
             "b", (), socket.gethostname(), other.pid, now - timedelta(days=2)
         ).writer_alive()
         assert not PendingBatch("b", (), "another-host", other.pid, now).writer_alive()
+        root = source_root(str(tmp_path / "lake/raw/orders/*.csv"))
         ledger = IngestLedger(
-            spark, EmbeddedDelta(spark), str(tmp_path / "lake/_ingest/orders"), "orders"
+            spark, EmbeddedDelta(spark), str(tmp_path / "lake/_ingest/orders"), "orders", root
         )
-        jan = list_files(str(tmp_path / "lake/raw/orders/jan.csv"))
+        jan = list_files(str(tmp_path / "lake/raw/orders/jan.csv"), root)
         ledger.record(jan, state="pending", batch_id="files-x", run_id="r")
         rows = DeltaTable(str(tmp_path / "lake/_ingest/orders")).to_pyarrow_table().to_pylist()
         assert [r["pid"] for r in rows] == [os.getpid()]  # recorded by this process...

@@ -33,6 +33,7 @@ from batchml.lib.sources import (
     SourceFile,
     batch_of,
     list_files,
+    source_root,
 )
 
 log = get_logger(__name__)
@@ -75,6 +76,9 @@ def run(spark: SparkSession, settings: Settings, request: IngestRequest) -> Inge
     tables = delta_tables(spark, settings)
     table_uri, quarantine_uri = table_uris(source.table, contract, settings)
     ledger_uri = resolve_path(source.ledger or f"_ingest/{request.source}", settings)
+    # the ledger names files relative to the configured source's root (also those a
+    # --path lists under it), so a moved lakehouse or landing folder finds them again
+    root = source_root(resolve_path(source.path, settings), settings.lakehouse.root)
     job = IngestJob(
         spark,
         request,
@@ -84,7 +88,7 @@ def run(spark: SparkSession, settings: Settings, request: IngestRequest) -> Inge
         tables,
         table_uri,
         quarantine_uri,
-        IngestLedger(spark, tables, ledger_uri, request.source),
+        IngestLedger(spark, tables, ledger_uri, request.source, root),
         mode,
         replace_where,
     )
@@ -96,14 +100,14 @@ def run(spark: SparkSession, settings: Settings, request: IngestRequest) -> Inge
     if recovered:
         state = job.ledger.load()
 
-    listed = list_files(resolve_path(request.path or source.path, settings))
+    listed = list_files(resolve_path(request.path or source.path, settings), root)
     plan = plan_files(listed, state, content_hash=source.content_hash)
     files = _batch_files(job, plan, listed)
-    if source.content_hash:
+    if source.content_hash:  # recorded, so a copy of the file with a new time is known
         files = [replace(f, sha256=file_sha256(f.path)) for f in files]
     salt = ""
     if request.force:  # a new batch, unless this forced run was interrupted and is rerun
-        salt = "force:" + ",".join(str(known_batches.get(f.path)) for f in files)
+        salt = "force:" + ",".join(str(known_batches.get(f.name)) for f in files)
     batch = batch_of(files, batch_id=request.batch_id, salt=salt)
     report = IngestReport(
         request.source,
@@ -144,9 +148,10 @@ def _batch_files(job: IngestJob, plan: FilePlan, listed: list[SourceFile]) -> li
     if plan.changed and job.source.on_changed_file == "error":
         first = plan.changed[0]
         more = f" (and {len(plan.changed) - 1} more)" if len(plan.changed) > 1 else ""
+        compared = "size or bytes" if job.source.content_hash else "size or modification time"
         raise InputError(
-            f"file {first.path}{more} was ingested before and has changed since (size or "
-            f"modification time); nothing written. Set sources.{job.request.source}."
+            f"file {first.path}{more} was ingested before and has changed since ({compared}); "
+            f"nothing written. Set sources.{job.request.source}."
             'on_changed_file = "skip" or "reingest", or ingest it again with --force --path'
         )
     if plan.changed and job.source.on_changed_file == "skip":

@@ -75,7 +75,9 @@ def write_batch(job: IngestJob, batch: SourceBatch, report: IngestReport) -> Non
     log.info("ingest started", extra=started)
 
     options = reader_options(source.options)
-    raw_df = with_key_count(read_raw(job.spark, batch, source.format, options, checked), checked)
+    raw_df = with_key_count(
+        read_raw(job.spark, batch, source.format, options, checked, job.ledger.root), checked
+    )
     commit = {
         "job": "ingest",
         "run_id": report.run_id,
