@@ -19,7 +19,7 @@ from batchml.lib.feature_views import (
     driving_source,
     resolve_view,
 )
-from batchml.lib.lakehouse import table_location
+from batchml.lib.lakehouse import lake_name, recorded_forms, table_location
 from batchml.lib.logs import get_logger
 from batchml.lib.settings import FeatureView, Settings
 
@@ -80,13 +80,20 @@ def run(
     if explain:
         report.status = "explained"
         return report
-    fingerprint = uuid.uuid5(
-        uuid.NAMESPACE_URL,
-        "|".join([name, resolved.sql, *[f"{s.uri}@{s.version}" for s in resolved.sources]]),
-    ).hex[:20]
+    # the sources by their lake names, so a copied or moved lakehouse holds the same
+    # view (the absolute form is how earlier versions fingerprinted it)
+    fingerprint, *earlier = (
+        uuid.uuid5(
+            uuid.NAMESPACE_URL,
+            "|".join(
+                [name, resolved.sql, *[f"{named(s.uri)}@{s.version}" for s in resolved.sources]]
+            ),
+        ).hex[:20]
+        for named in (lambda uri: lake_name(uri, settings), str)
+    )
     if tables.exists(resolved.output_uri):
         latest = tables.history(resolved.output_uri, 1)[0]
-        if (latest.get("batchml") or {}).get("fingerprint") == fingerprint:
+        if (latest.get("batchml") or {}).get("fingerprint") in (fingerprint, *earlier):
             report.version, report.status = latest["version"], "skipped"
             report.message = (
                 f"feature table {resolved.output_uri} version {latest['version']} already holds "
@@ -102,7 +109,9 @@ def run(
         if appended is not None:
             return appended
     try:
-        result = _write(tables, resolved, view, report, fingerprint, overwrite_schema, sql_hash)
+        result = _write(
+            tables, resolved, view, report, fingerprint, overwrite_schema, sql_hash, settings
+        )
     except InputError as exc:
         if "does not match the schema" not in str(exc) or overwrite_schema:
             raise
@@ -144,7 +153,10 @@ def _incremental(
             else "no earlier materialisation of this view to build on"
         )
         return None
-    if before.get("uri") != pins[driving].uri or before.get("version") is None:
+    if (
+        before.get("uri") not in recorded_forms(pins[driving].uri, settings)
+        or before.get("version") is None
+    ):
         report.extra["rebuild_reason"] = f"driving source {driving} is another table"
         return None
     since, current = int(before["version"]), pins[driving].version
@@ -175,7 +187,7 @@ def _incremental(
         resolved.output_uri,
         mode="append",
         token=WriteToken(f"features/{report.view}/{sql_hash}", current),
-        commit_info=_commit_info(report, fingerprint, sql_hash, "incremental"),
+        commit_info=_commit_info(report, fingerprint, sql_hash, "incremental", settings),
     )
     report.extra["mode"] = "incremental"
     report.version, report.rows = result.version, result.rows_added
@@ -192,7 +204,14 @@ def _incremental(
     return report
 
 
-def _commit_info(report: FeaturesReport, fingerprint: str, sql_hash: str, mode: str):
+def _commit_info(
+    report: FeaturesReport, fingerprint: str, sql_hash: str, mode: str, settings: Settings
+) -> dict:
+    """The commit's record of the view, its sources by their lake names."""
+    sources = {
+        name: {**source, "uri": lake_name(source["uri"], settings)}
+        for name, source in report.sources.items()
+    }
     return {
         "job": "features",
         "view": report.view,
@@ -200,7 +219,7 @@ def _commit_info(report: FeaturesReport, fingerprint: str, sql_hash: str, mode: 
         "fingerprint": fingerprint,
         "sql_hash": sql_hash,
         "mode": mode,
-        "sources": report.sources,
+        "sources": sources,
     }
 
 
@@ -212,6 +231,7 @@ def _write(
     fingerprint: str,
     overwrite_schema: bool,
     sql_hash: str,
+    settings: Settings,
 ) -> WriteResult:
     return tables.write(
         resolved.df,
@@ -219,7 +239,7 @@ def _write(
         mode="overwrite",
         partition_by=view.partition_by or None,
         overwrite_schema=overwrite_schema,
-        commit_info=_commit_info(report, fingerprint, sql_hash, "full"),
+        commit_info=_commit_info(report, fingerprint, sql_hash, "full", settings),
     )
 
 

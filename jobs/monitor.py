@@ -29,7 +29,7 @@ from batchml.jobs.predict import split_version
 from batchml.lib import drift, evaluation, runs
 from batchml.lib.delta import DeltaTables, delta_tables
 from batchml.lib.errors import InputError
-from batchml.lib.lakehouse import resolve_path, table_location
+from batchml.lib.lakehouse import lake_name, recorded_forms, resolve_path, table_location
 from batchml.lib.logs import get_logger
 from batchml.lib.registry import ModelVersion, registry_of
 from batchml.lib.settings import FeaturePipelineSpec, MonitoringSpec, PredictionSpec, Settings
@@ -170,6 +170,7 @@ def scored_rows(
     model: ModelVersion,
     input_uri: str,
     versions: tuple[int | None, int],
+    input_forms: list[str] | None = None,
 ) -> tuple[DataFrame, str] | None:
     """This model version's predictions of the input's versions (since, version], and
     the score column the model's score profile describes; None when there is nothing
@@ -190,7 +191,7 @@ def scored_rows(
     rows = frame.filter(
         (F.col("model_name") == model.name)
         & (F.col("model_version") == model.version)
-        & (F.col("input_table") == input_uri)
+        & F.col("input_table").isin(*(input_forms or [input_uri]))
         & (F.col("input_version") <= version)
     )
     if since is not None:
@@ -255,7 +256,7 @@ def performance(
     rows = scored.df.filter(
         (F.col("model_name") == model.name)
         & (F.col("model_version") == model.version)
-        & (F.col("input_table") == input_uri)
+        & F.col("input_table").isin(*recorded_forms(input_uri, settings))
     ).select(*[F.col(f"`{c}`") for c in key], F.col(score).alias(SCORE), period.alias("__period"))
     known = labels.df.select(*[F.col(f"`{c}`") for c in key], F.col(f"`{label}`").alias("__label"))
     joined = rows.join(known.filter(F.col("__label").isNotNull()), key)
@@ -363,7 +364,14 @@ def monitor(
     scored_in = predictions_uri(settings, model, read.uri, predictions)
     scores = None
     if scored_in:
-        scores = scored_rows(tables, scored_in, model, read.uri, (since, read.version))
+        scores = scored_rows(
+            tables,
+            scored_in,
+            model,
+            read.uri,
+            (since, read.version),
+            recorded_forms(read.uri, settings),
+        )
     compared = _score_figures(spark, model, scores) if scores is not None else None
     if compared is not None:
         features[compared[0]] = compared[1]
@@ -402,7 +410,7 @@ def monitor(
         degraded=any(p["status"] == "drift" for p in periods),
         monitoring_table=monitoring_uri(settings),
     )
-    _append(tables, report)
+    _append(tables, report, lake_name(report.input_table, settings))
     report.seconds = round(time.monotonic() - started, 2)
     return report
 
@@ -447,7 +455,9 @@ def score_drift(
     version = tables.version(input_uri)
     if not scored_in or version is None or not tables.exists(scored_in):
         return None
-    scores = scored_rows(tables, scored_in, model, input_uri, (since, version))
+    scores = scored_rows(
+        tables, scored_in, model, input_uri, (since, version), recorded_forms(input_uri, settings)
+    )
     compared = _score_figures(spark, model, scores) if scores is not None else None
     if compared is None:
         return None
@@ -467,7 +477,7 @@ def score_drift(
         features={name: figures},
         monitoring_table=monitoring_uri(settings),
     )
-    _append(tables, report, run_row=False)
+    _append(tables, report, lake_name(report.input_table, settings), run_row=False)
     return {"feature": name, **figures}
 
 
@@ -502,18 +512,21 @@ def judge_performance(
             performance=periods,
             monitoring_table=monitoring_uri(settings),
         )
-        _append(tables, report, run_row=False)
+        _append(tables, report, lake_name(report.input_table, settings), run_row=False)
     return periods
 
 
-def _append(tables: DeltaTables, report: MonitorReport, *, run_row: bool = True) -> None:
+def _append(
+    tables: DeltaTables, report: MonitorReport, input_name: str, *, run_row: bool = True
+) -> None:
+    """The report's figures as monitoring rows, the input by its lake name."""
     now = datetime.now(UTC)
     base = (
         report.run_id,
         now,
         report.model,
         report.model_version,
-        report.input_table,
+        input_name,
         report.input_version,
     )
     rows = []

@@ -39,7 +39,7 @@ from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
 from batchml.lib import runs
 from batchml.lib.delta import DeltaTables, delta_tables
 from batchml.lib.errors import ConfigError, InputError
-from batchml.lib.lakehouse import table_location
+from batchml.lib.lakehouse import recorded_forms, table_location
 from batchml.lib.logs import get_logger
 from batchml.lib.registry import ModelVersion, registry_of
 from batchml.lib.settings import ScheduleSpec, Settings, duration_seconds
@@ -176,7 +176,14 @@ def run(
         done(Step("monitor", spec.model, "skipped", f"no input table {input_uri} yet"))
     else:
         ignore = settings.models[spec.model].monitoring.ignore
-        last = last_monitored(tables, monitor.monitoring_uri(settings), champion, input_uri, ignore)
+        last = last_monitored(
+            tables,
+            monitor.monitoring_uri(settings),
+            champion,
+            input_uri,
+            ignore,
+            recorded_forms(input_uri, settings),
+        )
         watched = last["input_version"] if last else batch_start  # monitored up to here
         if watched is not None and watched >= current and not last:
             done(
@@ -257,7 +264,12 @@ def run(
     if champion is not None:
         # the scores of the batch scored last run (compared after that run's predict)
         scores = drifted_scores(
-            tables, monitor.monitoring_uri(settings), champion, input_uri, registry.list(spec.model)
+            tables,
+            monitor.monitoring_uri(settings),
+            champion,
+            input_uri,
+            registry.list(spec.model),
+            recorded_forms(input_uri, settings),
         )
         if scores:
             verdict = {**verdict, "scores_drifted": scores}
@@ -374,6 +386,7 @@ def last_monitored(
     model: ModelVersion,
     input_uri: str,
     ignore: list[str] | tuple[str, ...] = (),
+    input_forms: list[str] | None = None,
 ) -> dict[str, Any] | None:
     """The newest monitoring run of this model version on this input: its input
     version, status, and the features (`ignore`d ones aside) and periods it found
@@ -383,7 +396,7 @@ def last_monitored(
     ours = tables.read(monitoring).df.filter(
         (F.col("model") == model.name)
         & (F.col("model_version") == model.version)
-        & (F.col("input_table") == input_uri)
+        & F.col("input_table").isin(*(input_forms or [input_uri]))
         & ((F.col("feature") == monitor.RUN_ROW) | (F.col("status") == "drift"))
     )
     found = ours.select(
@@ -417,6 +430,7 @@ def drifted_scores(
     model: ModelVersion,
     input_uri: str,
     versions: list[ModelVersion],
+    input_forms: list[str] | None = None,
 ) -> list[str]:
     """The runs in which this model version's scores of this input drifted from its
     training-time score profile (compared after predicting, so acted on by the next
@@ -428,7 +442,7 @@ def drifted_scores(
         .df.filter(
             (F.col("model") == model.name)
             & (F.col("model_version") == model.version)
-            & (F.col("input_table") == input_uri)
+            & F.col("input_table").isin(*(input_forms or [input_uri]))
             & (F.col("kind") == "prediction")
             & (F.col("status") == "drift")
         )

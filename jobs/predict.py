@@ -36,7 +36,7 @@ from batchml.lib.delta import DeltaTables, WriteToken, delta_tables
 from batchml.lib.delta.schemas import compare_schemas
 from batchml.lib.delta.snapshots import open_snapshot
 from batchml.lib.errors import ConfigError, InputError
-from batchml.lib.lakehouse import table_location
+from batchml.lib.lakehouse import recorded_forms, table_location
 from batchml.lib.logs import get_logger
 from batchml.lib.registry import ModelVersion, Registry, registry_of
 from batchml.lib.settings import PredictionSpec, Settings
@@ -314,7 +314,10 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
             )
 
     run_id = runs.run_id()
-    app_id = f"predict/{model.name}@{model.version}/{read.uri}"
+    # recorded by its lake name (the token, the commit, the rows): a copied or moved
+    # lakehouse finds its own predictions of the same input
+    input_forms = recorded_forms(read.uri, settings)
+    app_id = f"predict/{model.name}@{model.version}/{input_forms[0]}"
     token = WriteToken(app_id, read.version)
     report = PredictReport(
         model.name, model.version, read.uri, read.version, plan.output_uri, run_id, "full"
@@ -328,7 +331,7 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
     same_slice = (
         previous is not None
         and previous.get("model_version") == model.version
-        and previous.get("input") == read.uri
+        and previous.get("input") in input_forms
     )
     if not request.full and spent and same_slice:
         report.mode = "skipped"
@@ -371,7 +374,7 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
     lineage = {
         MODEL_NAME: model.name,
         "model_version": model.version,
-        "input_table": read.uri,
+        "input_table": input_forms[0],
         "input_version": read.version,
         "run_id": run_id,
         "scored_at": datetime.now(UTC).replace(microsecond=0),
@@ -396,7 +399,7 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
         "run_id": run_id,
         "model": model.name,
         "model_version": model.version,
-        "input": read.uri,
+        "input": input_forms[0],
         "input_version": read.version,
         "mode": report.mode,
     }

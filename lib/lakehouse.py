@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from batchml.lib.settings import Settings, TableContract
@@ -40,3 +41,52 @@ def table_location(ref: str, settings: Settings, *, relative_to: Path | None = N
     if relative_to is not None and is_path and "://" not in ref:
         return str((relative_to / Path(ref).expanduser()).resolve())
     return resolve_path(ref, settings)
+
+
+def relative_to(uri: str, root: str) -> str:
+    """`uri` relative to `root` when it lies under it (`flights` for `<root>/flights`),
+    else `uri` as given. Locations the lake records go through here, so a copied, moved
+    or re-mounted lakehouse reads its own records as its own places."""
+    if "://" in root or "://" in uri:
+        base = root.rstrip("/") + "/"
+        return uri[len(base) :].strip("/") if uri.startswith(base) else uri
+    if not os.path.isabs(uri):
+        return uri
+    inside = os.path.relpath(os.path.realpath(uri), os.path.realpath(os.path.expanduser(root)))
+    if inside == "." or inside == ".." or inside.startswith("../"):
+        return uri
+    return inside.replace(os.sep, "/")
+
+
+def under(recorded: str, root: str) -> str:
+    """Where a recorded location is: a relative one under `root`, others as recorded."""
+    if not recorded or "://" in recorded or os.path.isabs(recorded):
+        return recorded
+    if "://" in root:
+        return f"{root.rstrip('/')}/{recorded}"
+    return os.path.join(os.path.abspath(os.path.expanduser(root)), recorded)
+
+
+def lake_name(uri: str, settings: Settings) -> str:
+    """How the lake records a location: relative to `lakehouse.root` when under it."""
+    return relative_to(uri, lakehouse_root(settings))
+
+
+def lake_place(recorded: str, settings: Settings) -> str:
+    """Where a location the lake recorded is (see `lake_name`); older absolute records
+    stay as they are."""
+    return under(recorded, lakehouse_root(settings))
+
+
+def lakehouse_root(settings: Settings) -> str:
+    """The lakehouse root as an absolute path (or its URI)."""
+    root = settings.lakehouse.root
+    if "://" in root:
+        return root.rstrip("/")
+    return str(Path(root).expanduser().resolve())
+
+
+def recorded_forms(uri: str, settings: Settings) -> list[str]:
+    """The ways the lake may have recorded `uri`: its lake name (how batchml records it
+    now) and the absolute location (how earlier versions recorded it)."""
+    return list(dict.fromkeys([lake_name(uri, settings), uri]))

@@ -40,7 +40,7 @@ from batchml.lib import runs
 from batchml.lib.delta import CommitConflict, DeltaTables, WriteToken
 from batchml.lib.delta.snapshots import table_exists, table_rows
 from batchml.lib.errors import InputError
-from batchml.lib.lakehouse import resolve_path
+from batchml.lib.lakehouse import lakehouse_root, relative_to, resolve_path, under
 from batchml.lib.logs import get_logger
 from batchml.lib.settings import Settings
 from batchml.lib.sqltext import string as _sql
@@ -129,11 +129,16 @@ class ModelVersion:
 class Registry:
     """Model versions and aliases under one registry root."""
 
-    def __init__(self, root: str, tables: DeltaTables | None = None) -> None:
+    def __init__(
+        self, root: str, tables: DeltaTables | None = None, lakehouse: str | None = None
+    ) -> None:
         """`tables` (the run's Delta backend) is needed to register, set aliases and load
-        models; reading the index needs none."""
+        models; reading the index needs none. `lakehouse` (default: the folder holding the
+        registry) is what training tables are recorded relative to; artifacts are recorded
+        relative to the registry itself, so a copied or moved lakehouse loads its own."""
         self._tables = tables
         self.root = root.rstrip("/")
+        self.lakehouse = lakehouse or self.root.rsplit("/", 1)[0]
         self.versions_uri = f"{self.root}/versions"
         self.aliases_uri = f"{self.root}/aliases"
         self.decisions_uri = f"{self.root}/decisions"
@@ -157,7 +162,13 @@ class Registry:
             _save_scorer(model, artifact)
             for _ in range(MAX_RACE_RETRIES):
                 version = self._next_version(name)
-                entry = {**manifest, "name": name, "version": version}
+                training_table = relative_to(str(manifest["training_table"]), self.lakehouse)
+                entry = {
+                    **manifest,
+                    "training_table": training_table,
+                    "name": name,
+                    "version": version,
+                }
                 Path(artifact).mkdir(parents=True, exist_ok=True)
                 (Path(artifact) / "manifest.json").write_text(
                     json.dumps(entry, indent=2, default=str)
@@ -167,8 +178,8 @@ class Registry:
                     version,
                     datetime.now(UTC),
                     str(manifest["algorithm"]),
-                    artifact,
-                    str(manifest["training_table"]),
+                    relative_to(artifact, self.root),
+                    training_table,
                     int(manifest["training_version"]),
                     str(manifest.get("config_hash", "")),
                     json.dumps(manifest.get("metrics", {})),
@@ -227,6 +238,9 @@ class Registry:
     def record_decision(self, decision: dict[str, Any]) -> None:
         """Append one promotion decision (a row of DECISIONS_SCHEMA, `details` any JSON):
         the alias history `batchml models show` prints."""
+        decision = {**decision}
+        if decision.get("table"):
+            decision["table"] = relative_to(str(decision["table"]), self.lakehouse)
         row = tuple(
             datetime.now(UTC)
             if f.name == "decided_at"
@@ -248,6 +262,7 @@ class Registry:
         rows = [dict(r) for r in table_rows(self.decisions_uri) if r["name"] == name]
         for row in rows:
             row["details"] = json.loads(row["details"] or "{}")
+            row["table"] = under(row["table"], self.lakehouse)
         return sorted(rows, key=lambda r: r["decided_at"])
 
     def _referenced(self, artifact: str) -> bool:
@@ -264,7 +279,7 @@ class Registry:
         rows = table_rows(self.versions_uri)
         aliases = self._aliases()
         versions = [
-            _version(row, aliases.get((row["name"], row["version"]), ()))
+            self._version(row, aliases.get((row["name"], row["version"]), ()))
             for row in rows
             if name is None or row["name"] == name
         ]
@@ -315,6 +330,27 @@ class Registry:
             pinned.setdefault(version.training_table, set()).add(version.training_version)
         return pinned
 
+    def _version(self, row: Any, aliases: tuple[str, ...]) -> ModelVersion:
+        """A version row, its recorded locations resolved (relative ones are under this
+        registry and its lakehouse; rows of older versions recorded absolute paths)."""
+        training_table = under(row["training_table"], self.lakehouse)
+        manifest = json.loads(row["manifest"] or "{}")
+        if "training_table" in manifest:
+            manifest["training_table"] = training_table
+        return ModelVersion(
+            row["name"],
+            row["version"],
+            row["created_at"],
+            row["algorithm"],
+            under(row["artifact_uri"], self.root),
+            training_table,
+            row["training_version"],
+            row["config_hash"],
+            json.loads(row["metrics"] or "{}"),
+            manifest,
+            aliases,
+        )
+
     def _next_version(self, name: str) -> int:
         existing = self.list(name)
         return existing[-1].version + 1 if existing else 1
@@ -352,22 +388,8 @@ def _save_scorer(model: PipelineModel, artifact: str) -> None:
 def registry_of(settings: Settings, tables: DeltaTables | None = None) -> Registry:
     """The registry at `registry.root` (relative to the lakehouse); read-only without
     `tables`."""
-    return Registry(resolve_path(settings.registry.root, settings), tables)
-
-
-def _version(row: Any, aliases: tuple[str, ...]) -> ModelVersion:
-    return ModelVersion(
-        row["name"],
-        row["version"],
-        row["created_at"],
-        row["algorithm"],
-        row["artifact_uri"],
-        row["training_table"],
-        row["training_version"],
-        row["config_hash"],
-        json.loads(row["metrics"] or "{}"),
-        json.loads(row["manifest"] or "{}"),
-        aliases,
+    return Registry(
+        resolve_path(settings.registry.root, settings), tables, lakehouse_root(settings)
     )
 
 
