@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
+from batchml.lib.delta import connector_defects, defects
 from batchml.lib.delta.api import (
     WRITE_MODES,
     TableRead,
@@ -26,6 +27,7 @@ from batchml.lib.delta.api import (
     WriteResult,
     WriteToken,
 )
+from batchml.lib.delta.paths import relative_file
 from batchml.lib.delta.schemas import compare_schemas
 from batchml.lib.errors import InputError, first_line
 from batchml.lib.logs import get_logger
@@ -168,20 +170,50 @@ class ConnectorDelta:
     ) -> TableRead:
         if version is not None and timestamp is not None:
             raise InputError("give a version or a timestamp, not both")
-        latest = self._require_version(uri)
-        if timestamp is not None:
-            # resolved here, as the embedded backend does: the connector refuses a timestamp
-            # after the latest commit, which for a reader means "the latest version"
-            version = self._version_at(uri, timestamp)
-        elif version is None:  # pin the latest version so the caller knows what it read
-            version = latest
-        elif not 0 <= version <= latest:
-            raise InputError(f"table {uri} has no version {version} (latest is {latest})")
-        try:
-            df = self.spark.read.format("delta").option("versionAsOf", str(version)).load(uri)
-        except AnalysisException as exc:
-            raise InputError(f"cannot read Delta table {uri}: {first_line(exc)}") from None
+        with connector_defects.named_defects(self.spark, uri, version):
+            latest = self._require_version(uri)
+            if timestamp is not None:
+                # resolved here, as the embedded backend does: the connector refuses a
+                # timestamp after the latest commit, which for a reader means "the latest"
+                version = self._version_at(uri, timestamp)
+            elif version is None:  # pin the latest version so the caller knows what it read
+                version = latest
+            elif not 0 <= version <= latest:
+                raise InputError(f"table {uri} has no version {version} (latest is {latest})")
+            try:
+                reader = self.spark.read.format("delta").option("versionAsOf", str(version))
+                df = reader.load(uri)
+            except AnalysisException as exc:
+                if defects.is_empty_schema(str(exc)):
+                    raise defects.TableDefect(defects.empty_schema(uri, version)) from None
+                raise InputError(f"cannot read Delta table {uri}: {first_line(exc)}") from None
+            if not df.schema.fields:
+                raise defects.TableDefect(defects.empty_schema(uri, version))
+            self._check_files_present(uri, version, df)
         return TableRead(df, uri, version)
+
+    def _check_files_present(self, uri: str, version: int, df: DataFrame) -> None:
+        """A version whose data files are gone is a named input error at read time (see
+        `connector_defects.first_missing` for why here, and what it costs). The file list
+        comes from delta-rs where it can open the table (the log alone, no Spark job),
+        else from the connector's own snapshot (`inputFiles()`)."""
+        from batchml.lib.delta.snapshots import arrow_table
+
+        files = None
+        rust = _delta_rs(uri)
+        if rust is not None:
+            try:
+                if rust.version() != version:
+                    rust.load_as_version(version)
+                actions = arrow_table(rust.get_add_actions(flatten=True))
+                files = [relative_file(p) for p in actions.column("path").to_pylist()]
+            except Exception:  # a version delta-rs cannot load: ask the connector
+                log.debug("delta-rs cannot list the version's files", exc_info=True)
+        if files is None:
+            files = [_relative(path, uri) for path in df.inputFiles()]
+        gone = connector_defects.first_missing(self.spark, uri, files)
+        if gone is not None:
+            raise defects.TableDefect(defects.missing_file(uri, version, gone))
 
     def read_added(self, uri: str, since: int, version: int) -> TableRead | None:
         """The rows of the files added between versions `since` and `version`; None when

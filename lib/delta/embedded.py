@@ -9,7 +9,6 @@ footer statistics) in one delta-rs transaction. No row passes through the driver
 from __future__ import annotations
 
 import math
-import os
 import random
 import shutil
 import time
@@ -35,6 +34,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from batchml.lib.delta import defects
 from batchml.lib.delta import snapshots as delta_log
 from batchml.lib.delta.api import (
     WRITE_MODES,
@@ -519,12 +519,9 @@ def _spark_path(root: str, relative: str) -> str:
 def _check_files_present(root: str, version: int, files: list[str]) -> None:
     """A version whose data files were deleted (by hand, or another tool's vacuum) is an
     input error now, not a Spark failure halfway through a job."""
-    for relative in files:
-        if not os.path.exists(os.path.join(root, relative)):
-            raise InputError(
-                f"table {root} version {version}: data file {relative} is missing (deleted "
-                "or vacuumed); read another version or restore the file"
-            )
+    gone = defects.first_missing(files, root=root)
+    if gone is not None:
+        raise defects.TableDefect(defects.missing_file(root, version, gone))
 
 
 def _token_committed(snapshot: delta_log.Snapshot, token: WriteToken | None) -> bool:

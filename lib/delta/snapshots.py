@@ -19,7 +19,8 @@ from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import DeltaError, TableNotFoundError
 from pyspark.sql import types as T
 
-from batchml.lib.delta.paths import relative_file
+from batchml.lib.delta import defects
+from batchml.lib.delta.paths import is_local, local_path, relative_file
 from batchml.lib.errors import InputError, first_line
 
 # Reader features the embedded reader honours: it reads the log through delta-rs and the
@@ -92,7 +93,7 @@ def open_snapshot(
         unsupported = _UNSUPPORTED_FEATURE.search(str(exc))
         if unsupported:
             raise _unsupported(uri, f"reader feature {unsupported.group(1)}") from None
-        raise InputError(f"cannot open Delta table {uri}: {first_line(exc)}") from None
+        table = _open_past_defect(uri, exc, version)
     latest = table.version()
     if timestamp is not None:
         version = version_at(table, uri, timestamp)
@@ -107,6 +108,39 @@ def open_snapshot(
                 f"cleaned up): {str(exc).splitlines()[0]}"
             ) from None
     return Snapshot(uri, table)
+
+
+def _open_past_defect(uri: str, exc: DeltaError, version: int | None) -> DeltaTable:
+    """The table delta-rs refused to open, when the refusal is only a stale
+    `_last_checkpoint` hint and every commit is there (delta-rs trusts the hint, Delta's
+    connector lists the log and reads the table); otherwise the defect, named.
+
+    Raises:
+        InputError: an empty schema, a gap in the log, a checkpoint gone with the
+            commits before it, or whatever else delta-rs said (its first line).
+    """
+    listing = defects.local_listing(local_path(uri)) if is_local(uri) else None
+    if defects.is_empty_schema(str(exc)):
+        latest = listing.latest if listing else None
+        at = latest if version is None else version
+        raise defects.TableDefect(defects.empty_schema(uri, at)) from None
+    if listing is not None:
+        problem = defects.log_problem(uri, listing)
+        if problem:
+            raise defects.TableDefect(problem) from None
+        if listing.stale_hint and listing.commits and min(listing.commits) == 0:
+            try:  # loading from version 0 onwards lists the commits, not the hint
+                table = DeltaTable(uri, version=0)
+                table.load_as_version(listing.latest)
+                return table
+            except DeltaError:
+                pass
+            raise defects.TableDefect(
+                f"table {uri}: checkpoint {defects.checkpoint_name(listing.hint)} (version "
+                f"{listing.hint}, named in _delta_log/{defects.LAST_CHECKPOINT}) is missing; "
+                "the commits are all there, so removing that hint file makes it readable"
+            ) from None
+    raise InputError(f"cannot open Delta table {uri}: {first_line(exc)}") from None
 
 
 @dataclass(frozen=True)
@@ -290,6 +324,13 @@ def preview(snapshot: Snapshot, limit: int) -> tuple[int, list[dict[str, Any]]]:
     """
     check_readable(snapshot)
     actions = snapshot.add_actions()
+    if is_local(snapshot.uri):  # else DataFusion fails on the first gone file, unnamed
+        root = local_path(snapshot.uri)
+        gone = defects.first_missing(
+            (relative_file(p) for p in actions.column("path").to_pylist()), root=root
+        )
+        if gone is not None:
+            raise defects.TableDefect(defects.missing_file(snapshot.uri, snapshot.version, gone))
     counts = (
         actions.column("num_records").to_pylist() if "num_records" in actions.column_names else []
     )
