@@ -26,7 +26,9 @@ from batchml.lib.errors import (
     ConfigError,
     first_line,
 )
+from batchml.lib.lakehouse import lakehouse_root
 from batchml.lib.logs import configure_logging, get_logger
+from batchml.lib.redaction import redact_data, redact_override, redact_text
 from batchml.lib.runtime import package_version
 from batchml.lib.signals import EXIT_SIGINT, EXIT_SIGTERM, Terminated
 
@@ -83,7 +85,13 @@ class RunContext:
             from batchml.lib.spark import build_session
 
             self._owns_spark = SparkSession.getActiveSession() is None
-            self._spark = build_session(self.config().settings, verbose=self.verbose, job=self.job)
+            cfg = self.config()
+            self._spark = build_session(
+                cfg.settings,
+                verbose=self.verbose,
+                job=self.job,
+                secret_conf=cfg.env_filled_spark_conf(),
+            )
         return self._spark
 
     def tables(self):  # -> DeltaTables
@@ -113,6 +121,7 @@ class RunContext:
 
 def fail(message: str, code: int) -> typer.Exit:
     """Print a one-line cause to stderr and return the Exit to raise."""
+    message = redact_text(message)  # a Spark or Hadoop error may quote a signed URI
     typer.echo(f"batchml: error: {message}", err=True)
     runs.note_error(message)
     return typer.Exit(code)
@@ -126,11 +135,12 @@ def recorded(job: str) -> Callable[[F], F]:
         @functools.wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             state: RunContext = kwargs["ctx"].ensure_object(RunContext)
+            # recorded with secrets as `***`: a secret-named --set, a signed URI option
             arguments = {
-                "options": {k: v for k, v in kwargs.items() if k != "ctx"},
+                "options": redact_data({k: v for k, v in kwargs.items() if k != "ctx"}),
                 "env": state.env,
                 "conf": state.conf_file,
-                "set": state.overrides,
+                "set": [redact_override(item) for item in state.overrides],
                 "master": state.master,
             }
             run = runs.begin(job, arguments)
@@ -204,6 +214,7 @@ def _record(state: RunContext, run: runs.Run, code: int) -> None:
             app_id=app_id,
             event_log=event_log,
             resources=resources,
+            lakehouse=lakehouse_root(cfg.settings),
         )
         runs.append(runs.runs_uri(cfg.settings), row)
     except Exception as exc:

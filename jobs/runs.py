@@ -9,6 +9,7 @@ import typer
 
 from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
 from batchml.lib import runs
+from batchml.lib.lakehouse import lakehouse_root, under
 
 app = typer.Typer(help="Recorded job runs: inputs, outputs, outcome, resources.")
 
@@ -24,8 +25,10 @@ def runs_list(
 ) -> None:
     """The newest recorded runs."""
     state: RunContext = ctx.find_object(RunContext)
-    uri = runs.runs_uri(state.config().settings)
-    rows = [_public(row) for row in runs.list_runs(uri, job=job, limit=limit)]
+    settings = state.config().settings
+    uri = runs.runs_uri(settings)
+    lakehouse = lakehouse_root(settings)
+    rows = [_public(row, lakehouse) for row in runs.list_runs(uri, job=job, limit=limit)]
     emit({"runs_table": uri, "runs": rows}, as_json, _render_list)
 
 
@@ -39,14 +42,22 @@ def runs_show(
 ) -> None:
     """One run: arguments, tables read and written, models touched, resources."""
     state: RunContext = ctx.find_object(RunContext)
-    row = runs.get_run(runs.runs_uri(state.config().settings), run_id)
-    emit(_public(row), as_json, _render_run)
+    settings = state.config().settings
+    row = runs.get_run(runs.runs_uri(settings), run_id)
+    emit(_public(row, lakehouse_root(settings)), as_json, _render_run)
 
 
-def _public(row: dict[str, Any]) -> dict[str, Any]:
+def _public(row: dict[str, Any], lakehouse: str) -> dict[str, Any]:
+    """A runs-table row as printed: JSON columns parsed, the tables and event log it
+    recorded relative to the lakehouse shown where they are now."""
     out = dict(row)
     for column in ("arguments", "reads", "writes", "models", "gpu", "summary"):
         out[column] = json.loads(row[column]) if row.get(column) else None
+    for column in ("reads", "writes"):
+        for entry in out[column] or []:
+            entry["table"] = under(entry["table"], lakehouse)
+    if out.get("event_log"):
+        out["event_log"] = under(out["event_log"], lakehouse)
     return out
 
 

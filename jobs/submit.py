@@ -27,6 +27,7 @@ from batchml.lib import submit as spark_submit
 from batchml.lib.config import load_config
 from batchml.lib.errors import ConfigError
 from batchml.lib.logs import get_logger
+from batchml.lib.redaction import redact_argv
 from batchml.lib.signals import Terminated
 
 log = get_logger(__name__)
@@ -98,7 +99,7 @@ def command(ctx: typer.Context) -> None:
         quiet_log4j=None if state.verbose else QUIET_LOG4J,
     )
     if request.dry_run:
-        typer.echo(shlex.join(argv))
+        typer.echo(shlex.join(redact_argv(argv)))  # the command run gets the secrets
         return
     log.info(f"submitting {request.job} to {master} ({request.deploy_mode} mode)")
     environ = {

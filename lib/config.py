@@ -3,7 +3,8 @@
 Each leaf value remembers the layer it came from, so every error names the file (or
 `--set`) and the dotted key at fault. String values may reference environment
 variables as `${env:NAME}` (or `${env:NAME:-default}`); those values, and keys that
-look like secrets, are redacted whenever the config is printed or logged.
+look like secrets (`lib/redaction.py` says which), are redacted whenever the config is
+printed, logged or stored with a model.
 """
 
 from __future__ import annotations
@@ -21,17 +22,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from batchml.lib.errors import ConfigError
+from batchml.lib.redaction import REDACTED, is_secret_name, redact_data, redact_override
 from batchml.lib.settings import Settings, fields_at, known_keys
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 DEFAULT_ENV = "local"
 ENV_VAR = "BATCHML_ENV"
-REDACTED = "***"
-
 _ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SECRET_NAME = re.compile(
-    r"(password|passwd|secret|token|credential|api_?key|access_?key|private_?key)", re.I
-)
 
 
 @dataclass(frozen=True)
@@ -47,6 +44,13 @@ class ResolvedConfig:
     def redacted(self) -> dict[str, Any]:
         """The settings as plain data, secrets replaced by `***`."""
         return _redact(self.settings.model_dump(mode="json"), self.secret_keys)
+
+    def env_filled_spark_conf(self) -> frozenset[str]:
+        """The `spark.conf` settings secret because their value came from an environment
+        variable, not by their name: Spark's own redaction is told their exact names."""
+        prefix = "spark.conf."
+        names = (k.removeprefix(prefix) for k in self.secret_keys if k.startswith(prefix))
+        return frozenset(name for name in names if not is_secret_name(name))
 
     def config_hash(self) -> str:
         """A stable hash of the resolved settings (secrets included, never printed)."""
@@ -107,7 +111,7 @@ def load_config(
         layers.append("--set")
 
     secret_keys = set(_interpolate(merged, sources, environ))
-    secret_keys.update(k for k in sources if _SECRET_NAME.search(k.rsplit(".", 1)[-1]))
+    secret_keys.update(_secret_named(merged))
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
@@ -122,7 +126,7 @@ def parse_override(item: str) -> tuple[tuple[str, ...], Any]:
     the value is a TOML scalar or array, else taken as a plain string (`3g`, `local[2]`).
     """
     if "=" not in item:
-        raise ConfigError(f"--set '{item}': expected dotted.key=value")
+        raise ConfigError(f"--set '{redact_override(item)}': expected dotted.key=value")
     key, raw = item.split("=", 1)
     key = key.strip()
     try:
@@ -134,7 +138,9 @@ def parse_override(item: str) -> tuple[tuple[str, ...], Any]:
         name, parsed = next(iter(parsed.items()))
         parts.append(name)
     if not parts or parsed != 0:
-        raise ConfigError(f"--set '{item}': '{key}' is not a dotted key like spark.master")
+        raise ConfigError(
+            f"--set '{redact_override(item)}': '{key}' is not a dotted key like spark.master"
+        )
     try:
         value = tomllib.loads(f"value = {raw.strip()}")["value"]
     except tomllib.TOMLDecodeError:
@@ -243,7 +249,12 @@ def _describe(exc: ValidationError, sources: dict[str, str], secret_keys: set[st
             problems.append(f"{source}: unknown key '{dotted}'{suggestion}")
             continue
         expected = error["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
-        found = REDACTED if dotted in secret_keys else repr(error.get("input"))
+        # a union's error has the member type as its last part (`…secret.key.str`)
+        loc = [str(part) for part in error["loc"]]
+        secret = any(is_secret_name(part) for part in loc) or any(
+            ".".join(loc[:end]) in secret_keys for end in range(1, len(loc) + 1)
+        )
+        found = REDACTED if secret else repr(redact_data(error.get("input")))
         found_type = type(error.get("input")).__name__
         problems.append(f"{source}: {dotted}: expected {expected}, found {found} ({found_type})")
     return "; ".join(problems)
@@ -266,8 +277,21 @@ def _redact(tree: dict[str, Any], secret_keys: frozenset[str], prefix: str = "")
         dotted = f"{prefix}{key}"
         if isinstance(value, dict):
             out[key] = _redact(value, secret_keys, f"{dotted}.")
-        elif dotted in secret_keys or _SECRET_NAME.search(str(key)):
+        elif dotted in secret_keys or is_secret_name(str(key)):
             out[key] = REDACTED
         else:
-            out[key] = value
+            out[key] = redact_data(value)  # a SAS token or password inside a URI
     return out
+
+
+def _secret_named(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys of the leaves whose own name (a TOML key: `spark.conf`'s keys are
+    whole Spark settings such as `spark.hadoop.fs.s3a.secret.key`) names a secret."""
+    named: list[str] = []
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            named.extend(_secret_named(value, f"{dotted}."))
+        elif is_secret_name(str(key)):
+            named.append(dotted)
+    return named

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from batchml.lib.settings import Settings, TableContract
 
@@ -47,6 +48,8 @@ def relative_to(uri: str, root: str) -> str:
     """`uri` relative to `root` when it lies under it (`flights` for `<root>/flights`),
     else `uri` as given. Locations the lake records go through here, so a copied, moved
     or re-mounted lakehouse reads its own records as its own places."""
+    if uri.startswith("file:") and "://" not in root:
+        uri = unquote(urlparse(uri).path)
     if "://" in root or "://" in uri:
         base = root.rstrip("/") + "/"
         return uri[len(base) :].strip("/") if uri.startswith(base) else uri

@@ -1,4 +1,8 @@
-"""One logging format for every batchml module: text for people, JSON lines for schedulers."""
+"""One logging format for every batchml module: text for people, JSON lines for schedulers.
+
+Both formats pass each line through `redaction.redact_text`: a message or field quoting
+a signed URI (a SAS token, a presigned URL) or a URI's password logs it as `***`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+
+from batchml.lib.redaction import redact_text
 
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 # py4j's chatter, and PySpark's logger that repeats every analysis error with its JVM stack
@@ -27,7 +33,7 @@ class JsonLineFormatter(logging.Formatter):
                 payload[key] = value
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        return redact_text(json.dumps(payload, default=str))
 
 
 class TextFormatter(logging.Formatter):
@@ -45,7 +51,7 @@ class TextFormatter(logging.Formatter):
         }
         if extras:
             line += " " + " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in extras.items())
-        return line
+        return redact_text(line)
 
 
 class _StderrHandler(logging.StreamHandler):

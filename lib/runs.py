@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from batchml.lib.errors import InputError
-from batchml.lib.lakehouse import resolve_path
+from batchml.lib.lakehouse import relative_to, resolve_path
 from batchml.lib.logs import get_logger
+from batchml.lib.redaction import redact_text
 from batchml.lib.settings import Settings
 from batchml.lib.signals import EXIT_SIGINT, EXIT_SIGTERM
 from batchml.lib.spark_metrics import RESOURCE_COLUMNS, Mark
@@ -165,9 +166,20 @@ def row_of(
     app_id: str | None,
     event_log: str | None,
     resources: dict[str, int | None] | None,
+    lakehouse: str | None = None,
 ) -> dict[str, Any]:
-    """The runs-table row of a finished run."""
+    """The runs-table row of a finished run; the tables it read and wrote and its event
+    log recorded relative to `lakehouse` when under it (a moved lakehouse's runs name its
+    own tables)."""
     ended = datetime.now(UTC)
+
+    def named(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not lakehouse:
+            return entries
+        return [{**e, "table": relative_to(str(e["table"]), lakehouse)} for e in entries]
+
+    if lakehouse and event_log:
+        event_log = relative_to(event_log, lakehouse)
     row: dict[str, Any] = {
         "run_id": run.run_id,
         "job": run.job,
@@ -184,9 +196,9 @@ def row_of(
         "duration_s": (ended - run.started_at).total_seconds(),
         "status": status_of(exit_code, error),
         "exit_code": exit_code,
-        "error": error,
-        "reads": json.dumps(run.reads),
-        "writes": json.dumps(run.writes),
+        "error": redact_text(error) if error else error,
+        "reads": json.dumps(named(run.reads)),
+        "writes": json.dumps(named(run.writes)),
         "models": json.dumps(run.models),
         "gpu": None,
         "summary": json.dumps(run.summary, default=str) if run.summary is not None else None,

@@ -10,11 +10,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
 from batchml.lib.errors import EnvironmentProblem, first_line
 from batchml.lib.jvm_output import relay
 from batchml.lib.logs import get_logger
+from batchml.lib.redaction import (
+    is_secret_name,
+    is_secret_setting,
+    spark_redaction_regex,
+    spark_string_redaction_regex,
+)
 from batchml.lib.runtime import java_info
 from batchml.lib.settings import Settings
 
@@ -60,6 +67,7 @@ def session_conf(
     verbose: bool = False,
     connector_jars: list[Path] | None = None,
     job: str | None = None,
+    secret_conf: frozenset[str] = frozenset(),
 ) -> dict[str, str]:
     """Every Spark setting batchml sets, user pass-through settings last.
 
@@ -67,6 +75,10 @@ def session_conf(
     found in the History Server and the cluster manager's UI.
 
     `connector_jars` (Delta's Spark connector from the cache) go on `spark.jars`.
+
+    Spark's own redaction (`spark.redaction.regex`, `spark.redaction.string.regex`: its
+    UI, event log and environment listing) is extended to batchml's secret names and
+    `secret_conf` (settings filled from environment variables); a user's pattern is kept.
     """
     spark = settings.spark
     java_options = ["-Duser.timezone=UTC"]
@@ -114,6 +126,12 @@ def session_conf(
         if key.endswith("extraJavaOptions") and key in conf:
             value = f"{conf[key]} {value}"
         conf[key] = value
+    conf["spark.redaction.regex"] = spark_redaction_regex(
+        conf.get("spark.redaction.regex"), secret_conf
+    )
+    conf["spark.redaction.string.regex"] = spark_string_redaction_regex(
+        conf.get("spark.redaction.string.regex")
+    )
     if connector_jars:
         listed = [conf["spark.jars"]] if conf.get("spark.jars") else []
         conf["spark.jars"] = ",".join([*listed, *(str(jar) for jar in connector_jars)])
@@ -126,9 +144,13 @@ def session_conf(
 
 
 def build_session(
-    settings: Settings, *, verbose: bool = False, job: str | None = None
+    settings: Settings,
+    *,
+    verbose: bool = False,
+    job: str | None = None,
+    secret_conf: frozenset[str] = frozenset(),
 ) -> SparkSession:
-    """Build (or join) the run's SparkSession.
+    """Build (or join) the run's SparkSession; `secret_conf` as `session_conf` takes it.
 
     Raises:
         EnvironmentProblem: Java is missing or too old, or the JVM does not start.
@@ -139,7 +161,13 @@ def build_session(
     if settings.spark.master.startswith("local") and not submitted():
         # Local mode talks to itself only; this also stops Spark's hostname warning.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    conf = session_conf(settings, verbose=verbose, connector_jars=connector_jars(settings), job=job)
+    conf = session_conf(
+        settings,
+        verbose=verbose,
+        connector_jars=connector_jars(settings),
+        job=job,
+        secret_conf=secret_conf,
+    )
     events = event_log_dir(settings)
     if events and "://" not in events:
         try:
@@ -148,11 +176,14 @@ def build_session(
             raise EnvironmentProblem(
                 f"spark.event_log_dir {events} cannot be created: {exc.strerror}"
             ) from None
+    running = SparkSession.getActiveSession()
+    if running is not None:
+        conf = _joinable(conf, running.sparkContext.getConf(), secret_conf)
     builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)
     try:
-        _launch_jvm(conf, verbose=verbose)
+        _launch_jvm(conf, verbose=verbose, secret_conf=secret_conf)
         spark = builder.getOrCreate()
     except Exception as exc:  # the JVM failing to start surfaces as many exception types
         raise EnvironmentProblem(f"Spark did not start: {first_line(exc)}") from exc
@@ -165,6 +196,28 @@ def build_session(
         ) from exc
     log.debug("spark session ready", extra={"master": spark.sparkContext.master})
     return spark
+
+
+def _joinable(
+    conf: dict[str, str], running: SparkConf, secret_conf: frozenset[str]
+) -> dict[str, str]:
+    """The settings to apply to a running session, without the secrets it did not start
+    with: Spark copies a session's `spark.*` settings into every job's properties and
+    redacts there only the settings its SparkConf holds, so such a secret would be written
+    in clear to the event log (a `spark.hadoop.*` setting does not reach Hadoop from a
+    running session anyway)."""
+    kept = {}
+    for key, value in conf.items():
+        propagated = key.startswith("spark") and not running.contains(key)
+        if propagated and is_secret_setting(key, value, secret_conf):
+            log.warning(
+                f"spark.conf.{key} is a secret and not applied to the running Spark "
+                "session (Spark would write it to the event log): set it when the "
+                "session starts (spark-submit --conf, the cluster's Spark config)"
+            )
+            continue
+        kept[key] = value
+    return kept
 
 
 def connector_jars(settings: Settings) -> list[Path] | None:
@@ -188,18 +241,22 @@ def connector_jars(settings: Settings) -> list[Path] | None:
     return jars
 
 
-def _launch_jvm(conf: dict[str, str], *, verbose: bool) -> None:
+def _launch_jvm(conf: dict[str, str], *, verbose: bool, secret_conf: frozenset[str]) -> None:
     """Start the JVM the way PySpark would, but with its stderr through `jvm_output.relay`
     (library chatter to the debug log). Under spark-submit the JVM is already running
-    (PYSPARK_GATEWAY_PORT), and a session joining a running JVM changes nothing."""
-    from pyspark import SparkConf, SparkContext
+    (PYSPARK_GATEWAY_PORT), and a session joining a running JVM changes nothing.
+
+    The JVM's command line (seen by `ps`, and in the event log as `sun.java.command`)
+    leaves secrets out: the session's builder hands them to the SparkContext."""
+    from pyspark import SparkContext
     from pyspark.java_gateway import launch_gateway
 
     if SparkContext._gateway is not None or submitted():
         return
     spark_conf = SparkConf()
     for key, value in conf.items():
-        spark_conf.set(key, value)
+        if not (is_secret_name(key) or key in secret_conf):  # by name: JVM options stay
+            spark_conf.set(key, value)
     gateway = launch_gateway(spark_conf, popen_kwargs={"stderr": subprocess.PIPE})
     SparkContext._gateway = gateway
     SparkContext._jvm = gateway.jvm

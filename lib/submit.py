@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from batchml.lib.errors import ConfigError, EnvironmentProblem
+from batchml.lib.redaction import spark_redaction_regex
 
 # spark-submit options that take no value; every other `--option` takes one
 SPARK_FLAGS = frozenset({"--verbose", "-v", "--supervise"})
@@ -184,6 +185,23 @@ def loopback(master: str) -> bool:
     return hosts <= {"127.0.0.1", "localhost", "::1"}
 
 
+def _without_conf(spark_args: list[str], key: str) -> tuple[list[str], str | None]:
+    """spark-submit options without `--conf key=...`, and the value it had (the last)."""
+    kept: list[str] = []
+    value = None
+    pairs = iter(spark_args)
+    for arg in pairs:
+        if arg in ("--conf", "-c"):
+            setting = next(pairs, "")
+            if setting.startswith(f"{key}="):
+                value = setting.split("=", 1)[1]
+                continue
+            kept += [arg, setting]
+            continue
+        kept.append(arg)
+    return kept, value
+
+
 def _host_port(url: str, default_port: int) -> tuple[str, int]:
     parsed = urlparse(url if "://" in url else f"https://{url}")
     if not parsed.hostname:
@@ -203,7 +221,8 @@ def command(
     connector_package: str,
     quiet_log4j: Path | None,
 ) -> list[str]:
-    """The spark-submit command line for a request."""
+    """The spark-submit command line for a request (secrets in it as given: print it
+    through `redaction.redact_argv`)."""
     cluster = request.deploy_mode == "cluster"
     if cluster and master.startswith("spark://"):
         raise ConfigError(
@@ -218,7 +237,8 @@ def command(
     if not local:  # local mode's executors are this process: they run this interpreter
         assert archive is not None
         args += ["--archives", f"{archive}#environment"]
-    given = set(request.spark_args)
+    spark_args, user_redaction = _without_conf(request.spark_args, "spark.redaction.regex")
+    given = set(spark_args)
     if driver_memory and "--driver-memory" not in given:
         args += ["--driver-memory", driver_memory]
     confs = [
@@ -226,6 +246,9 @@ def command(
         f"spark.pyspark.driver.python={ENV_PYTHON if cluster else sys.executable}",
         "spark.executor.extraJavaOptions=-Duser.timezone=UTC",
         *WAIT_FOR_COMPLETION,
+        # spark-submit's own listing of the settings (--verbose) and the application's
+        # environment hide the values of secret settings (the user's pattern kept)
+        f"spark.redaction.regex={spark_redaction_regex(user_redaction)}",
     ]
     driver_java = ["-Duser.timezone=UTC"]
     if quiet_log4j is not None and not cluster:
@@ -248,7 +271,7 @@ def command(
         driver_args += ["--conf", shipped]
     for conf in confs:
         args += ["--conf", conf]
-    args += request.spark_args
+    args += spark_args
     if request.env:
         driver_args += ["--env", request.env]
     for override in request.overrides:

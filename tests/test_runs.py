@@ -4,10 +4,12 @@ resources Spark measured."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
+from oracles import oracle_rows
 from pyspark.sql import SparkSession
 from typer.testing import CliRunner
 
@@ -66,6 +68,23 @@ def test_a_job_run_is_recorded_with_what_it_wrote_and_cost(
     assert "executor CPU time" in shown.stdout and "GPU                          none used" in (
         shown.stdout
     )
+
+
+def test_tables_under_the_lakehouse_are_recorded_relative_to_it(
+    cli_globals, runs_table: Path, lakehouse_root: Path
+) -> None:
+    name = f"runs_relative_{uuid.uuid4().hex[:8]}"
+    done = invoke(cli_globals, runs_table, "generate", "friedman", "--rows", "50", "--to", name)
+    assert done.exit_code == 0, done.stderr
+    [row] = [r for r in oracle_rows(str(runs_table)) if name in r["arguments"]]
+    # in the table: the lake's own name for it, so a moved lakehouse's runs name its tables
+    assert json.loads(row["writes"]) == [{"table": name, "version": 0, "committed": True}]
+    assert not row["event_log"].startswith(("/", "file:"))
+    shown = invoke(cli_globals, runs_table, "runs", "show", row["run_id"], "--json")
+    assert shown.exit_code == 0, shown.stderr
+    printed = json.loads(shown.stdout)
+    assert printed["writes"][0]["table"] == str(lakehouse_root / name)  # where it is now
+    assert Path(printed["event_log"].removeprefix("file://")).exists()
 
 
 def test_a_failed_run_is_recorded_with_its_error(
