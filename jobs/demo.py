@@ -78,6 +78,7 @@ def run(
     months: list[int] | None = None,
     *,
     config_hash: str = "",
+    earlier_hashes: tuple[str, ...] = (),
     train_models: bool = True,
 ) -> DemoReport:
     """Land, ingest, train, then play the later months through the pipeline (see the
@@ -99,7 +100,7 @@ def run(
     _materialise(spark, settings, report)
     if not train_models:
         return _finish(report, settings)
-    report.models = train_demo_models(spark, settings, config_hash)
+    report.models = train_demo_models(spark, settings, config_hash, earlier_hashes)
     report.scoring_model = _choose_champion(spark, settings, report)
     notes = _notes(root)
     best = report.scoring_model
@@ -109,7 +110,9 @@ def run(
         landed = land_flights(raw, [month])
         _landed(report, landed)
         log.info(f"month {position}/{len(played)}: {calendar.month_name[month]} 2013 arrives")
-        done = pipeline.run(spark, year, SCHEDULE, config_hash=config_hash)
+        done = pipeline.run(
+            spark, year, SCHEDULE, config_hash=config_hash, earlier_hashes=earlier_hashes
+        )
         notes[str(month)] = _month_row(month, done, notes.get(str(month)))
         _save_notes(root, notes)
     if played:
@@ -329,7 +332,9 @@ def _sample_predictions(
     return [{k: (str(v) if k == "flight_date" else v) for k, v in r.asDict().items()} for r in rows]
 
 
-def train_demo_models(spark: SparkSession, settings: Settings, config_hash: str) -> list[dict]:
+def train_demo_models(
+    spark: SparkSession, settings: Settings, config_hash: str, earlier_hashes: tuple[str, ...] = ()
+) -> list[dict]:
     """Train each demo model unless a version of it was already trained on this feature
     table with this config (a rerun: the table has grown by the scored months since, and
     those are the model's predictions, not its training data)."""
@@ -342,7 +347,8 @@ def train_demo_models(spark: SparkSession, settings: Settings, config_hash: str)
         done = [
             v
             for v in registry.list(name)
-            if (v.training_table, v.config_hash) == (model_plan.table_uri, config_hash)
+            if v.training_table == model_plan.table_uri
+            and v.config_hash in (config_hash, *earlier_hashes)
         ]
         if done:
             version = done[-1]
@@ -469,6 +475,7 @@ def command(
         config.settings,
         parse_months(months),
         config_hash=config.config_hash(),
+        earlier_hashes=config.earlier_config_hashes(),
         train_models=not no_train,
     )
     emit(report.to_dict(), as_json, _render_demo)

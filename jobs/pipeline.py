@@ -114,6 +114,7 @@ def run(
     config_hash: str = "",
     resolved_config: dict[str, Any] | None = None,
     now: datetime | None = None,
+    earlier_hashes: tuple[str, ...] = (),
 ) -> PipelineReport:
     """One scheduled run (see the module doc)."""
     started = time.perf_counter()
@@ -282,7 +283,15 @@ def run(
     progress("train", spec.model)
     if report.retrain:
         train_version = batch_start if spec.train_on == "before_batch" else None
-        version = _train(spark, settings, spec.model, train_version, config_hash, resolved_config)
+        version = _train(
+            spark,
+            settings,
+            spec.model,
+            train_version,
+            config_hash,
+            resolved_config,
+            earlier_hashes,
+        )
         if champion is not None and version["version"] == champion.version:
             version["reason"] = (
                 f"the champion (version {champion.version}) was trained on that table version "
@@ -485,17 +494,22 @@ def _train(
     table_version: int | None,
     config_hash: str,
     resolved_config: dict[str, Any] | None,
+    earlier_hashes: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Train the model unless a version of it was already trained on the same table
-    version with the same config (a rerun after a crash past registration)."""
+    version with the same config (a rerun after a crash past registration; its config
+    hash as this or an earlier batchml computed it)."""
     from batchml.jobs.train import job, plan
 
     model_plan = plan.plan_from_settings(settings, model, table_version)
     tables = delta_tables(spark, settings)
     version = table_version if table_version is not None else tables.version(model_plan.table_uri)
     for existing in reversed(registry_of(settings, tables).list(model)):
-        same = (existing.training_table, existing.training_version, existing.config_hash)
-        if same == (model_plan.table_uri, version, config_hash):
+        same = (existing.training_table, existing.training_version)
+        if same == (model_plan.table_uri, version) and existing.config_hash in (
+            config_hash,
+            *earlier_hashes,
+        ):
             return {
                 "action": "skipped",
                 "reason": f"version {existing.version} was trained on {model_plan.table_uri}"
@@ -549,5 +563,6 @@ def command(
         name,
         config_hash=config.config_hash(),
         resolved_config=config.redacted(),
+        earlier_hashes=config.earlier_config_hashes(),
     )
     emit(report.to_dict(), as_json, render)

@@ -53,9 +53,21 @@ class ResolvedConfig:
         return frozenset(name for name in names if not is_secret_name(name))
 
     def config_hash(self) -> str:
-        """A stable hash of the resolved settings (secrets included, never printed)."""
-        payload = json.dumps(self.settings.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        """A stable hash of the resolved settings (secrets included, never printed), but
+        for where the lakehouse is: a copied or moved lakehouse runs the same config."""
+        payload = self.settings.model_dump(mode="json")
+        payload["lakehouse"] = {k: v for k, v in payload["lakehouse"].items() if k != "root"}
+        return _hash(payload)
+
+    def earlier_config_hashes(self) -> tuple[str, ...]:
+        """The hash earlier versions gave these settings (the lakehouse root included),
+        which the model versions they registered carry."""
+        return (_hash(self.settings.model_dump(mode="json")),)
+
+
+def _hash(payload: dict[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def available_envs(conf_dir: Path = CONF_DIR) -> list[str]:

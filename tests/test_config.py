@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -99,6 +101,15 @@ def test_config_hash_changes_with_values_only(conf_dir: Path) -> None:
     first = load(conf_dir).config_hash()
     assert load(conf_dir).config_hash() == first
     assert load(conf_dir, overrides=["spark.shuffle_partitions=9"]).config_hash() != first
+    # where the lakehouse is is not what it runs: a moved lakehouse keeps its config hash
+    moved = load(conf_dir, overrides=['lakehouse.root="/mnt/elsewhere/lake"'])
+    assert moved.config_hash() == first
+    # the hash earlier versions computed (over every setting) still identifies the config
+    full = hashlib.sha256(
+        json.dumps(moved.settings.model_dump(mode="json"), sort_keys=True).encode()
+    ).hexdigest()[:16]
+    assert moved.earlier_config_hashes() == (full,)
+    assert load(conf_dir).earlier_config_hashes() != (full,)
 
 
 @pytest.mark.parametrize(
