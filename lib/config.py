@@ -60,9 +60,22 @@ class ResolvedConfig:
         return _hash(payload)
 
     def earlier_config_hashes(self) -> tuple[str, ...]:
-        """The hash earlier versions gave these settings (the lakehouse root included),
-        which the model versions they registered carry."""
-        return (_hash(self.settings.model_dump(mode="json")),)
+        """The hashes earlier versions gave these settings, which the model versions they
+        registered carry: over every setting, the lakehouse root included, and with
+        each source's `content_hash` as its default was then (false) unless a config
+        file or `--set` gave it."""
+        payload = self.settings.model_dump(mode="json")
+        hashes = [_hash(payload)]
+        defaulted = [
+            name
+            for name in payload.get("sources", {})
+            if f"sources.{name}.content_hash" not in self.sources
+        ]
+        if defaulted:
+            for name in defaulted:
+                payload["sources"][name]["content_hash"] = False
+            hashes.append(_hash(payload))
+        return tuple(hashes)
 
 
 def _hash(payload: dict[str, Any]) -> str:

@@ -55,10 +55,17 @@ def relative_to(uri: str, root: str) -> str:
         return uri[len(base) :].strip("/") if uri.startswith(base) else uri
     if not os.path.isabs(uri):
         return uri
-    inside = os.path.relpath(os.path.realpath(uri), os.path.realpath(os.path.expanduser(root)))
-    if inside == "." or inside == ".." or inside.startswith("../"):
-        return uri
-    return inside.replace(os.sep, "/")
+    root = os.path.expanduser(root)
+    # as written first (a table behind a symlink inside the lakehouse is still inside
+    # it), then with links resolved
+    for inner, outer in (
+        (os.path.normpath(uri), os.path.abspath(root)),
+        (os.path.realpath(uri), os.path.realpath(root)),
+    ):
+        inside = os.path.relpath(inner, outer)
+        if inside != "." and inside != ".." and not inside.startswith("../"):
+            return inside.replace(os.sep, "/")
+    return uri
 
 
 def under(recorded: str, root: str) -> str:

@@ -57,6 +57,9 @@ LEDGER_SCHEMA = T.StructType(
         T.StructField("host", T.StringType()),
         T.StructField("pid", T.LongType()),
         T.StructField("recorded_at", T.TimestampType()),
+        # the source's root `path` is relative to (relative to the lakehouse where it is
+        # under it); null in rows of ledgers from before keys were relative
+        T.StructField("root", T.StringType()),
     ]
 )
 PENDING, INGESTED, ABANDONED = "pending", "ingested", "abandoned"
@@ -174,20 +177,26 @@ class IngestLedger:
             "pid",
             "recorded_at",
         ]
-        arrow = read.df.select(*columns).toArrow().sort_by([("recorded_at", "ascending")])
+        root = F.col("root") if "root" in read.df.columns else F.lit(None).cast("string")
+        arrow = (
+            read.df.select(*columns, root.alias("root"))
+            .toArrow()
+            .sort_by([("recorded_at", "ascending")])
+        )
         states = arrow.column("state")
         ingested = arrow.filter(pc.equal(states, INGESTED))
-        keys: dict[str, str] = {}  # recorded path -> key (older ledgers: absolute paths)
-        for recorded, size, mtime, sha, batch in zip(
+        keys: dict[tuple[str, str | None], str] = {}  # (recorded path, its root) -> key
+        for recorded, size, mtime, sha, batch, recorded_root in zip(
             *(
                 ingested.column(c).to_pylist()
-                for c in ("path", "size", "mtime_ns", "sha256", "batch_id")
+                for c in ("path", "size", "mtime_ns", "sha256", "batch_id", "root")
             ),
             strict=True,
         ):
-            key = keys.get(recorded)
+            key = keys.get((recorded, recorded_root))
             if key is None:
-                key = keys[recorded] = self.root.recorded_key(recorded)
+                key = self.root.recorded_key(recorded, recorded_root)
+                keys[(recorded, recorded_root)] = key
             state.ingested[key] = SourceFile(self.root.path_of(key), size, mtime, sha, key)
             state.ingested_by[key] = batch
         state.batches = set(pc.unique(ingested.column("batch_id")).to_pylist())
@@ -226,8 +235,9 @@ class IngestLedger:
         """Append one row per file in `state`, as one commit (a no-op if `token` is in)."""
         now = datetime.now(UTC)
         host, pid = socket.gethostname(), os.getpid()
+        root = self.root.recorded
         rows = [
-            (f.name, f.size, f.mtime_ns, f.sha256, state, batch_id, run_id, host, pid, now)
+            (f.name, f.size, f.mtime_ns, f.sha256, state, batch_id, run_id, host, pid, now, root)
             for f in files
         ]
         columns = list(zip(*rows, strict=True)) if rows else [[] for _ in LEDGER_SCHEMA]
@@ -239,6 +249,7 @@ class IngestLedger:
             self.spark.createDataFrame(arrow).coalesce(1),
             self.uri,
             token=token,
+            merge_schema=True,  # a ledger from before `root` gains the column
             commit_info={
                 "job": "ingest",
                 "source": self.source,
@@ -250,7 +261,7 @@ class IngestLedger:
         )
 
     def _source_file(self, row: dict) -> SourceFile:
-        key = self.root.recorded_key(row["path"])
+        key = self.root.recorded_key(row["path"], row.get("root"))
         size, mtime = int(row["size"]), int(row["mtime_ns"])
         return SourceFile(self.root.path_of(key), size, mtime, row["sha256"], key)
 
@@ -294,6 +305,7 @@ _ARROW_SCHEMA = pa.schema(
         ("host", pa.string()),
         ("pid", pa.int64()),
         ("recorded_at", pa.timestamp("us", tz="UTC")),
+        ("root", pa.string()),
     ]
 )
 

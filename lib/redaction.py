@@ -25,7 +25,7 @@ REDACTED = "***"
 # one pattern for Python and Java (Spark compiles it): no Python-only syntax
 SECRET_NAME_PATTERN = (
     r"(?i:^(?!.*provider(?:[._-]?(?:type|class))?$).*("
-    r"password|passwd|secret|credential|token|signature"
+    r"password|passwd|secret|credential|token(?![a-z])|signature"
     r"|(?:api|access|account|private|master|encryption)[._-]?key"
     r"|(?<![a-z0-9])sas(?![a-z0-9])"
     r"))"
@@ -40,12 +40,13 @@ _PARAM_VALUE = r"[^&#;\s\"']+"
 # the part of a string (a URI, a SAS token, a JDBC URL) that is a secret: for Spark's
 # `spark.redaction.string.regex` (plan strings, explain output), Java syntax as well
 SECRET_TEXT_PATTERN = (
-    rf"(?i:(?<=[?&;]){_SECRET_PARAM}={_PARAM_VALUE})|(?<=://)[^/@\s:]+:[^/@\s]+(?=@)"
+    rf"(?i:(?<=[?&;]){_SECRET_PARAM}={_PARAM_VALUE})|(?<=://)[^/@\s:]+:[^@\s]+(?=@)"
 )
 
 _SECRET_NAME = re.compile(SECRET_NAME_PATTERN)
 _QUERY_SECRET = re.compile(rf"(?i)((?:^|[?&;]){_SECRET_PARAM}=){_PARAM_VALUE}")
-_URI_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/@\s:]+:)[^/@\s]+(?=@)")
+# a password may hold `/` (AWS secret keys do): up to the `@`
+_URI_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/@\s:]+:)[^@\s]+(?=@)")
 _JAVA_PROPERTY = re.compile(r"(-D([^=\s]+)=)(\S+)")
 
 

@@ -24,6 +24,7 @@ loading a model need Spark and the Delta backend (`tables`).
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
@@ -162,7 +163,7 @@ class Registry:
             _save_scorer(model, artifact)
             for _ in range(MAX_RACE_RETRIES):
                 version = self._next_version(name)
-                training_table = relative_to(str(manifest["training_table"]), self.lakehouse)
+                training_table = self._recorded_table(str(manifest["training_table"]))
                 entry = {
                     **manifest,
                     "training_table": training_table,
@@ -240,7 +241,7 @@ class Registry:
         the alias history `batchml models show` prints."""
         decision = {**decision}
         if decision.get("table"):
-            decision["table"] = relative_to(str(decision["table"]), self.lakehouse)
+            decision["table"] = self._recorded_table(str(decision["table"]))
         row = tuple(
             datetime.now(UTC)
             if f.name == "decided_at"
@@ -330,10 +331,33 @@ class Registry:
             pinned.setdefault(version.training_table, set()).add(version.training_version)
         return pinned
 
+    def _recorded_table(self, uri: str) -> str:
+        """How a version records its training table: relative to the lakehouse when the
+        registry and the table are both in it (a registry elsewhere, shared by several
+        lakehouses, keeps absolute locations)."""
+        if relative_to(self.root, self.lakehouse) == self.root:
+            return uri
+        return relative_to(uri, self.lakehouse)
+
+    def _located(self, artifact: str, training_table: str) -> tuple[str, str]:
+        """Where a row's artifact and training table are now. Rows registered before
+        locations were relative hold absolute paths: the artifact is in this registry's
+        `artifacts/` whatever the path says (a copied registry loads its own copy), and a
+        training table under the old lakehouse (the old registry's place, less the
+        registry's own path in it) is under this one."""
+        if "/artifacts/" not in artifact or not (os.path.isabs(artifact) or "://" in artifact):
+            return under(artifact, self.root), under(training_table, self.lakehouse)
+        old_registry, _, tail = artifact.rpartition("/artifacts/")
+        inside = relative_to(self.root, self.lakehouse)
+        if inside != self.root and old_registry.endswith(f"/{inside}"):
+            old_lake = old_registry[: -len(inside) - 1]
+            training_table = under(relative_to(training_table, old_lake), self.lakehouse)
+        return f"{self.root}/artifacts/{tail}", training_table
+
     def _version(self, row: Any, aliases: tuple[str, ...]) -> ModelVersion:
         """A version row, its recorded locations resolved (relative ones are under this
         registry and its lakehouse; rows of older versions recorded absolute paths)."""
-        training_table = under(row["training_table"], self.lakehouse)
+        artifact, training_table = self._located(row["artifact_uri"], row["training_table"])
         manifest = json.loads(row["manifest"] or "{}")
         if "training_table" in manifest:
             manifest["training_table"] = training_table
@@ -342,7 +366,7 @@ class Registry:
             row["version"],
             row["created_at"],
             row["algorithm"],
-            under(row["artifact_uri"], self.root),
+            artifact,
             training_table,
             row["training_version"],
             row["config_hash"],

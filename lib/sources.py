@@ -55,13 +55,21 @@ class SourceFile:
 class SourceRoot:
     """The folder a source's files are named relative to.
 
-    `path` is its real absolute path; `lake_relative` is the same folder relative to the
-    lakehouse root when it lies under it (e.g. `raw/flights`), which lets a ledger written
-    before keys were relative, at another location, still find its files.
+    `path` is its real absolute path. `lakehouse` is the lakehouse root (absolute) and
+    `lake_relative` the same folder relative to it when it lies under it (`raw/flights`).
+    The ledger records each file's key together with its root as `recorded` says (the
+    lake-relative form where there is one), so a later run can tell a moved lakehouse
+    or landing folder (same root, another place) from an edited glob (another root).
     """
 
     path: str
     lake_relative: str | None = None
+    lakehouse: str | None = None
+
+    @property
+    def recorded(self) -> str:
+        """The root as the ledger records it."""
+        return self.lake_relative if self.lake_relative is not None else self.path
 
     def key(self, path: str) -> str:
         """A file's ledger key: relative to the root, or absolute outside it."""
@@ -74,14 +82,37 @@ class SourceRoot:
         """Where a ledger key's file is read from."""
         return key if os.path.isabs(key) else os.path.join(self.path, key)
 
-    def recorded_key(self, recorded: str) -> str:
-        """The key of a path as a ledger recorded it: older ledgers recorded absolute
-        paths; one under this root, or under this root's place in another lakehouse
-        (`/old/lake/raw/flights/jan.csv` for `raw/flights`), becomes relative."""
+    def recorded_key(self, recorded: str, recorded_root: str | None = None) -> str:
+        """The key, under this root, of a file as a ledger row recorded it.
+
+        - With its root recorded: the same root (wherever the lakehouse or landing
+          folder is now) keeps the key; a root the file lies under or over here (the
+          glob's folder part edited: `raw/flights/2013` then `raw/flights`) rebases it.
+        - Rows of older ledgers recorded absolute paths and no root: a path under this
+          root, or under this root's place in another lakehouse (`/old/lake/raw/flights/
+          jan.csv` for `raw/flights`), becomes relative.
+        """
+        if recorded_root is not None and not os.path.isabs(recorded):
+            if recorded_root == self.recorded:
+                return recorded
+            if os.path.isabs(recorded_root):
+                folder = recorded_root
+            elif self.lakehouse is not None:
+                folder = os.path.join(self.lakehouse, recorded_root)
+            else:
+                return recorded
+            full = os.path.normpath(os.path.join(folder, recorded))
+            rebased = self.key(full)
+            if not os.path.isabs(rebased):
+                return rebased
+            # outside this root: a root inside the lakehouse names the same place wherever
+            # the lakehouse is, so this is another folder's file; a landing folder outside
+            # it that is not this root was moved or re-mounted: same key
+            return full if not os.path.isabs(recorded_root) else recorded
         if not os.path.isabs(recorded):
             return recorded
         key = self.key(recorded)
-        if key != recorded or not self.lake_relative:
+        if key != recorded or self.lake_relative in (None, "."):
             return key
         marker = f"/{self.lake_relative.strip('/')}/"
         at = recorded.rfind(marker)
@@ -100,12 +131,18 @@ def source_root(pattern: str, lakehouse_root: str | None = None) -> SourceRoot:
     else:
         folder = os.path.dirname(pattern) or "."
     real = os.path.realpath(folder)
+    if not lakehouse_root or "://" in lakehouse_root:
+        return SourceRoot(real)
+    lakehouse = os.path.abspath(os.path.expanduser(lakehouse_root))
     relative = None
-    if lakehouse_root and "://" not in lakehouse_root:
-        inside = os.path.relpath(real, os.path.realpath(os.path.expanduser(lakehouse_root)))
-        if inside != "." and not inside.startswith(".."):
+    # as written first (a symlinked folder inside the lakehouse is still inside it),
+    # then with links resolved
+    for inner, outer in ((os.path.abspath(folder), lakehouse), (real, os.path.realpath(lakehouse))):
+        inside = os.path.relpath(inner, outer)
+        if inside != ".." and not inside.startswith("../"):
             relative = inside.replace(os.sep, "/")
-    return SourceRoot(real, relative)
+            break
+    return SourceRoot(real, relative, lakehouse)
 
 
 @dataclass(frozen=True)

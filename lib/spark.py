@@ -17,7 +17,6 @@ from batchml.lib.errors import EnvironmentProblem, first_line
 from batchml.lib.jvm_output import relay
 from batchml.lib.logs import get_logger
 from batchml.lib.redaction import (
-    is_secret_name,
     is_secret_setting,
     spark_redaction_regex,
     spark_string_redaction_regex,
@@ -255,7 +254,7 @@ def _launch_jvm(conf: dict[str, str], *, verbose: bool, secret_conf: frozenset[s
         return
     spark_conf = SparkConf()
     for key, value in conf.items():
-        if not (is_secret_name(key) or key in secret_conf):  # by name: JVM options stay
+        if not is_secret_setting(key, value, secret_conf):
             spark_conf.set(key, value)
     gateway = launch_gateway(spark_conf, popen_kwargs={"stderr": subprocess.PIPE})
     SparkContext._gateway = gateway

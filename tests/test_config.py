@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from pathlib import Path
 
@@ -104,12 +102,26 @@ def test_config_hash_changes_with_values_only(conf_dir: Path) -> None:
     # where the lakehouse is is not what it runs: a moved lakehouse keeps its config hash
     moved = load(conf_dir, overrides=['lakehouse.root="/mnt/elsewhere/lake"'])
     assert moved.config_hash() == first
-    # the hash earlier versions computed (over every setting) still identifies the config
-    full = hashlib.sha256(
-        json.dumps(moved.settings.model_dump(mode="json"), sort_keys=True).encode()
-    ).hexdigest()[:16]
-    assert moved.earlier_config_hashes() == (full,)
-    assert load(conf_dir).earlier_config_hashes() != (full,)
+
+
+def test_versions_registered_before_keep_their_config_hash(tmp_path: Path) -> None:
+    """A model version registered by batchml before this config hash carries the old one
+    (every setting hashed, `content_hash` then false by default): still recognised."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "local.toml").write_text("")
+    (conf / "base.toml").write_text(
+        '[lakehouse]\nroot = "/base"\n'
+        '[tables.orders.columns]\nid = { type = "int" }\n'
+        '[sources.orders]\ntable = "orders"\npath = "raw/orders/*.csv"\n'
+    )
+    cfg = load(conf)
+    # printed by af66a94's config_hash() for this very config
+    assert "5262d18cf5db4685" in cfg.earlier_config_hashes()
+    assert cfg.config_hash() not in cfg.earlier_config_hashes()
+    # a user's explicit content_hash is hashed as given
+    (conf / "local.toml").write_text("[sources.orders]\ncontent_hash = true\n")
+    assert "5262d18cf5db4685" not in load(conf).earlier_config_hashes()
 
 
 @pytest.mark.parametrize(

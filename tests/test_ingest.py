@@ -327,17 +327,46 @@ def test_a_remounted_landing_folder_ingests_nothing_again(
     assert sorted(r["id"] for r in oracle_rows(uploaded.table_uri)) == [1, 2, 3, 10, 12]
 
 
+def test_an_edited_glob_over_the_same_files_ingests_nothing_again(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    folder = tmp_path / "lake/raw/orders/2013"
+    folder.mkdir(parents=True)
+    (folder / "jan.csv").write_text(HEADER + "".join(f"{x}\n" for x in GOOD))
+
+    def settings(path: str):
+        return settings_for(tmp_path, "quarantine", "csv", "csv", f'sources.orders.path="{path}"')
+
+    first = run(spark, settings("raw/orders/2013/*.csv"))
+    assert {(r["path"], r["root"]) for r in oracle_rows(first.ledger_uri)} == {
+        ("jan.csv", "raw/orders/2013")
+    }
+    # the glob widened to every year: 2013's file is known, 2014's is new
+    (tmp_path / "lake/raw/orders/2014").mkdir()
+    (tmp_path / "lake/raw/orders/2014/jan.csv").write_text(HEADER + "20,1,UA,1,NA\n")
+    widened = run(spark, settings("raw/orders/*/*.csv"))
+    assert (widened.files, widened.files_already_ingested, widened.rows_written) == (1, 1, 1)
+    # and narrowed again: nothing new
+    narrowed = run(spark, settings("raw/orders/2014/*.csv"))
+    assert (narrowed.status, narrowed.files_already_ingested) == ("skipped", 1)
+    assert sorted(r["id"] for r in oracle_rows(first.table_uri)) == [1, 2, 3, 20]
+
+
 def test_a_ledger_of_absolute_paths_keeps_working_in_place_and_moved(
     spark: SparkSession, tmp_path: Path
 ) -> None:
     # a ledger as earlier versions wrote it: each file by its absolute path
     land(tmp_path, "jan.csv", GOOD)
     first = run(spark, settings_for(tmp_path))
-    rows = DeltaTable(first.ledger_uri).to_pyarrow_table()
-    absolute = pa.array(
-        [str(tmp_path / "lake/raw/orders" / p) for p in rows.column("path").to_pylist()]
+    rows = DeltaTable(first.ledger_uri).to_pyarrow_table().drop_columns(["root"])
+    names = rows.column("path").to_pylist()
+    absolute = pa.array([str(tmp_path / "lake/raw/orders" / name) for name in names])
+    write_deltalake(
+        first.ledger_uri,
+        rows.set_column(0, "path", absolute),
+        mode="overwrite",
+        schema_mode="overwrite",
     )
-    write_deltalake(first.ledger_uri, rows.set_column(0, "path", absolute), mode="overwrite")
     assert {r["path"] for r in oracle_rows(first.ledger_uri)} == {
         str(tmp_path / "lake/raw/orders/jan.csv")
     }

@@ -151,3 +151,14 @@ def test_records_of_earlier_versions_still_resolve(spark: SparkSession, tmp_path
     assert version.training_table == str(lake / "people_features")
     assert Path(version.artifact_uri, "model").is_dir()
     assert registry_of(settings, tables).load(version) is not None
+
+    # ...and copied elsewhere, the original gone, they name the copy's own places
+    copy = tmp_path / "copy" / "lake"
+    shutil.copytree(lake, copy, copy_function=shutil.copy2)
+    shutil.rmtree(lake)
+    registry = registry_of(settings_for(copy, conf), tables)
+    moved = registry.get("people_lr@1")
+    assert moved.artifact_uri.startswith(f"{copy}/_registry/artifacts/people_lr/")
+    assert moved.training_table == str(copy / "people_features")
+    assert registry.pinned_table_versions() == {str(copy / "people_features"): {0}}
+    assert registry.load(moved) is not None
