@@ -26,27 +26,15 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import ingest_growing_folder as growing
+
 from batchml.jobs import ingest
 from batchml.lib.config import load_config
 from batchml.lib.logs import configure_logging
 from batchml.lib.spark import build_session
 
-CONTRACT = """
-[tables.events]
-policy = "quarantine"
-
-[tables.events.columns]
-id = {{ type = "bigint", nullable = false, min = 0 }}
-kind = {{ type = "string", allowed = ["a", "b", "c"] }}
-value = {{ type = "double" }}
-
-[sources.events]
-table = "events"
-path = "{landing}/*.csv"
-format = "csv"
-options = {{ header = true }}
-content_hash = {hashed}
-"""
+# the growing-folder benchmark's source, with and without hashes
+CONTRACT = growing.CONTRACT + "content_hash = {hashed}\n"
 
 
 def land_big(folder: Path, megabytes: int) -> None:
@@ -62,10 +50,7 @@ def land_big(folder: Path, megabytes: int) -> None:
 
 
 def land_small(folder: Path, count: int) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for index in range(count):
-        rows = "".join(f"{index * 3 + r},{'abc'[r]},{r * 0.5}\n" for r in range(3))
-        (folder / f"event_{index:07d}.csv").write_text("id,kind,value\n" + rows)
+    growing.land(folder, 0, count)
 
 
 def settings_for(work: Path, landing: Path, lake: Path, hashed: bool):
