@@ -258,8 +258,12 @@ def performance(
         & (F.col("model_version") == model.version)
         & F.col("input_table").isin(*recorded_forms(input_uri, settings))
     ).select(*[F.col(f"`{c}`") for c in key], F.col(score).alias(SCORE), period.alias("__period"))
-    known = labels.df.select(*[F.col(f"`{c}`") for c in key], F.col(f"`{label}`").alias("__label"))
-    joined = rows.join(known.filter(F.col("__label").isNotNull()), key)
+    known = one_label_per_key(labels.df, key, label, f"{labels.uri}@{labels.version}")
+    if spec.labels:
+        # a labels table says nothing of which of two scored rows with one key it labels
+        _refuse_repeated_keys(rows, key, f"predictions of {model.name}@{model.version}")
+    # each scored row meets exactly one label: never a row per pair of key copies
+    joined = rows.join(known, key)
     found = evaluation.by_period(
         joined, "__label", SCORE, "__period", task=task, seed=int(model.manifest.get("seed", 42))
     )
@@ -280,6 +284,64 @@ def performance(
             entry["status"] = _graded(entry["drop"], spec.degradation_warn, spec.degradation_drift)
         out.append(entry)
     return out
+
+
+def one_label_per_key(labels_df: DataFrame, key: list[str], label: str, where: str) -> DataFrame:
+    """The labels as one row per key (`__label`): a key repeated with one label (the same
+    record twice, or in two batches) is that label once.
+
+    Raises:
+        InputError: a key of floating-point type (equality is fragile), or keys with two or
+            more different labels (which one a scored row has is unknown): the key
+            columns, how many keys, and one of them.
+    """
+    fractional = [
+        c for c in key if isinstance(labels_df.schema[c].dataType, (T.FloatType, T.DoubleType))
+    ]
+    if fractional:
+        raise InputError(
+            f"{where}: key column {', '.join(fractional)} is floating-point; equality of "
+            "such values is fragile: key the rows by an integer or string column"
+        )
+    grouped = (
+        labels_df.filter(F.col(f"`{label}`").isNotNull())
+        .groupBy(*[F.col(f"`{c}`") for c in key])
+        .agg(
+            F.min(F.col(f"`{label}`")).alias("__label"),
+            F.countDistinct(F.col(f"`{label}`")).alias("__labels"),
+        )
+    )
+    conflicts = (
+        grouped.filter(F.col("__labels") > 1)
+        .agg(F.count(F.lit(1)).alias("keys"), F.first(F.struct(*key)).alias("example"))
+        .collect()[0]
+    )
+    if conflicts["keys"]:
+        example = ", ".join(f"{c}={conflicts['example'][c]!r}" for c in key)
+        raise InputError(
+            f"{where}: {conflicts['keys']} values of key {', '.join(key)} have more than one "
+            f"label (e.g. {example}); performance needs one label per scored row: key the "
+            "predictions by columns that identify a row; nothing appended"
+        )
+    return grouped.drop("__labels")
+
+
+def _refuse_repeated_keys(rows_df: DataFrame, key: list[str], where: str) -> None:
+    """Predictions whose key repeats within a period cannot be matched to a labels table."""
+    repeated = (
+        rows_df.groupBy(*[F.col(f"`{c}`") for c in key], "__period")
+        .count()
+        .filter(F.col("count") > 1)
+        .agg(F.count(F.lit(1)).alias("keys"), F.first(F.struct(*key)).alias("example"))
+        .collect()[0]
+    )
+    if repeated["keys"]:
+        example = ", ".join(f"{c}={repeated['example'][c]!r}" for c in key)
+        raise InputError(
+            f"{where}: {repeated['keys']} values of key {', '.join(key)} are scored more than "
+            f"once in one period (e.g. {example}); a labels table cannot say which row it "
+            "labels: key the predictions by columns that identify a row; nothing appended"
+        )
 
 
 def _recorded_periods(tables: DeltaTables, monitoring: str, model: ModelVersion) -> set:

@@ -221,6 +221,56 @@ def test_the_new_batch_and_its_predictions_against_the_training_scores(
     assert tables.version(str(own / "_monitoring")) == before
 
 
+def test_repeated_keys_never_multiply_rows(
+    spark: SparkSession, cli_globals, lake: Path, tmp_path: Path
+) -> None:
+    """The same records twice in a batch (their labels in the input itself): each scored
+    row meets one label, so the AUC is the one of the rows as scored. Keys with two labels,
+    or a labels table for predictions whose key repeats, are refused by name."""
+    from sklearn.metrics import roc_auc_score
+    from test_predict import run as predict_run
+
+    own = tmp_path / "lake"
+    own.mkdir()
+    for name in ("people", "_registry"):
+        (own / name).symlink_to(lake / name)
+    settings = settings_for(own, tmp_path)
+    tables = EmbeddedDelta(spark)
+    records = agrawal(spark, 400, function=7, seed=3)
+    batch = records.unionByName(records.filter("id < 100"))  # 100 records twice
+    tables.write(batch, str(own / "applicants"))
+    assert predict_run(spark, settings).rows_scored == 500
+
+    done = invoke(cli_globals, own, tmp_path, "people_lr", "--input", "applicants", "--json")
+    assert done.exit_code in (0, 8), done.stderr
+    [period] = json.loads(done.stdout)["performance"]
+    scored = oracle_rows(str(own / "scores"))
+    labels = {r["id"]: r["label"] for r in records.select("id", "label").collect()}
+    expected = roc_auc_score([labels[r["id"]] for r in scored], [r["probability"] for r in scored])
+    assert period["rows"] == len(scored) == 500  # joined on the key: 700 rows
+    assert abs(period["value"] - expected) < 2e-3, (period["value"], expected)
+
+    def refused(labels_table: str) -> str:
+        extra = f'[models.people_lr.monitoring]\nlabels = "{labels_table}"'
+        before = tables.version(str(own / "_monitoring"))
+        failed = invoke(
+            cli_globals, own, tmp_path, "people_lr", "--input", "applicants", extra=extra
+        )
+        assert failed.exit_code == 4, failed.stdout
+        assert failed.stderr.count("\n") == 1
+        assert tables.version(str(own / "_monitoring")) == before  # nothing appended
+        return failed.stderr
+
+    truth = records.select("id", "label")
+    flipped = truth.filter("id = 7").withColumn("label", 1 - F.col("label"))
+    tables.write(truth.unionByName(flipped), str(own / "two_labels"))
+    message = refused("two_labels")
+    assert "1 values of key id have more than one label (e.g. id=7)" in message
+    tables.write(truth, str(own / "outcomes"))
+    message = refused("outcomes")
+    assert "100 values of key id are scored more than once in one period" in message
+
+
 def test_since_must_be_an_earlier_version(cli_globals, lake: Path, tmp_path: Path) -> None:
     done = invoke(cli_globals, lake, tmp_path, "people_lr", "--since", "3")
     assert done.exit_code == 4
