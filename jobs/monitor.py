@@ -311,15 +311,10 @@ def one_label_per_key(labels_df: DataFrame, key: list[str], label: str, where: s
             F.countDistinct(F.col(f"`{label}`")).alias("__labels"),
         )
     )
-    conflicts = (
-        grouped.filter(F.col("__labels") > 1)
-        .agg(F.count(F.lit(1)).alias("keys"), F.first(F.struct(*key)).alias("example"))
-        .collect()[0]
-    )
-    if conflicts["keys"]:
-        example = ", ".join(f"{c}={conflicts['example'][c]!r}" for c in key)
+    keys, example = _offending_keys(grouped.filter(F.col("__labels") > 1), key)
+    if keys:
         raise InputError(
-            f"{where}: {conflicts['keys']} values of key {', '.join(key)} have more than one "
+            f"{where}: {keys} values of key {', '.join(key)} have more than one "
             f"label (e.g. {example}); performance needs one label per scored row: key the "
             "predictions by columns that identify a row; nothing appended"
         )
@@ -328,20 +323,28 @@ def one_label_per_key(labels_df: DataFrame, key: list[str], label: str, where: s
 
 def _refuse_repeated_keys(rows_df: DataFrame, key: list[str], where: str) -> None:
     """Predictions whose key repeats within a period cannot be matched to a labels table."""
-    repeated = (
+    repeated_df = (
         rows_df.groupBy(*[F.col(f"`{c}`") for c in key], "__period")
         .count()
         .filter(F.col("count") > 1)
-        .agg(F.count(F.lit(1)).alias("keys"), F.first(F.struct(*key)).alias("example"))
-        .collect()[0]
     )
-    if repeated["keys"]:
-        example = ", ".join(f"{c}={repeated['example'][c]!r}" for c in key)
+    keys, example = _offending_keys(repeated_df, key)
+    if keys:
         raise InputError(
-            f"{where}: {repeated['keys']} values of key {', '.join(key)} are scored more than "
+            f"{where}: {keys} values of key {', '.join(key)} are scored more than "
             f"once in one period (e.g. {example}); a labels table cannot say which row it "
             "labels: key the predictions by columns that identify a row; nothing appended"
         )
+
+
+def _offending_keys(offending_df: DataFrame, key: list[str]) -> tuple[int, str]:
+    """How many rows `offending_df` holds and one of their keys as `col=value` (one job)."""
+    found = offending_df.agg(
+        F.count(F.lit(1)).alias("keys"), F.first(F.struct(*key)).alias("example")
+    ).collect()[0]
+    if not found["keys"]:
+        return 0, ""
+    return found["keys"], ", ".join(f"{c}={found['example'][c]!r}" for c in key)
 
 
 def _recorded_periods(tables: DeltaTables, monitoring: str, model: ModelVersion) -> set:
