@@ -19,6 +19,7 @@ from batchml.lib.feature_views import (
     driving_source,
     resolve_view,
 )
+from batchml.lib.keys import check_key_columns, count_keys
 from batchml.lib.lakehouse import lake_name, recorded_forms, table_location
 from batchml.lib.logs import get_logger
 from batchml.lib.settings import FeatureView, Settings
@@ -42,6 +43,8 @@ class FeaturesReport:
     status: str = "written"
     message: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # a view with a key: rows, distinct, duplicated, duplicate_rows, null_rows, example
+    keys: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,6 +80,8 @@ def run(
         runs.run_id(),
         explain_only=explain,
     )
+    if view.key:  # named before anything is written
+        check_key_columns(resolved.df.schema, view.key, f"feature view {name}")
     if explain:
         report.status = "explained"
         return report
@@ -107,7 +112,7 @@ def run(
             spark, tables, settings, resolved, view, report, fingerprint, sql_hash
         )
         if appended is not None:
-            return appended
+            return _count_keys(tables, view, appended)
     try:
         result = _write(
             tables, resolved, view, report, fingerprint, overwrite_schema, sql_hash, settings
@@ -124,6 +129,25 @@ def run(
         + (f"; rebuilt: {reason}" if reason else "")
     )
     log.info("features", extra={"view": name, "status": report.status, "version": report.version})
+    return _count_keys(tables, view, report)
+
+
+def _count_keys(tables: DeltaTables, view: FeatureView, report: FeaturesReport) -> FeaturesReport:
+    """A view with a `key`: its repeated and null keys over the table version written
+    (one aggregation over the key columns), in the report and its message."""
+    if not view.key or report.status != "written" or report.version is None:
+        return report
+    frame = tables.read(report.table_uri, version=report.version).df
+    counts = count_keys(frame, view.key)
+    report.keys = counts.to_dict()
+    said = counts.describe()
+    if counts.all_null:
+        said = "; ".join(
+            filter(None, [f"key column {', '.join(counts.all_null)} is null in every row", said])
+        )
+    if said:
+        report.message += f"; key {', '.join(view.key)}: {said}"
+        log.warning("key repeats", extra={"view": report.view, **report.keys})
     return report
 
 

@@ -13,6 +13,7 @@ cue to retrain).
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from batchml.jobs.predict import split_version
 from batchml.lib import drift, evaluation, runs
 from batchml.lib.delta import DeltaTables, delta_tables
 from batchml.lib.errors import InputError
+from batchml.lib.keys import check_key_columns
 from batchml.lib.lakehouse import lake_name, recorded_forms, resolve_path, table_location
 from batchml.lib.logs import get_logger
 from batchml.lib.registry import ModelVersion, registry_of
@@ -240,13 +242,16 @@ def performance(
     if spec.labels:
         labels_uri = table_location(spec.labels, settings, relative_to=Path.cwd())
     labels = tables.read(labels_uri)
-    lacking = [c for c in [*key, label] if c not in labels.df.columns]
-    if lacking and not spec.labels:
+    if label not in labels.df.columns and not spec.labels:
         return []  # the input holds no labels (yet): nothing to judge
+    order_by = [spec.labels_order_by] if spec.labels_dedup else []
+    lacking = [c for c in [*key, label, *order_by] if c not in labels.df.columns]
     if lacking:
+        what = "labels table" if spec.labels else "input"
         raise InputError(
-            f"labels table {labels.uri}@{labels.version} lacks column(s) {', '.join(lacking)} "
-            f"(the key and label of {model.name})"
+            f"{what} {labels.uri}@{labels.version} lacks column(s) {', '.join(lacking)} "
+            f"(the key{', label' if spec.labels else ''}"
+            f"{' and labels_order_by' if order_by else ''} of {model.name}); nothing appended"
         )
     date = section.partition_by if section else None
     if spec.period == "input_version" or not date:
@@ -258,7 +263,9 @@ def performance(
         & (F.col("model_version") == model.version)
         & F.col("input_table").isin(*recorded_forms(input_uri, settings))
     ).select(*[F.col(f"`{c}`") for c in key], F.col(score).alias(SCORE), period.alias("__period"))
-    known = one_label_per_key(labels.df, key, label, f"{labels.uri}@{labels.version}")
+    known, resolved = one_label_per_key(
+        labels.df, key, label, f"{labels.uri}@{labels.version}", latest_by=order_by
+    )
     if spec.labels:
         # a labels table says nothing of which of two scored rows with one key it labels
         _refuse_repeated_keys(rows, key, f"predictions of {model.name}@{model.version}")
@@ -276,6 +283,8 @@ def performance(
         if (entry["period"], entry["rows"]) in recorded:
             continue
         entry["baseline"] = baseline
+        if order_by:
+            entry["labels_resolved"] = resolved
         entry["drop"] = None
         entry["status"] = "ok"
         if baseline:
@@ -286,39 +295,58 @@ def performance(
     return out
 
 
-def one_label_per_key(labels_df: DataFrame, key: list[str], label: str, where: str) -> DataFrame:
-    """The labels as one row per key (`__label`): a key repeated with one label (the same
-    record twice, or in two batches) is that label once.
+def one_label_per_key(
+    labels_df: DataFrame, key: list[str], label: str, where: str, *, latest_by: list[str] = ()
+) -> tuple[DataFrame, int]:
+    """The labels as one row per key (`__label`), and how many label rows `latest_by`
+    set aside: a key repeated with one label (the same record twice, or in two batches)
+    is that label once; with `latest_by` (labels_dedup = "latest"), only a key's rows
+    with the greatest value of that column count.
 
     Raises:
-        InputError: a key of floating-point type (equality is fragile), or keys with two or
-            more different labels (which one a scored row has is unknown): the key
-            columns, how many keys, and one of them.
+        InputError: a key of floating-point type (equality is fragile), a key null in
+            every labelled row, or keys with two or more different labels (which one a
+            scored row has is unknown): the key columns, how many keys, and one of them.
     """
-    fractional = [
-        c for c in key if isinstance(labels_df.schema[c].dataType, (T.FloatType, T.DoubleType))
-    ]
-    if fractional:
-        raise InputError(
-            f"{where}: key column {', '.join(fractional)} is floating-point; equality of "
-            "such values is fragile: key the rows by an integer or string column"
-        )
-    grouped = (
-        labels_df.filter(F.col(f"`{label}`").isNotNull())
-        .groupBy(*[F.col(f"`{c}`") for c in key])
-        .agg(
-            F.min(F.col(f"`{label}`")).alias("__label"),
-            F.countDistinct(F.col(f"`{label}`")).alias("__labels"),
-        )
+    check_key_columns(labels_df.schema, key, where)
+    keys = [F.col(f"`{c}`") for c in key]
+    labelled = labels_df.filter(F.col(f"`{label}`").isNotNull())
+    kept = F.lit(True)
+    if latest_by:
+        from pyspark.sql import Window
+
+        newest = Window.partitionBy(*keys).orderBy(F.col(f"`{latest_by[0]}`").desc_nulls_last())
+        labelled = labelled.withColumn("__rank", F.rank().over(newest))
+        kept = F.col("__rank") == 1
+    current = F.when(kept, F.col(f"`{label}`"))
+    grouped = labelled.groupBy(*keys).agg(
+        F.min(current).alias("__label"),
+        F.countDistinct(current).alias("__labels"),
+        F.sum((~kept).cast("long")).alias("__set_aside"),
     )
-    keys, example = _offending_keys(grouped.filter(F.col("__labels") > 1), key)
-    if keys:
+    whole = functools.reduce(lambda a, b: a & b, [c.isNotNull() for c in keys])
+    found = grouped.agg(
+        F.count(F.lit(1)).alias("groups"),
+        F.sum(whole.cast("long")).alias("keyed"),
+        F.sum((F.col("__labels") > 1).cast("long")).alias("conflicts"),
+        F.first(F.when(F.col("__labels") > 1, F.struct(*keys)), ignorenulls=True).alias("example"),
+        F.sum("__set_aside").alias("set_aside"),
+    ).collect()[0]
+    if found["groups"] and not found["keyed"]:
         raise InputError(
-            f"{where}: {keys} values of key {', '.join(key)} have more than one "
-            f"label (e.g. {example}); performance needs one label per scored row: key the "
-            "predictions by columns that identify a row; nothing appended"
+            f"{where}: key {', '.join(key)} is null in every labelled row; no scored row can "
+            "meet its label; nothing appended"
         )
-    return grouped.drop("__labels")
+    if found["conflicts"]:
+        example = ", ".join(f"{c}={found['example'][c]!r}" for c in key)
+        at = f" at their latest {latest_by[0]}" if latest_by else ""
+        remedy = "" if latest_by else ', or set labels_dedup = "latest" and labels_order_by'
+        raise InputError(
+            f"{where}: {found['conflicts']} values of key {', '.join(key)} have more than "
+            f"one label{at} (e.g. {example}); performance needs one label per scored row: "
+            f"key the predictions by columns that identify a row{remedy}; nothing appended"
+        )
+    return grouped.drop("__labels", "__set_aside"), int(found["set_aside"] or 0)
 
 
 def _refuse_repeated_keys(rows_df: DataFrame, key: list[str], where: str) -> None:
@@ -609,6 +637,7 @@ def _append(
             (f"{entry['metric']}_lower", low, None),
             (f"{entry['metric']}_upper", high, None),
             ("rows", float(entry["rows"]), None),
+            ("labels_resolved", entry.get("labels_resolved"), None),
         ):
             if value is not None:
                 row = (PERFORMANCE, "performance", metric, float(value), status, entry["period"])
@@ -641,6 +670,8 @@ def render(data: dict[str, Any]) -> str:
     for entry in data.get("performance") or []:
         low, high = entry["interval"] or (None, None)
         drop = "" if entry.get("drop") is None else f", {entry['drop']:+.1%} vs test"
+        if entry.get("labels_resolved"):
+            drop += f"; {entry['labels_resolved']} older label rows set aside"
         lines.append(
             f"  performance {entry['period']}: {entry['metric']} {entry['value']:.4f} "
             f"[{_num(low)}, {_num(high)}] on {entry['rows']} labelled rows{drop}  "

@@ -36,6 +36,7 @@ from batchml.lib.delta import DeltaTables, WriteToken, delta_tables
 from batchml.lib.delta.schemas import compare_schemas
 from batchml.lib.delta.snapshots import open_snapshot
 from batchml.lib.errors import ConfigError, InputError
+from batchml.lib.keys import KeyCounts, check_key_columns, count_keys, refuse_all_null
 from batchml.lib.lakehouse import recorded_forms, table_location
 from batchml.lib.logs import get_logger
 from batchml.lib.registry import ModelVersion, Registry, registry_of
@@ -81,6 +82,8 @@ class PredictReport:
     retention_removed_files: int = 0
     seconds: float = 0.0
     columns: list[str] = field(default_factory=list)
+    # the scored rows' key: rows, distinct, duplicated, duplicate_rows, null_rows, example
+    keys: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -305,6 +308,7 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
     if plan.spec.partition_by:
         needed.setdefault(plan.spec.partition_by, "partition")
     check_input(read.df.schema, needed, _trained_types(tables, model), read.uri, read.version)
+    check_key_columns(read.df.schema, key, f"input {read.uri}@{read.version}")
     if plan.spec.retention_days and plan.spec.partition_by:
         kind = read.df.schema[plan.spec.partition_by].dataType
         if not isinstance(kind, T.DateType):
@@ -371,6 +375,7 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
         )
         report.mode = "skipped"
         return _finish(report, started)
+    _check_keys(tables, plan, model.name, frame, key, report, appending=same_slice)
     lineage = {
         MODEL_NAME: model.name,
         "model_version": model.version,
@@ -422,11 +427,63 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
         return _finish(report, started)
     if not report.message:
         report.message = f"{report.mode}: {written.rows_added} rows scored"
+    repeats = KeyCounts(**report.keys).describe() if report.keys else ""
+    if repeats:
+        report.message += f"; key {', '.join(key)}: {repeats}"
     if plan.spec.retention_days and plan.spec.partition_by:
         report.retention_removed_files = _apply_retention(
             tables, out, plan.output_uri, model.name, plan.spec
         )
     return _finish(report, started)
+
+
+def _check_keys(
+    tables: DeltaTables,
+    plan: Plan,
+    model_name: str,
+    frame: DataFrame,
+    key: list[str],
+    report: PredictReport,
+    *,
+    appending: bool,
+) -> None:
+    """Count the key over the rows to score (one aggregation over the key columns) into
+    the report. A key column null on every row is refused; with `unique_key`, so are
+    repeated keys, and keys this model's predictions already hold (an incremental
+    append). Nothing is written when refused.
+
+    Raises:
+        InputError: the key column(s) and how many keys, with an example.
+    """
+    where = f"input {report.input_table}@{report.input_version}"
+    counts = count_keys(frame, key)
+    refuse_all_null(counts, key, where)
+    report.keys = counts.to_dict()
+    if not plan.spec.unique_key:
+        if counts.duplicated or counts.null_rows:
+            log.warning("key repeats", extra={"key": key, **report.keys})
+        return
+    if counts.duplicated:
+        raise InputError(
+            f"{where}: {counts.duplicated} values of key {', '.join(key)} are on more than "
+            f"one row (e.g. {counts.example}) and predictions.unique_key is set; nothing "
+            "was written"
+        )
+    if not appending:
+        return
+    columns = [F.col(f"`{c}`") for c in key]
+    held = tables.read(plan.output_uri).df.filter(F.col(MODEL_NAME) == model_name).select(*columns)
+    again = frame.select(*columns).join(held, key, "left_semi")
+    clash = again.agg(
+        F.count(F.lit(1)).alias("rows"), F.first(F.struct(*columns)).alias("example")
+    ).collect()[0]
+    if clash["rows"]:
+        example = ", ".join(f"{c}={clash['example'][c]!r}" for c in key)
+        raise InputError(
+            f"{where}: {clash['rows']} new rows have a key {model_name}'s predictions already "
+            f"hold (key {', '.join(key)}, e.g. {example}) and predictions.unique_key is set; "
+            "nothing was written"
+        )
 
 
 def _apply_retention(

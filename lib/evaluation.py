@@ -94,8 +94,9 @@ def sample_edges(
     """Edges cutting `column` into about `bins` bins of equal count, from a bounded random
     sample of it: at most about SAMPLE_ROWS values reach the driver, whatever the size.
 
-    With a `key` column the sample is chosen by a hash of the key, so the same rows give
-    the same edges (and figures) on any master and partitioning; without one, Spark's
+    With a `key` column the sample is chosen by a hash of the key and the value, so the
+    same rows give the same edges (and figures) on any master and partitioning, and a
+    repeated key (all null, say) is not sampled all or nothing; without one, Spark's
     seeded sampling, which depends on the partitioning. Rows of unknown count are
     counted first (one small job).
     """
@@ -107,7 +108,9 @@ def sample_edges(
     if rows > SAMPLE_ROWS:
         share = SAMPLE_ROWS / rows
         if key:
-            draw = F.pmod(F.xxhash64(F.lit(seed), F.col(f"`{key}`")), F.lit(1 << 30))
+            # the key and the value: rows repeating one key (a null key, a customer's
+            # snapshots) are drawn apart unless they are the same row twice
+            draw = F.pmod(F.xxhash64(F.lit(seed), F.col(f"`{key}`"), value), F.lit(1 << 30))
             source = source.filter(draw < F.lit(int(share * (1 << 30))))
         else:
             source = source.sample(share, seed=seed)
@@ -810,7 +813,7 @@ def paired_difference(
 
 
 # ------------------------------------------------------------------ over time
-PERIOD_BINS = 1_000  # equal-width score bins per period (AUC error bound beside it)
+PERIOD_BINS = 1_000  # equal-width score bins per period (for the AUC interval)
 
 
 def by_period(
@@ -825,10 +828,15 @@ def by_period(
 ) -> list[dict[str, Any]]:
     """The headline metric of scored, labelled rows per value of `period`, with its 95%
     interval, from one aggregation. A binary classifier (`score`: class 1's probability):
-    ROC AUC over PERIOD_BINS equal-width score bins per period (the binning's error
-    bound beside it), its interval from Poisson replicates drawn on those bins as the
+    ROC AUC per period, its interval from Poisson replicates drawn on PERIOD_BINS
+    equal-width score bins per period as the
     evaluation module does. A regressor: RMSE from per-period sums of squared errors,
-    the interval the normal one of the mean squared error, square-rooted."""
+    the interval the normal one of the mean squared error, square-rooted.
+
+    The AUC itself is exact (ties counted half, as scikit-learn does): positives and
+    negatives per distinct score, a running count of the positives above each score
+    over a window per period, summed (`_exact_auc`). The bins give only the interval:
+    their replicates' deviations from the binned point, added to the exact one."""
     y, p = F.col(label).cast("double"), F.col(score).cast("double")
     usable = frame.filter(y.isNotNull() & p.isNotNull() & ~F.isnan(p))
     key = F.col(period).cast("string").alias("period")
@@ -845,6 +853,7 @@ def by_period(
         n, pos = grouped.setdefault(r["period"], (np.zeros(PERIOD_BINS), np.zeros(PERIOD_BINS)))
         n[r["bin"]] += r["n"]
         pos[r["bin"]] += r["pos"]
+    exact = _exact_auc(usable, key, y, p)
     rng = np.random.default_rng(seed)
     out: list[dict[str, Any]] = []
     for name in sorted(grouped, key=str):
@@ -859,14 +868,47 @@ def by_period(
             "interval": None,
         }
         if pos.sum() and neg.sum():
-            found = curves(pos, neg)
-            entry["value"] = float(found["roc"])
-            entry["error_bound"] = float(found["roc_bound"])
+            binned = float(curves(pos, neg)["roc"])
+            entry["value"] = exact.get(name, binned)
             if replicates:
                 drawn = curves(_draw(pos, replicates, rng), _draw(neg, replicates, rng))
-                entry["interval"] = interval(np.asarray(drawn["roc"], dtype=float))
+                shifted = np.asarray(drawn["roc"], dtype=float) - binned + entry["value"]
+                entry["interval"] = interval(np.clip(shifted, 0.0, 1.0))
         out.append(entry)
     return out
+
+
+def _exact_auc(frame: DataFrame, period: F.Column, y: F.Column, p: F.Column) -> dict[str, float]:
+    """ROC AUC per period without binning: per distinct score its positives and
+    negatives, the positives scored higher from a running sum over a window per period
+    (one task per period, spilling as Spark's windows do), then
+    sum(negatives x (positives above + positives tied / 2)) / (P x N)."""
+    from pyspark.sql import Window
+
+    per_score = frame.groupBy(period, p.alias("__p")).agg(
+        F.sum((y == 1.0).cast("double")).alias("__pos"),
+        F.sum((y != 1.0).cast("double")).alias("__neg"),
+    )
+    above = (
+        Window.partitionBy("period")
+        .orderBy(F.col("__p").desc())
+        .rowsBetween(Window.unboundedPreceding, -1)
+    )
+    ranked = per_score.withColumn("__above", F.coalesce(F.sum("__pos").over(above), F.lit(0.0)))
+    sums = (
+        ranked.groupBy("period")
+        .agg(
+            F.sum(F.col("__neg") * (F.col("__above") + F.col("__pos") / 2)).alias("wins"),
+            F.sum("__pos").alias("positives"),
+            F.sum("__neg").alias("negatives"),
+        )
+        .collect()
+    )
+    return {
+        r["period"]: r["wins"] / (r["positives"] * r["negatives"])
+        for r in sums
+        if r["positives"] and r["negatives"]
+    }
 
 
 def _period_errors(frame: DataFrame, key: F.Column, residual: F.Column) -> list[Any]:

@@ -81,8 +81,8 @@ def performance_rows(history: History) -> list[dict[str, Any]]:
         key = (row["model_version"], row["period"])
         entry = judged.setdefault(key, {"model_version": key[0], "period": key[1]})
         metric = row["metric"]
-        if metric == "rows":
-            entry["rows"] = int(row["value"])
+        if metric in ("rows", "labels_resolved"):
+            entry[metric] = int(row["value"])
         elif metric.endswith("_lower"):
             entry["lower"] = row["value"]
         elif metric.endswith("_upper"):

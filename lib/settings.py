@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MEMORY_PATTERN = re.compile(r"^\d+[kmgt]?$", re.IGNORECASE)
 
@@ -146,6 +146,9 @@ class FeatureView(Section):
     # latest version); a changed SQL, a rewritten driving source or --full rebuilds
     incremental: bool = False
     driving: str | None = None  # the driving source; default: the first of `sources`
+    # the columns naming a row: checked before the write (present, not floating-point),
+    # and the table's repeated and null keys counted and reported after it
+    key: list[str] | None = None
 
 
 class NumericFeature(Section):
@@ -246,12 +249,26 @@ class MonitoringSpec(Section):
     # predictions against the registered test metric; a relative drop at or above
     # `degradation_warn` warns, at or above `degradation_drift` flags retraining
     labels: str | None = None  # a labels table (key + label); default: the scored input
+    # a key with several label rows (a label corrected later): "latest" takes the row
+    # with the greatest `labels_order_by` (a timestamp column); unset: keys with two
+    # different labels are refused by name
+    labels_dedup: Literal["latest"] | None = None
+    labels_order_by: str | None = None
     period: Literal["day", "week", "month", "input_version"] = "day"
     degradation_warn: float = Field(default=0.03, ge=0)
     degradation_drift: float = Field(default=0.06, ge=0)
     min_period_rows: int = Field(default=100, ge=1)  # fewer labelled rows: not judged
     # features reported but not judged: those expected to move (a calendar month)
     ignore: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _dedup_has_an_order(self) -> MonitoringSpec:
+        if self.labels_dedup and not self.labels_order_by:
+            raise ValueError(
+                'labels_dedup = "latest" needs labels_order_by, the column that says which '
+                "label row of a key is the latest"
+            )
+        return self
 
 
 class ModelSpec(Section):
@@ -290,6 +307,9 @@ class PredictionSpec(Section):
     input: str  # a table name or path
     output: str  # a table name or path
     key: list[str] | None = None  # default: the model's feature pipeline key
+    # refuse (exit 4, nothing written) rows whose key repeats, in the scored rows or
+    # already in this model's predictions; unset: repeats are counted and reported
+    unique_key: bool = False
     passthrough: list[str] = Field(default_factory=list)  # input columns copied as they are
     partition_by: str | None = None  # a date column of the input, copied; output partitions
     retention_days: int | None = Field(default=None, ge=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,46 @@ def test_an_incremental_view_appends_only_the_driving_sources_new_rows(
     resql = features.run(spark, changed.settings, "trips")
     assert resql.extra["mode"] == "full" and "SQL changed" in resql.message
     assert [r["is_long"] for r in oracle_rows(out)] == [0]
+
+
+def test_a_view_with_a_key_reports_its_repeats_and_names_a_bad_key(
+    spark, lake: Path, tmp_path: Path
+) -> None:
+    """A driving source that delivers a trip twice (incremental, in a later batch): the
+    view's report counts the repeated key over the table written; a key column the view
+    lacks, or a floating-point one, is named before anything is written."""
+    tables = EmbeddedDelta(spark)
+    conf = tmp_path / "view.toml"
+    text = VIEW.format(trips='"latest"').replace(
+        'table = "trip_features"', 'table = "trip_features"\nincremental = true\nkey = ["id"]'
+    )
+    conf.write_text(text)
+    cfg = load_config(conf_file=conf, overrides=[f'lakehouse.root="{lake}"'], environ={})
+    first = features.run(spark, cfg.settings, "trips")
+    assert (first.keys["rows"], first.keys["distinct"], first.keys["duplicated"]) == (4, 4, 0)
+    assert "key id" not in first.message
+    again = spark.createDataFrame(
+        [(2, "sf", 45), (4, "nyc", 31), (None, "sf", 3)], "id int, city string, minutes int"
+    )
+    tables.write(again, str(lake / "trips"))
+    grown = features.run(spark, cfg.settings, "trips")
+    assert (grown.extra["mode"], grown.rows) == ("incremental", 3)
+    keys = grown.keys
+    assert (keys["rows"], keys["distinct"], keys["duplicated"], keys["null_rows"]) == (7, 4, 2, 1)
+    assert "key id: 2 keys on more than one row (2 extra rows, e.g. id=" in grown.message
+    assert "1 rows with a null key" in grown.message
+
+    out = lake / "trip_features"
+    version = tables.version(str(out))
+    for key, message in (
+        ('["id", "route"]', "key column(s) route missing (key: id, route)"),
+        ('["share"]', "key column share is floating-point"),
+    ):
+        bad = text.replace('key = ["id"]', f"key = {key}").replace(
+            "AS is_long", "AS is_long, t.minutes / 60.0D AS share"
+        )
+        conf.write_text(bad)
+        cfg = load_config(conf_file=conf, overrides=[f'lakehouse.root="{lake}"'], environ={})
+        with pytest.raises(InputError, match=re.escape(message)):
+            features.run(spark, cfg.settings, "trips", full=True)
+        assert tables.version(str(out)) == version

@@ -150,3 +150,38 @@ def test_error_bound_holds_on_coarse_bins_and_bootstrap_covers() -> None:
     brute = [roc_auc_score(y, p, sample_weight=w) for w in rows]
     assert np.std(drawn) == pytest.approx(np.std(brute), rel=0.2)
     assert np.mean(drawn) == pytest.approx(exact, abs=0.003)
+
+
+def test_sampled_edges_with_a_repeated_key_are_not_all_or_nothing(spark: SparkSession) -> None:
+    """The edges' sample is chosen by a hash of the key and the value: with a key null on
+    every row (or one customer on many rows) the draw still keeps about the share asked
+    for, on every seed — not every row or none."""
+    frame = spark.range(50_000).select(
+        F.lit(None).cast("string").alias("k"), (F.col("id") / 50_000).alias("v")
+    )
+    targets = np.arange(1, 10) / 10
+    for seed in range(5):
+        # rows_hint 10M: a 2% share of these 50,000 rows (about 1,000) is drawn
+        edges = ev.sample_edges(frame, F.col("v"), 10, rows_hint=10_000_000, seed=seed, key="k")
+        assert edges.size == 9, (seed, edges)
+        assert np.abs(edges - targets).max() < 0.05, (seed, edges)
+
+
+def test_auc_per_period_is_exact_with_ties(spark: SparkSession) -> None:
+    """Per period, ROC AUC equals scikit-learn's to 1e-9 — ties (scores rounded to two
+    decimals, many rows per score) counted half — and the interval holds it."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 4000)
+    p = np.round(np.clip(0.3 * y + rng.normal(0.35, 0.2, 4000), 0, 1), 2)
+    period = np.where(np.arange(4000) < 2500, "a", "b")
+    rows = [(str(t), float(s), int(label)) for t, s, label in zip(period, p, y, strict=True)]
+    frame = spark.createDataFrame(rows, "period string, score double, label int")
+    found = {e["period"]: e for e in ev.by_period(frame, "label", "score", "period", task="binary")}
+    for name, mask in (("a", period == "a"), ("b", period == "b")):
+        expected = roc_auc_score(y[mask], p[mask])
+        assert found[name]["rows"] == int(mask.sum())
+        assert abs(found[name]["value"] - expected) <= 1e-9
+        low, high = found[name]["interval"]
+        assert low < found[name]["value"] < high

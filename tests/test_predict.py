@@ -309,3 +309,81 @@ def test_an_xgboost_model_scores_the_same_as_its_pipeline(
     for row in direct:
         assert rows[row["id"]]["probability"] == pytest.approx(row["probability"][1], abs=1e-12)
         assert rows[row["id"]]["prediction"] == row["prediction"]
+
+
+def test_repeated_and_null_keys_are_counted_and_refused_when_unique(
+    spark: SparkSession, lake: Path, tmp_path: Path
+) -> None:
+    """The key is counted over the scored rows: repeats and null keys are in the report;
+    `unique_key = true` refuses them (in the batch, or already in this model's
+    predictions) and a key column null on every row is refused always, nothing
+    written. A floating-point key and a composite key with a missing column are named."""
+    tables = EmbeddedDelta(spark)
+    source, out = str(tmp_path / "in"), str(tmp_path / "out")
+    batch = applicants(spark, 0, 60)
+    twice = batch.filter("id < 5")
+    nulls = batch.filter("id >= 57").withColumn("id", F.lit(None).cast("long"))
+    tables.write(batch.filter("id < 57").unionByName(twice).unionByName(nulls), source)
+    settings = settings_for(lake, tmp_path)
+    counted = run(spark, settings, input=source, output=out)
+    assert counted.rows_scored == 65  # every row scored once: 57 + 5 again + 3 nulls
+    keys = counted.keys
+    assert (keys["rows"], keys["distinct"], keys["duplicated"]) == (65, 57, 5)
+    assert (keys["duplicate_rows"], keys["null_rows"]) == (5, 3)
+    assert keys["example"].startswith("id=") and int(keys["example"][3:]) < 5
+    assert "key id: 5 keys on more than one row (5 extra rows" in counted.message
+    assert "3 rows with a null key" in counted.message
+
+    strict = settings_for(lake, tmp_path, extra="unique_key = true")
+    unique_out = str(tmp_path / "unique_out")
+    with pytest.raises(InputError) as caught:
+        run(spark, strict, input=source, output=unique_out)
+    assert "5 values of key id are on more than one row (e.g. id=" in str(caught.value)
+    assert "predictions.unique_key" in str(caught.value)
+    assert not Path(unique_out).exists()
+
+    clean = str(tmp_path / "clean")
+    tables.write(batch.filter("id < 40"), clean)
+    assert run(spark, strict, input=clean, output=unique_out).rows_scored == 40
+    tables.write(batch.filter("id >= 38"), clean)  # ids 38 and 39 arrive again
+    before = tables.version(unique_out)
+    with pytest.raises(InputError) as caught:
+        run(spark, strict, input=clean, output=unique_out)
+    assert "2 new rows have a key people_lr's predictions already hold" in str(caught.value)
+    assert tables.version(unique_out) == before
+    # without unique_key the same append is taken, and counted over the new rows
+    grown = run(spark, settings, input=clean, output=unique_out)
+    assert (grown.mode, grown.rows_scored, grown.keys["duplicated"]) == ("incremental", 22, 0)
+
+    empty_key = str(tmp_path / "empty_key")
+    tables.write(batch.withColumn("id", F.lit(None).cast("long")), empty_key)
+    nowhere = str(tmp_path / "nowhere")
+    with pytest.raises(InputError, match="key column id is null in all 60 rows"):
+        run(spark, settings, input=empty_key, output=nowhere)
+    floating = str(tmp_path / "floating")
+    tables.write(batch.withColumn("weight", F.col("id") / 3), floating)
+    weighted = settings_for(lake, tmp_path, extra='key = ["id", "weight"]')
+    with pytest.raises(InputError, match="key column weight is floating-point"):
+        run(spark, weighted, input=floating, output=nowhere)
+    composite = settings_for(lake, tmp_path, extra='key = ["id", "branch"]')
+    with pytest.raises(InputError, match=r"missing columns branch \(key\)"):
+        run(spark, composite, input=clean, output=nowhere)
+    assert not Path(nowhere).exists()
+
+
+def test_repeated_key_refusals_are_one_line_exit_4(
+    spark: SparkSession, lake: Path, tmp_path: Path, cli_globals: list[str]
+) -> None:
+    conf = tmp_path / "predict.toml"
+    conf.write_text(CONF.format(extra="unique_key = true"))
+    source, out = str(tmp_path / "in"), str(tmp_path / "out")
+    rows = applicants(spark, 0, 20)
+    EmbeddedDelta(spark).write(rows.unionByName(rows.filter("id = 3")), source)
+    base = [*cli_globals, "--conf", str(conf), "--set", f'lakehouse.root="{lake}"']
+    done = CliRunner().invoke(
+        app, [*base, "predict", "people_lr", "--input", source, "--output", out]
+    )
+    assert done.exit_code == 4
+    assert done.stderr.count("\n") == 1
+    assert "1 values of key id are on more than one row (e.g. id=3)" in done.stderr
+    assert not Path(out).exists()

@@ -52,6 +52,27 @@ def test_folds_are_even_stable_and_cut_across_splits(keyed) -> None:
     assert assignment(again, "fold") == assignment(both, "fold")
 
 
+def test_rows_repeating_a_key_land_in_one_split_and_fold(spark: SparkSession) -> None:
+    """A customer's snapshots (one key, different rows) are never both trained on and
+    tested on: every copy of a key gets the same split and fold."""
+    snapshots = spark.range(3000).select(
+        (F.col("id") % 500).cast("string").alias("customer"), F.col("id").alias("row")
+    )
+    split = with_fold(with_split(snapshots, "customer", seed=3), "customer", 4, seed=3)
+    per_key = split.groupBy("customer").agg(
+        F.countDistinct("split").alias("splits"),
+        F.countDistinct("fold").alias("folds"),
+        F.count(F.lit(1)).alias("rows"),
+    )
+    found = per_key.agg(F.max("splits"), F.max("folds"), F.min("rows"), F.count(F.lit(1)))
+    assert tuple(found.first()) == (1, 1, 6, 500)
+    assert {r["split"] for r in split.select("split").distinct().collect()} == {
+        "train",
+        "validation",
+        "test",
+    }
+
+
 def test_a_null_key_has_one_split_and_one_fold(spark: SparkSession) -> None:
     df = spark.createDataFrame([(None,), (None,), ("a",)], "key string")
     rows = with_fold(with_split(df, "key"), "key", 3).filter("key IS NULL").collect()
