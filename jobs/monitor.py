@@ -263,14 +263,18 @@ def performance(
         & (F.col("model_version") == model.version)
         & F.col("input_table").isin(*recorded_forms(input_uri, settings))
     ).select(*[F.col(f"`{c}`") for c in key], F.col(score).alias(SCORE), period.alias("__period"))
-    known, resolved = one_label_per_key(
-        labels.df, key, label, f"{labels.uri}@{labels.version}", latest_by=order_by
+    known = one_label_per_key(
+        labels.df, key, label, f"{labels.uri}@{labels.version}", latest_by=tuple(order_by)
     )
     if spec.labels:
         # a labels table says nothing of which of two scored rows with one key it labels
         _refuse_repeated_keys(rows, key, f"predictions of {model.name}@{model.version}")
     # each scored row meets exactly one label: never a row per pair of key copies
     joined = rows.join(known, key)
+    resolved = {}
+    if order_by:  # scored rows whose label was chosen among a key's several rows
+        chosen = joined.filter(F.col("__set_aside") > 0).groupBy("__period").count().collect()
+        resolved = {r["__period"]: int(r["count"]) for r in chosen}
     found = evaluation.by_period(
         joined, "__label", SCORE, "__period", task=task, seed=int(model.manifest.get("seed", 42))
     )
@@ -280,11 +284,12 @@ def performance(
     for entry in found:
         if entry["value"] is None or entry["rows"] < spec.min_period_rows:
             continue
-        if (entry["period"], entry["rows"]) in recorded:
-            continue
+        judged = recorded.get((entry["period"], entry["rows"]), set())
+        if entry.get("positives") in judged or None in judged:
+            continue  # these labels were judged (older runs did not record positives)
         entry["baseline"] = baseline
         if order_by:
-            entry["labels_resolved"] = resolved
+            entry["labels_resolved"] = resolved.get(entry["period"], 0)
         entry["drop"] = None
         entry["status"] = "ok"
         if baseline:
@@ -296,12 +301,18 @@ def performance(
 
 
 def one_label_per_key(
-    labels_df: DataFrame, key: list[str], label: str, where: str, *, latest_by: list[str] = ()
-) -> tuple[DataFrame, int]:
-    """The labels as one row per key (`__label`), and how many label rows `latest_by`
-    set aside: a key repeated with one label (the same record twice, or in two batches)
-    is that label once; with `latest_by` (labels_dedup = "latest"), only a key's rows
-    with the greatest value of that column count.
+    labels_df: DataFrame,
+    key: list[str],
+    label: str,
+    where: str,
+    *,
+    latest_by: tuple[str, ...] = (),
+) -> DataFrame:
+    """The labels as one row per key (`__label`), with how many of the key's label rows
+    `latest_by` set aside (`__set_aside`): a key repeated with one label (the same record
+    twice, or in two batches) is that label once; with `latest_by` (labels_dedup =
+    "latest"), only a key's rows with the greatest value of that column count (a null
+    there sorts oldest; rows without a label are not label rows).
 
     Raises:
         InputError: a key of floating-point type (equality is fragile), a key null in
@@ -325,12 +336,12 @@ def one_label_per_key(
         F.sum((~kept).cast("long")).alias("__set_aside"),
     )
     whole = functools.reduce(lambda a, b: a & b, [c.isNotNull() for c in keys])
+    conflict = whole & (F.col("__labels") > 1)  # a null key meets no scored row
     found = grouped.agg(
         F.count(F.lit(1)).alias("groups"),
         F.sum(whole.cast("long")).alias("keyed"),
-        F.sum((F.col("__labels") > 1).cast("long")).alias("conflicts"),
-        F.first(F.when(F.col("__labels") > 1, F.struct(*keys)), ignorenulls=True).alias("example"),
-        F.sum("__set_aside").alias("set_aside"),
+        F.sum(conflict.cast("long")).alias("conflicts"),
+        F.first(F.when(conflict, F.struct(*keys)), ignorenulls=True).alias("example"),
     ).collect()[0]
     if found["groups"] and not found["keyed"]:
         raise InputError(
@@ -346,7 +357,7 @@ def one_label_per_key(
             f"one label{at} (e.g. {example}); performance needs one label per scored row: "
             f"key the predictions by columns that identify a row{remedy}; nothing appended"
         )
-    return grouped.drop("__labels", "__set_aside"), int(found["set_aside"] or 0)
+    return grouped.drop("__labels")
 
 
 def _refuse_repeated_keys(rows_df: DataFrame, key: list[str], where: str) -> None:
@@ -375,20 +386,31 @@ def _offending_keys(offending_df: DataFrame, key: list[str]) -> tuple[int, str]:
     return found["keys"], ", ".join(f"{c}={found['example'][c]!r}" for c in key)
 
 
-def _recorded_periods(tables: DeltaTables, monitoring: str, model: ModelVersion) -> set:
-    """(period, labelled rows) already judged for this model version."""
+def _recorded_periods(
+    tables: DeltaTables, monitoring: str, model: ModelVersion
+) -> dict[tuple[str, int], set[int | None]]:
+    """(period, labelled rows) already judged for this model version -> the positives
+    each time (None: not recorded, as before positives were). A period is judged again
+    when its labelled rows or its positives changed (labels landed, or were corrected)."""
+    judged: dict[tuple[str, int], set[int | None]] = {}
     if not tables.exists(monitoring):
-        return set()
+        return judged
     frame = tables.read(monitoring).df
     if "period" not in frame.columns:
-        return set()  # another schema: the append names it
+        return judged  # another schema: the append names it
     rows = frame.filter(
         (F.col("feature") == PERFORMANCE)
         & (F.col("model") == model.name)
         & (F.col("model_version") == model.version)
-        & (F.col("metric") == "rows")
-    ).select("period", "value")
-    return {(r["period"], int(r["value"])) for r in rows.collect()}
+        & F.col("metric").isin("rows", "positives")
+    ).select("run_id", "period", "metric", "value")
+    runs: dict[tuple[str, str], dict[str, int]] = {}
+    for r in rows.collect():
+        runs.setdefault((r["run_id"], r["period"]), {})[r["metric"]] = int(r["value"])
+    for (_, period), found in runs.items():
+        if "rows" in found:
+            judged.setdefault((period, found["rows"]), set()).add(found.get("positives"))
+    return judged
 
 
 def monitor(
@@ -637,6 +659,7 @@ def _append(
             (f"{entry['metric']}_lower", low, None),
             (f"{entry['metric']}_upper", high, None),
             ("rows", float(entry["rows"]), None),
+            ("positives", entry.get("positives"), None),
             ("labels_resolved", entry.get("labels_resolved"), None),
         ):
             if value is not None:

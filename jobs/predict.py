@@ -375,7 +375,8 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
         )
         report.mode = "skipped"
         return _finish(report, started)
-    _check_keys(tables, plan, model.name, frame, key, report, appending=same_slice)
+    appending = report.mode == "incremental" and same_slice  # else the slice is replaced
+    _check_keys(tables, plan, model.name, frame, key, report, appending=appending)
     lineage = {
         MODEL_NAME: model.name,
         "model_version": model.version,
@@ -449,8 +450,8 @@ def _check_keys(
 ) -> None:
     """Count the key over the rows to score (one aggregation over the key columns) into
     the report. A key column null on every row is refused; with `unique_key`, so are
-    repeated keys, and keys this model's predictions already hold (an incremental
-    append). Nothing is written when refused.
+    repeated keys, null keys, and keys this model's predictions already hold (an
+    incremental append; a rescore replaces them). Nothing is written when refused.
 
     Raises:
         InputError: the key column(s) and how many keys, with an example.
@@ -463,12 +464,14 @@ def _check_keys(
         if counts.duplicated or counts.null_rows:
             log.warning("key repeats", extra={"key": key, **report.keys})
         return
-    if counts.duplicated:
-        raise InputError(
-            f"{where}: {counts.duplicated} values of key {', '.join(key)} are on more than "
-            f"one row (e.g. {counts.example}) and predictions.unique_key is set; nothing "
-            "was written"
+    if counts.duplicated or counts.null_rows:
+        what = (
+            f"{counts.duplicated} values of key {', '.join(key)} are on more than one row "
+            f"(e.g. {counts.example})"
+            if counts.duplicated
+            else f"{counts.null_rows} rows have a null in key {', '.join(key)} (no identity)"
         )
+        raise InputError(f"{where}: {what} and predictions.unique_key is set; nothing was written")
     if not appending:
         return
     columns = [F.col(f"`{c}`") for c in key]

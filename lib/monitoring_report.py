@@ -75,13 +75,15 @@ def monitoring_runs(history: History) -> list[dict[str, Any]]:
 def performance_rows(history: History) -> list[dict[str, Any]]:
     """The judged periods: period, model version, metric, value, interval, status."""
     judged: dict[tuple, dict[str, Any]] = {}
-    for row in history.monitoring:
+    # oldest first: a period judged again (labels landed or were corrected) shows its
+    # latest figures
+    for row in sorted(history.monitoring, key=lambda r: r["monitored_at"]):
         if row["feature"] != PERFORMANCE:
             continue
         key = (row["model_version"], row["period"])
         entry = judged.setdefault(key, {"model_version": key[0], "period": key[1]})
         metric = row["metric"]
-        if metric in ("rows", "labels_resolved"):
+        if metric in ("rows", "positives", "labels_resolved"):
             entry[metric] = int(row["value"])
         elif metric.endswith("_lower"):
             entry["lower"] = row["value"]

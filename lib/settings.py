@@ -268,6 +268,10 @@ class MonitoringSpec(Section):
                 'labels_dedup = "latest" needs labels_order_by, the column that says which '
                 "label row of a key is the latest"
             )
+        if self.labels_order_by and not self.labels_dedup:
+            raise ValueError(
+                'labels_order_by is used only with labels_dedup = "latest"; set both or neither'
+            )
         return self
 
 
@@ -307,7 +311,7 @@ class PredictionSpec(Section):
     input: str  # a table name or path
     output: str  # a table name or path
     key: list[str] | None = None  # default: the model's feature pipeline key
-    # refuse (exit 4, nothing written) rows whose key repeats, in the scored rows or
+    # refuse (exit 4, nothing written) rows whose key repeats or is null, in the scored rows or
     # already in this model's predictions; unset: repeats are counted and reported
     unique_key: bool = False
     passthrough: list[str] = Field(default_factory=list)  # input columns copied as they are

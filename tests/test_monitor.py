@@ -372,6 +372,7 @@ def test_snapshots_corrected_labels_and_null_keys(
     outcomes = [(i, m, y, first) for (i, m), y in truth.items()]
     corrected = {(i, "2024-02"): 1 - truth[(i, "2024-02")] for i in range(10)}
     outcomes += [(i, m, y, later) for (i, m), y in corrected.items()]
+    outcomes += [(None, "2024-01", 0, first), (None, "2024-01", 1, first)]  # meet no row
     schema = "id long, month string, label int, labelled_at timestamp"
     tables.write(spark.createDataFrame(outcomes, schema), str(own / "outcomes"))
     labelled = f'{by_month}\n[models.people_lr.monitoring]\nlabels = "outcomes"'
@@ -390,6 +391,24 @@ def test_snapshots_corrected_labels_and_null_keys(
     recorded = oracle_rows(str(own / "_monitoring"))
     assert [r["value"] for r in recorded if r["metric"] == "labels_resolved"] == [10.0]
 
+    # one more correction after the period was judged: judged again, the report follows
+    latest_of_all = dt.datetime(2024, 5, 1)
+    fix = [(20, "2024-01", 1 - truth[(20, "2024-01")], latest_of_all)]
+    tables.write(spark.createDataFrame(fix, schema), str(own / "outcomes"), mode="append")
+    [again] = judged(latest, 0)["performance"]
+    final[(20, "2024-01")] = fix[0][2]
+    expected = roc_auc_score(
+        [final[(r["id"], r["month"])] for r in rows], [r["probability"] for r in rows]
+    )
+    assert (again["rows"], again["labels_resolved"]) == (600, 11)
+    assert abs(again["value"] - expected) <= 1e-6 and again["value"] != period["value"]
+    assert judged(latest, 0)["performance"] == []  # nothing new: nothing judged
+    from batchml.jobs.report import history_of
+    from batchml.lib.monitoring_report import performance_rows
+
+    [drawn] = performance_rows(history_of(settings_for(own, tmp_path), "people_lr"))
+    assert (drawn["value"], drawn["rows"], drawn["labels_resolved"]) == (again["value"], 600, 11)
+
     tie = [(0, "2024-02", truth[(0, "2024-02")], later)]  # two labels at the latest time
     tables.write(spark.createDataFrame(tie, schema), str(own / "outcomes"), mode="append")
     refused = judged(latest, 4)["stderr"]
@@ -404,3 +423,6 @@ def test_snapshots_corrected_labels_and_null_keys(
     done = invoke(cli_globals, own, tmp_path, "people_lr", extra=unordered)
     assert done.exit_code == 2 and done.stderr.count("\n") == 1
     assert "labels_order_by" in done.stderr
+    orphan = f'{labelled}\nlabels_order_by = "labelled_at"'
+    done = invoke(cli_globals, own, tmp_path, "people_lr", extra=orphan)
+    assert done.exit_code == 2 and 'only with labels_dedup = "latest"' in done.stderr

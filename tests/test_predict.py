@@ -342,9 +342,12 @@ def test_repeated_and_null_keys_are_counted_and_refused_when_unique(
     assert "predictions.unique_key" in str(caught.value)
     assert not Path(unique_out).exists()
 
+    tables.write(batch.filter("id < 57").unionByName(nulls), str(tmp_path / "nulls_only"))
     clean = str(tmp_path / "clean")
     tables.write(batch.filter("id < 40"), clean)
     assert run(spark, strict, input=clean, output=unique_out).rows_scored == 40
+    rescored = run(spark, strict, input=clean, output=unique_out, full=True)
+    assert (rescored.mode, rescored.rows_scored) == ("full", 40)  # replaces its own keys
     tables.write(batch.filter("id >= 38"), clean)  # ids 38 and 39 arrive again
     before = tables.version(unique_out)
     with pytest.raises(InputError) as caught:
@@ -355,6 +358,8 @@ def test_repeated_and_null_keys_are_counted_and_refused_when_unique(
     grown = run(spark, settings, input=clean, output=unique_out)
     assert (grown.mode, grown.rows_scored, grown.keys["duplicated"]) == ("incremental", 22, 0)
 
+    with pytest.raises(InputError, match="3 rows have a null in key id"):
+        run(spark, strict, input=str(tmp_path / "nulls_only"), output=unique_out)
     empty_key = str(tmp_path / "empty_key")
     tables.write(batch.withColumn("id", F.lit(None).cast("long")), empty_key)
     nowhere = str(tmp_path / "nowhere")
