@@ -53,10 +53,35 @@ class DeltaSettings(Section):
     jar_cache: str = "~/.cache/batchml/delta"
 
 
+OBJECT_STORE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
+def local_root(value: str) -> str:
+    """A lakehouse location as a local path: `file://` URIs become their path; any other
+    scheme is refused. Every file operation batchml does beside Spark's (ingest's
+    listing and hashes, manifests, reports, the ledger, staging) is on a local or mounted
+    filesystem, so an object-store root would silently become a local folder named
+    `s3a:` (issue 32 brings object stores)."""
+    if value.lower().startswith("file:"):
+        path = re.sub(r"^file:(//(localhost)?)?", "", value, flags=re.IGNORECASE)
+        return path or "/"
+    if OBJECT_STORE.match(value):
+        raise ValueError(
+            "a local or mounted path (object-store roots such as s3a://bucket/lake are not "
+            "supported yet: mount the bucket, or keep the lakehouse on a shared filesystem)"
+        )
+    return value
+
+
 class LakehouseSettings(Section):
     """Where tables, models and checkpoints live."""
 
     root: str = "./lakehouse"
+
+    @field_validator("root")
+    @classmethod
+    def _local(cls, value: str) -> str:
+        return local_root(value)
 
 
 class RegistrySettings(Section):
@@ -64,12 +89,22 @@ class RegistrySettings(Section):
 
     root: str = "_registry"  # relative paths are under lakehouse.root
 
+    @field_validator("root")
+    @classmethod
+    def _local(cls, value: str) -> str:
+        return local_root(value)
+
 
 class RunsSettings(Section):
     """The runs table: one row per job run, with what it read, wrote and cost."""
 
     record: bool = True
     table: str = "_runs"  # under lakehouse.root unless absolute
+
+    @field_validator("table")
+    @classmethod
+    def _local(cls, value: str) -> str:
+        return local_root(value)
 
 
 class LoggingSettings(Section):

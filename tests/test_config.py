@@ -124,6 +124,22 @@ def test_versions_registered_before_keep_their_config_hash(tmp_path: Path) -> No
     assert "5262d18cf5db4685" not in load(conf).earlier_config_hashes()
 
 
+def test_an_object_store_root_is_refused_and_a_file_uri_is_a_path(conf_dir: Path) -> None:
+    """Until the storage layer reaches object stores, an `s3a://` root is refused by
+    name rather than silently becoming a local folder `s3a:/bucket/lake`."""
+    for where in ("lakehouse.root", "registry.root", "runs.table"):
+        with pytest.raises(ConfigError) as caught:
+            load(conf_dir, overrides=[f'{where}="s3a://bucket/lake"'])
+        text = str(caught.value)
+        assert f"--set: {where}: expected a local or mounted path" in text
+        assert "s3a://bucket/lake" in text and "\n" not in text
+    local = load(conf_dir, overrides=['lakehouse.root="file:///data/lake"']).settings
+    assert local.lakehouse.root == "/data/lake"
+    assert load(conf_dir, overrides=['lakehouse.root="file:/data"']).settings.lakehouse.root == (
+        "/data"
+    )
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
