@@ -456,6 +456,8 @@ def _check_keys(
     Raises:
         InputError: the key column(s) and how many keys, with an example.
     """
+    if not plan.spec.count_keys:
+        return
     where = f"input {report.input_table}@{report.input_version}"
     counts = count_keys(frame, key)
     refuse_all_null(counts, key, where)

@@ -334,6 +334,13 @@ def test_repeated_and_null_keys_are_counted_and_refused_when_unique(
     assert "key id: 5 keys on more than one row (5 extra rows" in counted.message
     assert "3 rows with a null key" in counted.message
 
+    uncounted = settings_for(lake, tmp_path, extra="count_keys = false")
+    skipped = run(spark, uncounted, input=source, output=str(tmp_path / "uncounted"))
+    assert (skipped.rows_scored, skipped.keys) == (65, {})
+    assert "key id" not in skipped.message
+    with pytest.raises(ConfigError, match="unique_key = true needs count_keys"):
+        settings_for(lake, tmp_path, extra="count_keys = false\nunique_key = true")
+
     strict = settings_for(lake, tmp_path, extra="unique_key = true")
     unique_out = str(tmp_path / "unique_out")
     with pytest.raises(InputError) as caught:
