@@ -14,6 +14,7 @@ import typer
 from pyspark.sql import SparkSession
 
 from batchml.jobs.app import JsonOption, RunContext, emit, fail, reports_errors
+from batchml.lib import storage
 from batchml.lib.config import ResolvedConfig
 from batchml.lib.delta import connector_jar as delta_jar
 from batchml.lib.delta.backend import session_backend
@@ -76,7 +77,10 @@ def run(
     java_ok = _check_java(report)
     _check_memory(report, settings.spark.driver_memory)
     _check_lakehouse(report, settings.lakehouse.root)
-    if java_ok:
+    lake_failed = report.checks[-1].status == "fail" and storage.is_remote(settings.lakehouse.root)
+    if lake_failed:  # Spark would fail on the same store (its event log is there)
+        report.checks.append(Check("spark", "fail", "not started: the object store failed"))
+    elif java_ok:
         _check_spark(report, start_spark, settings.delta.backend)
         if executors and report.ok:
             _check_executors(report, start_spark())
@@ -117,8 +121,8 @@ def _check_memory(report: DoctorReport, driver_memory: str) -> None:
 
 
 def _check_lakehouse(report: DoctorReport, root: str) -> None:
-    if "://" in root:
-        report.checks.append(Check("lakehouse", "ok", f"{root} (remote: not checked)"))
+    if storage.is_remote(root):
+        _check_object_store(report, root)
         return
     path = Path(root).expanduser().resolve()
     report.facts["lakehouse_root"] = str(path)
@@ -136,6 +140,26 @@ def _check_lakehouse(report: DoctorReport, root: str) -> None:
         return
     state = "exists" if probe == path else f"will be created under {probe}"
     report.checks.append(Check("lakehouse", "ok", f"{path} is writable ({state})"))
+
+
+def _check_object_store(report: DoctorReport, root: str) -> None:
+    """Write, read back and delete a probe object under the root: the endpoint, the
+    bucket and the credentials all answer, or the one that does not is named."""
+    config = storage.current()
+    report.facts["lakehouse_root"] = root
+    report.facts["storage_endpoint"] = config.endpoint or "the store's default"
+    report.facts["storage_credentials"] = (
+        "[storage] or AWS_* variables" if config.access_key else "the default chain"
+    )
+    try:
+        seconds = storage.probe(root)
+    except BatchmlError as exc:
+        report.checks.append(Check("lakehouse", "fail", str(exc)))
+        return
+    report.checks.append(
+        Check("lakehouse", "ok", f"{root}: a probe object written, read and deleted in "
+              f"{seconds * 1000:.0f} ms")
+    )  # fmt: skip
 
 
 def _check_spark(

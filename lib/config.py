@@ -55,7 +55,7 @@ class ResolvedConfig:
     def config_hash(self) -> str:
         """A stable hash of the resolved settings (secrets included, never printed), but
         for where the lakehouse is: a copied or moved lakehouse runs the same config."""
-        payload = self.settings.model_dump(mode="json")
+        payload = _computed(self.settings)
         payload["lakehouse"] = {k: v for k, v in payload["lakehouse"].items() if k != "root"}
         return _hash(payload)
 
@@ -64,7 +64,7 @@ class ResolvedConfig:
         registered carry: over every setting, the lakehouse root included, and with
         each source's `content_hash` as its default was then (false) unless a config
         file or `--set` gave it."""
-        payload = self.settings.model_dump(mode="json")
+        payload = _computed(self.settings)
         hashes = [_hash(payload)]
         defaulted = [
             name
@@ -76,6 +76,14 @@ class ResolvedConfig:
                 payload["sources"][name]["content_hash"] = False
             hashes.append(_hash(payload))
         return tuple(hashes)
+
+
+def _computed(settings: Settings) -> dict[str, Any]:
+    """The settings that decide what a run computes: all but `[storage]` (how the store
+    is reached, credentials included, is not what a model learns from)."""
+    payload = settings.model_dump(mode="json")
+    payload.pop("storage", None)
+    return payload
 
 
 def _hash(payload: dict[str, Any]) -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import posixpath
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from batchml.lib import storage
 from batchml.lib.settings import Settings, TableContract
 
 
@@ -15,7 +17,10 @@ def resolve_path(path: str, settings: Settings) -> str:
         return path
     if Path(path).expanduser().is_absolute():
         return str(Path(path).expanduser())
-    return str((Path(settings.lakehouse.root).expanduser() / path).resolve())
+    root = settings.lakehouse.root
+    if storage.is_remote(root):  # joined as a URI: a path there is never a local folder
+        return storage.join(root, posixpath.normpath(path.replace(os.sep, "/")))
+    return str((Path(root).expanduser() / path).resolve())
 
 
 def table_uris(name: str, contract: TableContract, settings: Settings) -> tuple[str, str]:

@@ -27,17 +27,15 @@ import json
 import os
 import random
 import re
-import shutil
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import types as T
 
-from batchml.lib import runs
+from batchml.lib import runs, storage
 from batchml.lib.delta import CommitConflict, DeltaTables, WriteToken
 from batchml.lib.delta.snapshots import table_exists, table_rows
 from batchml.lib.errors import InputError
@@ -170,9 +168,9 @@ class Registry:
                     "name": name,
                     "version": version,
                 }
-                Path(artifact).mkdir(parents=True, exist_ok=True)
-                (Path(artifact) / "manifest.json").write_text(
-                    json.dumps(entry, indent=2, default=str)
+                storage.write_text(
+                    storage.join(artifact, "manifest.json"),
+                    json.dumps(entry, indent=2, default=str),
                 )
                 row = (
                     name,
@@ -200,7 +198,7 @@ class Registry:
         except BaseException:
             # No version row points at this artifact: remove it (a lost race, a failure)
             if not self._referenced(artifact):
-                shutil.rmtree(artifact, ignore_errors=True)
+                storage.delete_tree(artifact)
             raise
 
     def set_alias(self, name: str, version: int, alias: str) -> None:
@@ -321,8 +319,11 @@ class Registry:
         or registered before scorers were saved)."""
         from batchml.lib.linear_scorer import LinearScorer
 
-        path = Path(version.artifact_uri) / SCORER_FILE
-        return LinearScorer.from_json(path.read_text()) if path.exists() else None
+        try:
+            text = storage.read_text(storage.join(version.artifact_uri, SCORER_FILE))
+        except FileNotFoundError:
+            return None
+        return LinearScorer.from_json(text)
 
     def pinned_table_versions(self) -> dict[str, set[int]]:
         """Table -> the versions registered models were trained on (vacuum must keep them)."""
@@ -405,8 +406,7 @@ def _save_scorer(model: PipelineModel, artifact: str) -> None:
             extra={"why": str(exc)},
         )
         return
-    Path(artifact).mkdir(parents=True, exist_ok=True)
-    (Path(artifact) / SCORER_FILE).write_text(scorer.to_json())
+    storage.write_text(storage.join(artifact, SCORER_FILE), scorer.to_json())
 
 
 def registry_of(settings: Settings, tables: DeltaTables | None = None) -> Registry:

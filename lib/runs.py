@@ -213,8 +213,16 @@ def append(uri: str, row: dict[str, Any]) -> None:
     import pyarrow as pa
     from deltalake import write_deltalake
 
+    from batchml.lib import storage
+
     table = pa.Table.from_pylist([row], schema=runs_schema())
-    write_deltalake(uri, table, mode="append", schema_mode="merge")
+    write_deltalake(
+        storage.delta_rs_uri(uri),
+        table,
+        mode="append",
+        schema_mode="merge",
+        storage_options=storage.delta_options(uri),
+    )
 
 
 def list_runs(uri: str, *, job: str | None = None, limit: int | None = None) -> list[dict]:

@@ -53,24 +53,62 @@ class DeltaSettings(Section):
     jar_cache: str = "~/.cache/batchml/delta"
 
 
-OBJECT_STORE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
+# the object stores a lake location may be on (lib/storage.py knows each); `s3`, `s3a`
+# and `s3n` name one store, as do `gs`/`gcs` and `abfs`/`abfss`/`az`
+OBJECT_STORE_SCHEMES = ("s3a", "s3", "s3n", "gs", "gcs", "abfss", "abfs", "az")
 
 
-def local_root(value: str) -> str:
-    """A lakehouse location as a local path: `file://` URIs become their path; any other
-    scheme is refused. Every file operation batchml does beside Spark's (ingest's
-    listing and hashes, manifests, reports, the ledger, staging) is on a local or mounted
-    filesystem, so an object-store root would silently become a local folder named
-    `s3a:` (issue 32 brings object stores)."""
+def lake_location(value: str) -> str:
+    """A lakehouse location: a local path, a `file:` URI (becomes its path) or an
+    object-store URI (`s3a://bucket/lake`, `gs://`, `abfss://`); any other scheme is
+    refused by name (`hdfs://` included: mount it, or use an object store)."""
     if value.lower().startswith("file:"):
         path = re.sub(r"^file:(//(localhost)?)?", "", value, flags=re.IGNORECASE)
         return path or "/"
-    if OBJECT_STORE.match(value):
+    match = SCHEME.match(value)
+    if match is None:
+        return value  # a path
+    scheme = match.group(1).lower()
+    if scheme not in OBJECT_STORE_SCHEMES:
         raise ValueError(
-            "a local or mounted path (object-store roots such as s3a://bucket/lake are not "
-            "supported yet: mount the bucket, or keep the lakehouse on a shared filesystem)"
+            "a local path, a file:// URI or an object-store URI (s3a://, s3://, gs://, "
+            f"abfss://), not the unknown scheme {scheme}://"
         )
+    if not re.match(r"^[^:]+://[^/]+", value):
+        raise ValueError(f"an object-store URI naming its bucket ({scheme}://BUCKET/PATH)")
     return value
+
+
+class StorageSettings(Section):
+    """How batchml reaches an object store, in one place: Hadoop's S3A settings,
+    deltalake's storage options and batchml's own file operations all come from here.
+    Unset values fall back to the standard variables (`AWS_ENDPOINT_URL`, `AWS_REGION`,
+    `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) and then to the
+    store's own credential chain (instance profiles, workload identity)."""
+
+    endpoint: str | None = None  # an S3-compatible server: http://127.0.0.1:9000
+    region: str | None = None
+    path_style: bool | None = None  # default: true with an endpoint, else false
+    access_key: str | None = None  # use ${env:NAME}: never write a key into a file
+    secret_key: str | None = None
+    session_token: str | None = None
+    # seconds: a request that cannot connect fails after this (unreachable endpoint)
+    connect_timeout: Annotated[float, Field(gt=0)] = 5.0
+    request_timeout: Annotated[float, Field(gt=0)] = 60.0
+    # where hadoop-aws and the AWS SDK modules S3A needs are cached (fetched on first use
+    # of an s3a:// location)
+    jar_cache: str = "~/.cache/batchml/s3a"
+    # more deltalake storage options (GCS, ADLS: google_service_account,
+    # azure_storage_account_name, ...), passed as they are
+    options: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/]+/?$", value):
+            raise ValueError("an endpoint URL such as http://127.0.0.1:9000 (no path)")
+        return value.rstrip("/") if value else value
 
 
 class LakehouseSettings(Section):
@@ -80,8 +118,8 @@ class LakehouseSettings(Section):
 
     @field_validator("root")
     @classmethod
-    def _local(cls, value: str) -> str:
-        return local_root(value)
+    def _location(cls, value: str) -> str:
+        return lake_location(value)
 
 
 class RegistrySettings(Section):
@@ -91,8 +129,8 @@ class RegistrySettings(Section):
 
     @field_validator("root")
     @classmethod
-    def _local(cls, value: str) -> str:
-        return local_root(value)
+    def _location(cls, value: str) -> str:
+        return lake_location(value)
 
 
 class RunsSettings(Section):
@@ -103,8 +141,8 @@ class RunsSettings(Section):
 
     @field_validator("table")
     @classmethod
-    def _local(cls, value: str) -> str:
-        return local_root(value)
+    def _location(cls, value: str) -> str:
+        return lake_location(value)
 
 
 class LoggingSettings(Section):
@@ -396,6 +434,7 @@ class Settings(Section):
     delta: DeltaSettings = Field(default_factory=DeltaSettings)
     lakehouse: LakehouseSettings = Field(default_factory=LakehouseSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     runs: RunsSettings = Field(default_factory=RunsSettings)
     tables: dict[str, TableContract] = Field(default_factory=dict)

@@ -13,6 +13,7 @@ from pathlib import Path
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
+from batchml.lib import storage
 from batchml.lib.errors import EnvironmentProblem, first_line
 from batchml.lib.jvm_output import relay
 from batchml.lib.logs import get_logger
@@ -33,10 +34,36 @@ DELTA_PROBE_CLASS = "org.apache.spark.sql.delta.DeltaLog"
 
 
 def local_or_uri(path: str) -> str:
-    """An absolute local path, or the URI unchanged when it has a scheme (s3a://, abfss://)."""
+    """An absolute local path, or the URI as Spark takes it when it has a scheme
+    (`s3://` as `s3a://`; `abfss://`, `gs://` as given)."""
     if "://" in path or path.startswith("file:"):
-        return path
+        return storage.spark_uri(path)
     return str(Path(path).expanduser().resolve())
+
+
+def lake_locations(settings: Settings) -> list[str]:
+    """Every location a run may touch through Spark's filesystems."""
+    places = [settings.lakehouse.root, settings.registry.root, settings.runs.table]
+    places += [settings.spark.checkpoint_dir or "", settings.spark.event_log_dir or ""]
+    places += [contract.path or "" for contract in settings.tables.values()]
+    places += [source.path for source in settings.sources.values()]
+    return [place for place in places if place]
+
+
+def uses_s3(settings: Settings) -> bool:
+    """Whether the lake (or a folder of Spark's) is on S3: S3A and its jars are needed."""
+    return any(storage.scheme(place) in ("s3", "s3a", "s3n") for place in lake_locations(settings))
+
+
+def s3a_settings(*, secrets: bool) -> dict[str, str]:
+    """The `spark.hadoop.fs.s3a.*` settings of this run's `[storage]`; credentials only
+    with `secrets` (they are set on the running session's Hadoop configuration, never in
+    Spark's own settings, which reach the event log and the UI)."""
+    return {
+        key: value
+        for key, value in storage.hadoop_conf().items()
+        if secrets or not is_secret_setting(key, value)
+    }
 
 
 def checkpoint_dir(settings: Settings) -> str:
@@ -114,6 +141,8 @@ def session_conf(
     if events:
         conf["spark.eventLog.enabled"] = "true"
         conf["spark.eventLog.dir"] = events if "://" in events else f"file://{events}"
+    if uses_s3(settings):
+        conf.update(s3a_settings(secrets=False))
     if submitted():
         # spark-submit chose the master and started the driver's JVM with its memory:
         # the job's config (the local env says local[*]) must not override them
@@ -160,15 +189,21 @@ def build_session(
     if settings.spark.master.startswith("local") and not submitted():
         # Local mode talks to itself only; this also stops Spark's hostname warning.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    jars = [*(connector_jars(settings) or []), *(s3a_jars(settings) or [])]
     conf = session_conf(
         settings,
         verbose=verbose,
-        connector_jars=connector_jars(settings),
+        connector_jars=jars or None,
         job=job,
         secret_conf=secret_conf,
     )
     events = event_log_dir(settings)
-    if events and "://" not in events:
+    if events and storage.is_remote(events):
+        # Spark wants the folder to exist: on an object store, an object under the prefix
+        marker = storage.join(events, ".batchml")
+        if not storage.exists(marker):
+            storage.write_bytes(marker, b"")
+    elif events:
         try:
             Path(events).mkdir(parents=True, exist_ok=True)  # Spark does not create it
         except OSError as exc:
@@ -187,6 +222,10 @@ def build_session(
     except Exception as exc:  # the JVM failing to start surfaces as many exception types
         raise EnvironmentProblem(f"Spark did not start: {first_line(exc)}") from exc
     spark.sparkContext.setLogLevel("WARN" if verbose else settings.spark.log_level)
+    if uses_s3(settings):
+        hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+        for key, value in s3a_settings(secrets=True).items():
+            hadoop.set(key.removeprefix("spark.hadoop."), value)
     try:
         spark.sparkContext.setCheckpointDir(checkpoint_dir(settings))
     except Exception as exc:  # a py4j error carrying Hadoop's IOException
@@ -238,6 +277,17 @@ def connector_jars(settings: Settings) -> list[Path] | None:
     if jars is None and backend == "connector":
         jars = delta_jar.fetch(settings.delta.jar_cache)
     return jars
+
+
+def s3a_jars(settings: Settings) -> list[Path] | None:
+    """hadoop-aws and the AWS SDK modules S3A needs, fetched on first use (once per
+    machine) when a lake location is on S3; none when not, when the classpath has them
+    already, or when the JVM is running (spark-submit.sh ships them itself)."""
+    from batchml.lib import s3a_jars as s3a
+
+    if not uses_s3(settings) or submitted() or s3a.on_classpath(session_conf(settings)):
+        return None
+    return s3a.fetch(settings.storage.jar_cache)
 
 
 def _launch_jvm(conf: dict[str, str], *, verbose: bool, secret_conf: frozenset[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,18 @@ def connector_jars() -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def session_overrides(lakehouse_root: Path, connector_jars: list[Path]) -> list[str]:
+def s3a_jars() -> list[Path]:
+    """Hadoop's S3A and the AWS SDK modules it needs, fetched once per machine: the test
+    session can reach the S3 server the object-store tests start."""
+    from batchml.lib import s3a_jars as s3a
+
+    return s3a.fetch(load_config(env="local", environ={}).settings.storage.jar_cache)
+
+
+@pytest.fixture(scope="session")
+def session_overrides(
+    lakehouse_root: Path, connector_jars: list[Path], s3a_jars: list[Path]
+) -> list[str]:
     """The `--set` values the test session is built with.
 
     A command run in a test joins that session, and getOrCreate applies the joining
@@ -35,7 +47,7 @@ def session_overrides(lakehouse_root: Path, connector_jars: list[Path]) -> list[
     The session carries Delta's connector (jars, SQL extension, catalog); commands use
     the embedded backend unless a test asks for the connector.
     """
-    jars = ",".join(str(jar) for jar in connector_jars)
+    jars = ",".join(str(jar) for jar in [*connector_jars, *s3a_jars])
     return [
         'spark.master="local[2]"',
         "spark.shuffle_partitions=2",
@@ -69,3 +81,27 @@ def pytest_configure(config: pytest.Config) -> None:
     # like the session, so collected values compare with other readers.
     os.environ["TZ"] = "UTC"
     time.tzset()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An S3-compatible server on 127.0.0.1 (moto), up for the whole session."""
+    from s3server import s3_server
+
+    with s3_server(tmp_path_factory.mktemp("s3server")) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new bucket on the test server, with the standard AWS variables pointing at it
+    (as a user would export them); the storage layer reads them afresh."""
+    from s3server import create_bucket, s3_environment
+
+    from batchml.lib import storage
+
+    for name, value in s3_environment(s3_endpoint).items():
+        monkeypatch.setenv(name, value)
+    storage.reset()
+    yield create_bucket(s3_endpoint)
+    storage.reset()

@@ -124,15 +124,23 @@ def test_versions_registered_before_keep_their_config_hash(tmp_path: Path) -> No
     assert "5262d18cf5db4685" not in load(conf).earlier_config_hashes()
 
 
-def test_an_object_store_root_is_refused_and_a_file_uri_is_a_path(conf_dir: Path) -> None:
-    """Until the storage layer reaches object stores, an `s3a://` root is refused by
-    name rather than silently becoming a local folder `s3a:/bucket/lake`."""
+def test_lake_locations_are_paths_file_uris_or_object_stores(conf_dir: Path) -> None:
+    """An object-store root stays a URI (it once became a local folder `s3a:`), a
+    `file://` URI is its path, and a scheme no store handles is refused by name."""
     for where in ("lakehouse.root", "registry.root", "runs.table"):
+        settings = load(conf_dir, overrides=[f'{where}="s3a://bucket/lake"']).settings
+        section, key = where.split(".")
+        assert getattr(getattr(settings, section), key) == "s3a://bucket/lake"
         with pytest.raises(ConfigError) as caught:
-            load(conf_dir, overrides=[f'{where}="s3a://bucket/lake"'])
+            load(conf_dir, overrides=[f'{where}="hdfs://namenode/lake"'])
         text = str(caught.value)
-        assert f"--set: {where}: expected a local or mounted path" in text
-        assert "s3a://bucket/lake" in text and "\n" not in text
+        assert (
+            f"--set: {where}: expected a local path" in text
+            and "unknown scheme hdfs://" in text
+            and "\n" not in text
+        )
+    with pytest.raises(ConfigError, match="naming its bucket"):
+        load(conf_dir, overrides=['lakehouse.root="s3a:///lake"'])
     local = load(conf_dir, overrides=['lakehouse.root="file:///data/lake"']).settings
     assert local.lakehouse.root == "/data/lake"
     assert load(conf_dir, overrides=['lakehouse.root="file:/data"']).settings.lakehouse.root == (

@@ -123,9 +123,9 @@ class ConnectorDelta:
         if not self.exists(uri):
             return False
         try:
-            from deltalake import DeltaTable
+            from batchml.lib.delta.snapshots import delta_table
 
-            committed = DeltaTable(uri).transaction_version(token.app_id)
+            committed = delta_table(uri).transaction_version(token.app_id)
             return committed is not None and committed >= token.version
         except Exception:  # a table delta-rs cannot open (a reader feature it lacks)
             log.debug("txn through delta-rs failed; reading commit metadata", exc_info=True)
@@ -431,9 +431,9 @@ def _delta_rs(uri: str):  # -> deltalake.DeltaTable | None
     delta-rs cannot open it (a reader feature it lacks, a store it has no credentials
     for): then the connector answers."""
     try:
-        from deltalake import DeltaTable
+        from batchml.lib.delta.snapshots import delta_table
 
-        return DeltaTable(uri)
+        return delta_table(uri)
     except Exception:
         log.debug("delta-rs cannot open the table; asking the connector", exc_info=True)
         return None

@@ -34,6 +34,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from batchml.lib import storage
 from batchml.lib.delta import defects
 from batchml.lib.delta import snapshots as delta_log
 from batchml.lib.delta.api import (
@@ -61,6 +62,8 @@ from batchml.lib.delta.replace import (
 )
 from batchml.lib.delta.staging import (
     CLAIM_SUFFIX,
+    REMOTE_STAGE_PREFIX,
+    STAGING_DIR,
     StagedFile,
     WritePlan,
     add_columns,
@@ -68,10 +71,12 @@ from batchml.lib.delta.staging import (
     hive_layout_matches,
     move_into_place,
     plan_write,
+    remote_writer_claims,
     remove_empty_dirs,
     remove_files,
     remove_if_empty,
     write_claim,
+    write_remote_claim,
     writer_claims,
 )
 from batchml.lib.delta.stats import footer_stats
@@ -80,7 +85,6 @@ from batchml.lib.logs import get_logger
 
 log = get_logger(__name__)
 
-STAGING_DIR = "_batchml_staging"
 MAX_COMMIT_ATTEMPTS = 8
 
 
@@ -247,6 +251,10 @@ class EmbeddedDelta:
         if replace_where is not None:
             check_predicate(self.spark, replace_where, plan.schema, plan.partitions, root)
 
+        if storage.is_remote(root):
+            return self._write_in_place(
+                df, root, base, plan, mode, replace_where, token, commit_info, before_commit
+            )
         staging = Path(root) / STAGING_DIR / uuid.uuid4().hex
         # Something unique in our commit's info: the version we made is found by it, not by
         # reading "latest" (a concurrent writer may have committed since), and a failure
@@ -294,12 +302,63 @@ class EmbeddedDelta:
             remove_if_empty(Path(root) / STAGING_DIR)
             remove_if_empty(Path(root))
 
+    def _write_in_place(
+        self,
+        df: DataFrame,
+        root: str,
+        base: delta_log.Snapshot | None,
+        plan: WritePlan,
+        mode: WriteMode,
+        replace_where: str | None,
+        token: WriteToken | None,
+        commit_info: dict[str, Any] | None,
+        before_commit: Callable[[], None] | None,
+    ) -> WriteResult:
+        """`write` on an object store, where a rename is a copy: Spark writes the files
+        into a folder of their own inside the table and they are committed where they
+        are (readers see nothing until the commit names them). On any failure before
+        the commit, or when the log shows ours never landed, the folder is removed."""
+        stage = f"{REMOTE_STAGE_PREFIX}{uuid.uuid4().hex}"
+        staging = storage.join(root, stage)
+        commit_id = uuid.uuid4().hex
+        committing = False
+        staged_all = False
+        claim = write_remote_claim(root, stage)
+        try:
+            staged = self._stage(df, plan, staging, prefix=stage)
+            staged_all = True
+            if replace_where is not None:
+                check_rows_match(self.spark, staged, replace_where, plan, root)
+            if before_commit is not None:
+                before_commit()
+            started = time.perf_counter()
+            write_remote_claim(root, stage, [f.relative for f in staged])
+            committing = True
+            info = {**(commit_info or {}), "commit_id": commit_id}
+            result = self._commit(root, base, plan, staged, mode, replace_where, token, info)
+            self.last_write_seconds["commit"] = time.perf_counter() - started
+            if not result.committed:  # a concurrent run committed our token first
+                storage.delete_tree(staging)
+            return result
+        except BaseException:
+            if not committing or _commit_absent(root, commit_id):
+                if not staged_all:
+                    _wait_until_tasks_stop(self.spark)
+                storage.delete_tree(staging)
+            raise
+        finally:
+            storage.delete(claim)
+
     def _current(self, root: str) -> delta_log.Snapshot | None:
         """The snapshot a write starts from (None for a new table)."""
         return delta_log.open_snapshot(root) if delta_log.table_exists(root) else None
 
-    def _stage(self, df: DataFrame, plan: WritePlan, staging: Path) -> list[StagedFile]:
-        """Spark writes the Parquet files; their footers give the statistics."""
+    def _stage(
+        self, df: DataFrame, plan: WritePlan, staging: Path | str, prefix: str = ""
+    ) -> list[StagedFile]:
+        """Spark writes the Parquet files; their footers give the statistics. Each file's
+        `relative` is below the table root: `prefix` (the stage folder of a write in
+        place) then its path below `staging`."""
         ordered = df.select(*[quoted(f.name) for f in plan.schema if f.name in df.columns])
         writer = ordered.write.mode("errorifexists").option("compression", "snappy")
         if plan.partitions:
@@ -313,22 +372,16 @@ class EmbeddedDelta:
         }
         part_types = {c: plan.schema[c].dataType.typeName() for c in plan.partitions}
         staged = []
-        for path in sorted(staging.rglob("*.parquet")):
-            relative = path.relative_to(staging).as_posix()
-            metadata = pq.read_metadata(path)
+        for inner, size, mtime_ms, metadata in _written_files(str(staging)):
             if metadata.num_rows == 0:
                 continue  # Spark writes a schema-only file for an empty DataFrame
             num_records, stats = footer_stats(metadata, data_types)
             values = {
                 column: to_delta_value(raw, part_types[column])
-                for column, raw in partition_dirs(relative)
+                for column, raw in partition_dirs(inner)
             }
-            info = path.stat()
-            staged.append(
-                StagedFile(
-                    relative, info.st_size, int(info.st_mtime * 1000), num_records, stats, values
-                )
-            )
+            relative = f"{prefix}/{inner}" if prefix else inner
+            staged.append(StagedFile(relative, size, mtime_ms, num_records, stats, values))
         self.last_write_seconds = {
             "parquet_write": write_seconds,
             "stats": time.perf_counter() - started,
@@ -371,11 +424,12 @@ class EmbeddedDelta:
             try:
                 if base is None:
                     create_table_with_add_actions(
-                        root,
+                        storage.delta_rs_uri(root),
                         delta_schema,
                         adds,
                         mode="error",
                         partition_by=plan.partitions or None,
+                        storage_options=storage.delta_options(root),
                         commit_properties=properties,
                     )
                     removed = 0
@@ -481,6 +535,8 @@ class EmbeddedDelta:
         hours, so its cut-off is `retain_hours` rounded up: never more removed than asked.
         """
         root = _root(uri)
+        if storage.is_remote(root):
+            return self._vacuum_remote(root, retain_hours, dry_run, keep_versions)
         snapshot = delta_log.open_snapshot(root)
         live, stale = writer_claims(Path(root) / STAGING_DIR, retain_hours)
         protected = {relative for claim in live for relative in claim.files}
@@ -507,15 +563,68 @@ class EmbeddedDelta:
         folders = sorted(str(f) for f in stale if not f.name.endswith(CLAIM_SUFFIX))
         return VacuumResult(root, dry_run, files, folders)
 
+    def _vacuum_remote(
+        self, root: str, retain_hours: float, dry_run: bool, keep_versions: list[int] | None
+    ) -> VacuumResult:
+        """`vacuum` on an object store: the same rules, objects removed one by one."""
+        snapshot = delta_log.open_snapshot(root)
+        live, stale = remote_writer_claims(root, retain_hours)
+        protected = {relative for claim in live for relative in claim.files}
+        candidates = snapshot.table.vacuum(
+            retention_hours=math.ceil(retain_hours),
+            dry_run=True,
+            enforce_retention_duration=False,
+            keep_versions=keep_versions or None,
+        )
+        files = sorted(f for f in candidates if relative_file(f) not in protected)
+        if not dry_run:
+            for relative in files:
+                storage.delete(storage.join(root, relative_file(relative)))
+            for leftover in stale:
+                if leftover.endswith(CLAIM_SUFFIX):
+                    storage.delete(leftover)
+                else:
+                    storage.delete_tree(leftover)
+        folders = sorted(f for f in stale if not f.endswith(CLAIM_SUFFIX))
+        return VacuumResult(root, dry_run, files, folders)
+
 
 # ----------------------------------------------------------------- small helpers
 def _root(uri: str) -> str:
+    """A table's location as this backend names it: an absolute local path, or the
+    object-store URI as Spark takes it (`s3a://`; deltalake is given `s3://`)."""
     if not is_local(uri):
-        raise InputError(
-            f"table {uri}: the embedded Delta backend handles local paths only; use "
-            "delta.backend = 'connector' for object stores"
-        )
+        storage.store_of(uri)  # an unknown scheme is refused by name
+        return storage.spark_uri(uri).rstrip("/")
     return local_path(uri)
+
+
+def _written_files(staging: str) -> list[tuple[str, int, int, Any]]:
+    """(path below `staging`, size, modification ms, Parquet footer) of each data file
+    Spark wrote there, sorted by path."""
+    found = []
+    if storage.is_remote(staging):
+        fs, _ = storage.filesystem(staging)
+        for entry in storage.list_files(staging):
+            inner = entry.uri[len(staging.rstrip("/")) + 1 :]
+            if not inner.endswith(".parquet") or inner.split("/")[0].startswith(("_", ".")):
+                continue
+            _, path = storage.filesystem(entry.uri)
+            with fs.open_input_file(path) as handle:
+                metadata = pq.read_metadata(handle)
+            found.append((inner, entry.size, entry.mtime_ns // 1_000_000, metadata))
+        return found
+    for path in sorted(Path(staging).rglob("*.parquet")):
+        info = path.stat()
+        found.append(
+            (
+                path.relative_to(staging).as_posix(),
+                info.st_size,
+                int(info.st_mtime * 1000),
+                pq.read_metadata(path),
+            )
+        )
+    return found
 
 
 def _spark_path(root: str, relative: str) -> str:
@@ -524,8 +633,16 @@ def _spark_path(root: str, relative: str) -> str:
 
 def _check_files_present(root: str, version: int, files: list[str]) -> None:
     """A version whose data files were deleted (by hand, or another tool's vacuum) is an
-    input error now, not a Spark failure halfway through a job."""
-    gone = defects.first_missing(files, root=root)
+    input error now, not a Spark failure halfway through a job. On an object store, one
+    listing of the table's prefix instead of a request per file."""
+    if storage.is_remote(root):
+        if not files:
+            return
+        base = root.rstrip("/") + "/"
+        present = {e.uri[len(base) :] for e in storage.list_files(root)}
+        gone = next((f for f in files if f not in present), None)
+    else:
+        gone = defects.first_missing(files, root=root)
     if gone is not None:
         raise defects.TableDefect(defects.missing_file(root, version, gone))
 

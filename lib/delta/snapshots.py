@@ -19,6 +19,7 @@ from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import DeltaError, TableNotFoundError
 from pyspark.sql import types as T
 
+from batchml.lib import storage
 from batchml.lib.delta import defects
 from batchml.lib.delta.paths import is_local, local_path, relative_file
 from batchml.lib.errors import InputError, first_line
@@ -70,9 +71,23 @@ class Snapshot:
         return arrow_table(self.table.get_add_actions(flatten=True))
 
 
+def delta_table(uri: str, **kwargs: Any) -> DeltaTable:
+    """The table through delta-rs, reached as every other layer reaches the store
+    (`lib/storage.py`: `s3a://` given as `s3://`, the run's storage options)."""
+    return DeltaTable(
+        storage.delta_rs_uri(uri), storage_options=storage.delta_options(uri), **kwargs
+    )
+
+
 def table_exists(uri: str) -> bool:
     """Whether a Delta table (a `_delta_log` with at least one commit) is at `uri`."""
-    return DeltaTable.is_deltatable(uri)
+    if storage.is_remote(uri):
+        # delta-rs says "no" for an unreachable store or a missing bucket alike: ask the
+        # store first, so those are errors naming the cause, not "no table there"
+        storage.is_dir(storage.join(uri, "_delta_log"))
+    return DeltaTable.is_deltatable(
+        storage.delta_rs_uri(uri), storage_options=storage.delta_options(uri)
+    )
 
 
 def open_snapshot(
@@ -86,7 +101,7 @@ def open_snapshot(
     if version is not None and timestamp is not None:
         raise InputError("give a version or a timestamp, not both")
     try:
-        table = DeltaTable(uri)
+        table = delta_table(uri)
     except TableNotFoundError:
         raise InputError(f"no Delta table at {uri}") from None
     except DeltaError as exc:
@@ -130,7 +145,7 @@ def _open_past_defect(uri: str, exc: DeltaError, version: int | None) -> DeltaTa
             raise defects.TableDefect(problem) from None
         if listing.stale_hint and listing.commits and min(listing.commits) == 0:
             try:  # loading from version 0 onwards lists the commits, not the hint
-                table = DeltaTable(uri, version=0)
+                table = delta_table(uri, version=0)
                 table.load_as_version(listing.latest)
                 return table
             except DeltaError:

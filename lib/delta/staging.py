@@ -16,6 +16,7 @@ from typing import Any
 
 from pyspark.sql import types as T
 
+from batchml.lib import storage
 from batchml.lib.delta import snapshots as delta_log
 from batchml.lib.delta.paths import partition_dirs, same_value, typed_value
 from batchml.lib.delta.schemas import check_partition_columns, compare_schemas
@@ -125,6 +126,7 @@ def remove_files(root: str, relatives: list[str]) -> None:
 
 
 CLAIM_SUFFIX = ".writer.json"
+STAGING_DIR = "_batchml_staging"
 
 
 @dataclass(frozen=True)
@@ -214,3 +216,67 @@ def remove_empty_dirs(root: str, relatives: list[str]) -> None:
 def remove_if_empty(folder: Path) -> None:
     with contextlib.suppress(OSError):  # not empty, or already gone
         folder.rmdir()
+
+
+# ---------------------------------------------------------------- object stores
+# On an object store a rename is a copy: the embedded writer lets Spark write each
+# write's files under a folder of their own inside the table, `batchml-write-<id>/`, and
+# commits them where they are. The folder name is not hidden (no `_` or `.`), so Delta's
+# and delta-rs's vacuum remove its files once no version references them; the claim
+# (who writes, since when, which files) is an object in `_batchml_staging/`.
+REMOTE_STAGE_PREFIX = "batchml-write-"
+
+
+def remote_claim(root: str, stage: str) -> str:
+    return storage.join(root, STAGING_DIR, f"{stage}{CLAIM_SUFFIX}")
+
+
+def write_remote_claim(root: str, stage: str, files: list[str] | None = None) -> str:
+    """Write (or replace) the claim of the writer staging into `<root>/<stage>`."""
+    claim = remote_claim(root, stage)
+    body = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": time.time(),
+        "files": files or [],
+    }
+    storage.write_text(claim, json.dumps(body))
+    return claim
+
+
+def remote_writer_claims(root: str, retain_hours: float) -> tuple[list[WriterClaim], list[str]]:
+    """(claims of live writers, leftovers of writers gone: their claims and the
+    `_temporary` folders Spark left in their stages) of a table on an object store. A
+    writer on another host is live while its claim is younger than the retention."""
+    live: list[WriterClaim] = []
+    stale: list[str] = []
+    for entry in storage.list_files(storage.join(root, STAGING_DIR), recursive=False):
+        name = storage.basename(entry.uri)
+        if not name.endswith(CLAIM_SUFFIX):
+            continue
+        try:
+            body = json.loads(storage.read_text(entry.uri))
+            claim = WriterClaim(
+                Path(name[: -len(CLAIM_SUFFIX)]),
+                body["host"],
+                body["pid"],
+                body["started"],
+                tuple(body.get("files", [])),
+            )
+        except (OSError, ValueError, KeyError):
+            continue
+        if claim.alive(retain_hours):
+            live.append(claim)
+        else:
+            stale.append(entry.uri)
+    owned = {claim.folder.name for claim in live}
+    cutoff = time.time() - retain_hours * 3600
+    for folder in storage.list_dirs(root):
+        stage = storage.basename(folder)
+        if not stage.startswith(REMOTE_STAGE_PREFIX) or stage in owned:
+            continue
+        temporary = storage.join(folder, "_temporary")
+        leftovers = storage.list_files(temporary)
+        if leftovers and max(e.mtime_ns for e in leftovers) <= cutoff * 1e9:
+            stale.append(temporary)
+    return live, stale

@@ -1,0 +1,131 @@
+"""The lakehouse on an object store: an S3-compatible server the tests start on
+127.0.0.1 (moto), reached through Hadoop's S3A (Spark), deltalake and pyarrow alike, with
+nothing of the lake written to local disk."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+from s3server import ACCESS_KEY, SECRET_KEY
+from typer.testing import CliRunner
+
+from batchml.jobs.cli import app
+from batchml.lib import storage
+
+
+def invoke(cli_globals: list[str], lake: str, *args: str):
+    return CliRunner().invoke(app, [*cli_globals, "--set", f'lakehouse.root="{lake}"', *args])
+
+
+def local_leaks(*folders: Path) -> list[str]:
+    """Anything named like an object-store URI turned local (`s3a:`, `s3:`) under these."""
+    found = []
+    for folder in folders:
+        for path in folder.rglob("*"):
+            if path.name.rstrip(":") in ("s3a", "s3", "gs", "abfss") and path.name.endswith(":"):
+                found.append(str(path))
+    return found
+
+
+def delta_rs(uri: str) -> DeltaTable:
+    return DeltaTable(storage.delta_rs_uri(uri), storage_options=storage.delta_options(uri))
+
+
+@pytest.mark.parametrize("backend", ["embedded", "connector"])
+def test_generate_writes_the_table_into_the_bucket(
+    cli_globals: list[str],
+    s3_bucket: str,
+    backend: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    lake = f"s3a://{s3_bucket}/lake"
+    before = set(Path(tempfile.gettempdir()).iterdir())
+    args = ["--set", f'delta.backend="{backend}"']
+    result = invoke(
+        cli_globals, lake, *args, "generate", "agrawal", "--rows", "2000", "--to", "people"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert f"into {lake}/people (version 0" in result.stdout
+    people = delta_rs(f"s3://{s3_bucket}/lake/people")
+    rows = people.to_pyarrow_table()
+    assert rows.num_rows == 2000 and "label" in rows.column_names
+    assert people.version() == 0
+    # appended through the same root: one more version, the rows of both
+    result = invoke(
+        cli_globals,
+        lake,
+        *args,
+        "generate",
+        "agrawal",
+        "--rows",
+        "500",
+        "--seed",
+        "7",
+        "--mode",
+        "append",
+        "--to",
+        "people",
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["version"] == 1
+    assert delta_rs(f"{lake}/people").to_pyarrow_table().num_rows == 2500
+    # every data file the log names is in the bucket, under the table
+    files = {e.uri for e in storage.list_files(f"{lake}/people")}
+    for relative in delta_rs(f"{lake}/people").file_uris():
+        assert relative.replace("s3://", "s3a://", 1) in files
+    # the run was recorded in the bucket, without the credentials
+    runs = delta_rs(f"{lake}/_runs").to_pyarrow_table().to_pylist()
+    assert [r["job"] for r in runs] == ["generate", "generate"]
+    assert all(r["exit_code"] == 0 for r in runs)
+    recorded = json.dumps(runs, default=str)
+    assert ACCESS_KEY not in recorded and SECRET_KEY not in recorded
+    # table show and history read it by name
+    shown = invoke(cli_globals, lake, "table", "show", "people", "--json")
+    assert shown.exit_code == 0, shown.stderr
+    assert json.loads(shown.stdout)["row_count"] == 2500
+    # nothing of the lake on local disk: not in the working directory, not a folder
+    # named after a scheme anywhere in the temporary folders
+    assert list(tmp_path.iterdir()) == []
+    new_temp = [p for p in Path(tempfile.gettempdir()).iterdir() if p not in before]
+    assert local_leaks(tmp_path, *[p for p in new_temp if p.is_dir()]) == []
+
+
+def test_a_lake_location_with_an_unknown_scheme_is_one_line(cli_globals: list[str]) -> None:
+    result = invoke(cli_globals, "hdfs://namenode/lake", "generate", "agrawal", "--rows", "10",
+                    "--to", "t")  # fmt: skip
+    assert result.exit_code == 2
+    assert "unknown scheme hdfs://" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_missing_bucket_is_named_within_seconds(cli_globals: list[str], s3_bucket: str) -> None:
+    started = time.monotonic()
+    lake = "s3a://no-such-bucket-anywhere/lake"
+    result = invoke(cli_globals, lake, "generate", "agrawal", "--rows", "10", "--to", "t")
+    assert time.monotonic() - started < 10
+    assert result.exit_code == 3, result.stderr
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1
+    assert "s3a://no-such-bucket-anywhere/lake" in line and "bucket does not exist" in line
+
+
+def test_commands_not_on_object_stores_yet_say_so(cli_globals: list[str], s3_bucket: str) -> None:
+    result = invoke(cli_globals, f"s3a://{s3_bucket}/lake", "ingest", "flights")
+    assert result.exit_code == 2
+    assert "batchml ingest does not run on a lakehouse on an object store yet" in result.stderr
+    # nothing written but the run's record (the runs table works on object stores)
+    written = {
+        e.uri.split("/lake/")[1].split("/")[0]
+        for e in storage.list_files(f"s3a://{s3_bucket}/lake")
+    }
+    assert written == {"_runs"}
+    [run] = delta_rs(f"s3a://{s3_bucket}/lake/_runs").to_pyarrow_table().to_pylist()
+    assert (run["job"], run["exit_code"]) == ("ingest", 2)
