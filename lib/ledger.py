@@ -38,6 +38,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from batchml.lib import storage
 from batchml.lib.delta import DeltaTables, WriteToken
 from batchml.lib.logs import get_logger
 from batchml.lib.runtime import process_alive
@@ -138,7 +139,7 @@ def plan_files(listed: Iterable[SourceFile], state: LedgerState, *, content_hash
 
 def file_sha256(path: str) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with storage.open_input(path) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

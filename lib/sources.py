@@ -7,6 +7,7 @@ per row), with unparseable lines kept whole in `_raw_record` instead of failing 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fnmatch
 import glob
@@ -18,12 +19,14 @@ import json
 import os
 import re
 from dataclasses import dataclass, replace
+from typing import Any
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from batchml.lib import storage
 from batchml.lib.contracts import RAW_RECORD, SOURCE_FILE, CheckedContract, raw_column
 from batchml.lib.delta.paths import hadoop_path
 from batchml.lib.errors import InputError, first_line
@@ -73,6 +76,9 @@ class SourceRoot:
 
     def key(self, path: str) -> str:
         """A file's ledger key: relative to the root, or absolute outside it."""
+        if storage.is_remote(self.path) or storage.is_remote(path):
+            base = self.path.rstrip("/") + "/"
+            return path[len(base) :] if path.startswith(base) else path
         relative = os.path.relpath(path, self.path)
         if relative == "." or relative.startswith("../") or relative == "..":
             return path
@@ -80,7 +86,7 @@ class SourceRoot:
 
     def path_of(self, key: str) -> str:
         """Where a ledger key's file is read from."""
-        return key if os.path.isabs(key) else os.path.join(self.path, key)
+        return key if _absolute(key) else storage.join(self.path, key)
 
     def recorded_key(self, recorded: str, recorded_root: str | None = None) -> str:
         """The key, under this root, of a file as a ledger row recorded it.
@@ -92,24 +98,28 @@ class SourceRoot:
           root, or under this root's place in another lakehouse (`/old/lake/raw/flights/
           jan.csv` for `raw/flights`), becomes relative.
         """
-        if recorded_root is not None and not os.path.isabs(recorded):
+        if recorded_root is not None and not _absolute(recorded):
             if recorded_root == self.recorded:
                 return recorded
-            if os.path.isabs(recorded_root):
+            if _absolute(recorded_root):
                 folder = recorded_root
             elif self.lakehouse is not None:
-                folder = os.path.join(self.lakehouse, recorded_root)
+                folder = storage.join(self.lakehouse, recorded_root)
             else:
                 return recorded
-            full = os.path.normpath(os.path.join(folder, recorded))
+            full = (
+                storage.join(folder, recorded)
+                if storage.is_remote(folder)
+                else os.path.normpath(os.path.join(folder, recorded))
+            )
             rebased = self.key(full)
-            if not os.path.isabs(rebased):
+            if not _absolute(rebased):
                 return rebased
             # outside this root: a root inside the lakehouse names the same place wherever
             # the lakehouse is, so this is another folder's file; a landing folder outside
             # it that is not this root was moved or re-mounted: same key
-            return full if not os.path.isabs(recorded_root) else recorded
-        if not os.path.isabs(recorded):
+            return full if not _absolute(recorded_root) else recorded
+        if not _absolute(recorded):
             return recorded
         key = self.key(recorded)
         if key != recorded or self.lake_relative in (None, "."):
@@ -119,9 +129,15 @@ class SourceRoot:
         return recorded[at + len(marker) :] if at >= 0 else recorded
 
 
+def _absolute(path: str) -> bool:
+    return os.path.isabs(path) or storage.is_remote(path)
+
+
 def source_root(pattern: str, lakehouse_root: str | None = None) -> SourceRoot:
     """The root of a source's file, folder or glob: its leading folders without glob
     characters (a folder is its own root, a file's root is its folder)."""
+    if storage.is_remote(pattern):
+        return _remote_root(pattern, lakehouse_root)
     parts = pattern.split("/")
     fixed = list(itertools.takewhile(lambda part: not glob.has_magic(part), parts))
     if len(fixed) < len(parts):
@@ -143,6 +159,85 @@ def source_root(pattern: str, lakehouse_root: str | None = None) -> SourceRoot:
             relative = inside.replace(os.sep, "/")
             break
     return SourceRoot(real, relative, lakehouse)
+
+
+def _remote_root(pattern: str, lakehouse_root: str | None) -> SourceRoot:
+    """`source_root` of a pattern on an object store: URIs as Spark names its files."""
+    pattern = storage.spark_uri(pattern)
+    scheme_and_bucket, parts = _uri_parts(pattern)
+    fixed = list(itertools.takewhile(lambda part: not glob.has_magic(part), parts))
+    folder = "/".join([scheme_and_bucket, *fixed])
+    if len(fixed) == len(parts) and storage.is_file(folder):
+        folder = storage.parent(folder)
+    elif len(fixed) < len(parts) and not fixed:
+        folder = scheme_and_bucket
+    if not lakehouse_root or not storage.is_remote(lakehouse_root):
+        return SourceRoot(folder)
+    lake = storage.spark_uri(lakehouse_root).rstrip("/")
+    if folder == lake:
+        return SourceRoot(folder, ".", lake)
+    if folder.startswith(lake + "/"):
+        return SourceRoot(folder, folder[len(lake) + 1 :], lake)
+    return SourceRoot(folder, None, lake)
+
+
+def _uri_parts(uri: str) -> tuple[str, list[str]]:
+    """`s3a://bucket/a/b*/c` -> ("s3a://bucket", ["a", "b*", "c"])."""
+    scheme, _, rest = uri.partition("://")
+    bucket, _, key = rest.partition("/")
+    return f"{scheme}://{bucket}", [part for part in key.split("/") if part]
+
+
+def _list_remote(pattern: str) -> list[SourceFile]:
+    """The files of a file, folder or glob on an object store: one listing of the
+    pattern's fixed prefix, its keys matched against the glob (`*` and `?` within one
+    path segment, `**` across them; a matched folder brings its files). Names starting
+    with `.`, and `_` below a matched folder, are skipped, as locally."""
+    pattern = storage.spark_uri(pattern)
+    scheme_and_bucket, parts = _uri_parts(pattern)
+    fixed = list(itertools.takewhile(lambda part: not glob.has_magic(part), parts))
+    base = "/".join([scheme_and_bucket, *fixed])
+    wild = parts[len(fixed) :]
+    if not wild and storage.is_file(base):
+        entry = storage.stat(base)
+        return [SourceFile(base, entry.size, entry.mtime_ns)] if entry else []
+    matchers = [_segment_matcher(part) for part in wild]
+    found = []
+    for entry in storage.list_files(base):
+        relative = entry.uri[len(base) + 1 :].split("/")
+        if relative[0].startswith("."):
+            continue
+        depth = _matched_depth(relative, matchers)
+        if depth is None:
+            continue
+        below = relative[depth:-1] + ([relative[-1]] if depth < len(relative) else [])
+        if any(part.startswith((".", "_")) for part in below) or relative[-1].startswith("."):
+            continue
+        found.append(SourceFile(entry.uri, entry.size, entry.mtime_ns))
+    return found
+
+
+def _segment_matcher(part: str) -> re.Pattern[str] | None:
+    """A regex for one glob segment (None for `**`, any number of segments)."""
+    return None if part == "**" else re.compile(fnmatch.translate(part))
+
+
+def _matched_depth(segments: list[str], matchers: list[re.Pattern[str] | None]) -> int | None:
+    """How many leading segments the glob matched (the rest lie in a matched folder), or
+    None when it does not match."""
+    if not matchers:
+        return 0
+    head, *rest = matchers
+    if head is None:  # `**`: zero or more segments
+        for skip in range(len(segments) + 1):
+            depth = _matched_depth(segments[skip:], rest)
+            if depth is not None:
+                return skip + depth
+        return None
+    if not segments or segments[0].startswith(".") or not head.match(segments[0]):
+        return None
+    depth = _matched_depth(segments[1:], rest)
+    return None if depth is None else depth + 1
 
 
 @dataclass(frozen=True)
@@ -168,6 +263,8 @@ def list_files(pattern: str, root: SourceRoot | None = None) -> list[SourceFile]
     Raises:
         InputError: nothing matches, or only empty files do.
     """
+    if storage.is_remote(pattern):
+        return _keyed(pattern, _list_remote(pattern), root)
     real_dirs: dict[str, str] = {}
     folder, name = os.path.split(pattern)
     if glob.has_magic(name) and not glob.has_magic(folder):
@@ -185,6 +282,10 @@ def list_files(pattern: str, root: SourceRoot | None = None) -> list[SourceFile]
             files.extend(_walk(candidate, real_dirs))
         elif os.path.isfile(candidate):
             files.append(_source_file(candidate, os.stat(candidate), real_dirs))
+    return _keyed(pattern, files, root)
+
+
+def _keyed(pattern: str, files: list[SourceFile], root: SourceRoot | None) -> list[SourceFile]:
     if not files:
         raise InputError(f"source path {pattern} matches no files")
     if all(f.size == 0 for f in files):
@@ -258,7 +359,7 @@ def check_formats(batch: SourceBatch, file_format: str) -> None:
     for source in batch.files:
         if source.size == 0:
             continue
-        with open(source.path, "rb") as handle:
+        with storage.open_input(source.path) as handle:
             head = handle.read(4)
         if file_format in TEXT_FORMATS and head == PARQUET_MAGIC:
             raise InputError(f"file {source.path} is Parquet, not {file_format}")
@@ -296,11 +397,16 @@ def check_csv_headers(
             )
 
 
+def _unzipped(raw: Any, path: str) -> Any:
+    """The stream as text bytes: gunzipped for a `.gz` file."""
+    return gzip.GzipFile(fileobj=raw) if path.endswith(".gz") else contextlib.nullcontext(raw)
+
+
 def _first_line(path: str) -> str:
-    opener = gzip.open if path.endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:
-            return handle.readline().rstrip("\r\n")
+        with storage.open_input(path) as raw, _unzipped(raw, path) as stream:
+            text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
+            return text.readline().rstrip("\r\n")
     except (OSError, EOFError) as exc:
         raise InputError(f"file {path} cannot be read: {exc}") from None
 

@@ -376,6 +376,24 @@ class Entry:
     mtime_ns: int
 
 
+def stat(uri: str) -> Entry | None:
+    """The file's size and modification time; None when it is not there."""
+    if not is_remote(uri):
+        try:
+            info = os.stat(local(uri))
+        except OSError:
+            return None
+        return Entry(local(uri), info.st_size, info.st_mtime_ns)
+    from pyarrow import fs as pafs
+
+    store, path = filesystem(uri)
+    with store_errors(uri, "checking"):
+        info = store.get_file_info(path)
+    if info.type != pafs.FileType.File:
+        return None
+    return Entry(uri, info.size or 0, info.mtime_ns or 0)
+
+
 def exists(uri: str) -> bool:
     if not is_remote(uri):
         return os.path.exists(local(uri))

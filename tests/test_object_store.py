@@ -129,3 +129,93 @@ def test_commands_not_on_object_stores_yet_say_so(cli_globals: list[str], s3_buc
     assert written == {"_runs"}
     [run] = delta_rs(f"s3a://{s3_bucket}/lake/_runs").to_pyarrow_table().to_pylist()
     assert (run["job"], run["exit_code"]) == ("ingest", 2)
+
+
+ORDERS = """
+[tables.orders]
+partition_by = ["month"]
+unique_key = ["id"]
+policy = "quarantine"
+max_bad_fraction = 0.5
+
+[tables.orders.columns]
+id = { type = "int", nullable = false, min = 1 }
+month = { type = "int", nullable = false, min = 1, max = 12 }
+carrier = { type = "string", nullable = false, regex = "^[A-Z]{2}$" }
+delay = { type = "double" }
+
+[sources.orders]
+table = "orders"
+path = "raw/orders/*.csv"
+options = { header = true, nullValue = "NA" }
+"""
+
+
+def upload(uri: str, rows: list[str]) -> None:
+    storage.write_text(uri, "id,month,carrier,delay\n" + "".join(f"{r}\n" for r in rows))
+
+
+@pytest.mark.parametrize("backend", ["embedded", "connector"])
+def test_ingest_reads_a_growing_prefix_in_the_bucket_exactly_once(
+    cli_globals: list[str],
+    s3_bucket: str,
+    backend: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    conf = tmp_path / "orders.toml"
+    conf.write_text(ORDERS)
+    lake = f"s3a://{s3_bucket}/lake"
+    args = ["--conf", str(conf), "--set", f'delta.backend="{backend}"']
+    upload(f"{lake}/raw/orders/jan.csv", ["1,1,UA,10", "2,1,AA,NA", "3,1,xx,5"])
+    first = invoke(cli_globals, lake, *args, "ingest", "orders", "--json")
+    assert first.exit_code == 10, first.stderr  # one row quarantined
+    report = json.loads(first.stdout)
+    assert (report["files"], report["rows_written"], report["rows_quarantined"]) == (1, 2, 1)
+    assert report["table_uri"] == f"{lake}/orders"
+    # the folder grows: only the new file is read; a hidden upload is not a source file
+    upload(f"{lake}/raw/orders/feb.csv", ["4,2,DL,1"])
+    storage.write_text(f"{lake}/raw/orders/.uploading.csv", "id\n")
+    second = invoke(cli_globals, lake, *args, "ingest", "orders", "--json")
+    assert second.exit_code == 0, second.stderr
+    assert (json.loads(second.stdout)["files"], json.loads(second.stdout)["rows_written"]) == (1, 1)
+    again = invoke(cli_globals, lake, *args, "ingest", "orders", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["status"] == "skipped"
+    # the same bytes uploaded again (a new modification time): still ingested, by content
+    upload(f"{lake}/raw/orders/feb.csv", ["4,2,DL,1"])
+    reuploaded = invoke(cli_globals, lake, *args, "ingest", "orders", "--json")
+    assert json.loads(reuploaded.stdout)["status"] == "skipped", reuploaded.stderr
+    rows = delta_rs(f"{lake}/orders").to_pyarrow_table().to_pylist()
+    assert sorted(r["id"] for r in rows) == [1, 2, 4]
+    quarantined = delta_rs(f"{lake}/orders_quarantine").to_pyarrow_table().to_pylist()
+    assert [r["source_file"] for r in quarantined] == ["jan.csv"]
+    ledger = delta_rs(f"{lake}/_ingest/orders").to_pyarrow_table().to_pylist()
+    assert {r["path"] for r in ledger} == {"jan.csv", "feb.csv"}
+    assert {r["root"] for r in ledger} == {"raw/orders"}
+    assert list(tmp_path.iterdir()) == [conf]
+    assert local_leaks(tmp_path) == []
+
+
+def test_a_lakehouse_copied_into_a_bucket_ingests_nothing_again(
+    cli_globals: list[str], s3_bucket: str, tmp_path: Path
+) -> None:
+    conf = tmp_path / "orders.toml"
+    conf.write_text(ORDERS)
+    local = tmp_path / "lake"
+    (local / "raw" / "orders").mkdir(parents=True)
+    (local / "raw" / "orders" / "jan.csv").write_text("id,month,carrier,delay\n1,1,UA,10\n")
+    args = ["--conf", str(conf)]
+    first = invoke(cli_globals, str(local), *args, "ingest", "orders", "--json")
+    assert first.exit_code == 0, first.stderr
+    # the whole lakehouse uploaded, as `aws s3 sync` would (every object a new time)
+    bucket_lake = f"s3a://{s3_bucket}/copied"
+    for path in local.rglob("*"):
+        if path.is_file():
+            storage.write_bytes(f"{bucket_lake}/{path.relative_to(local)}", path.read_bytes())
+    rerun = invoke(cli_globals, bucket_lake, *args, "ingest", "orders", "--json")
+    assert rerun.exit_code == 0, rerun.stderr
+    report = json.loads(rerun.stdout)
+    assert (report["status"], report["files_already_ingested"]) == ("skipped", 1)
+    assert delta_rs(f"{bucket_lake}/orders").version() == 0
