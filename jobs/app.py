@@ -130,7 +130,23 @@ class RunContext:
 
 # the commands that run on a lakehouse on an object store (every file operation they do
 # goes through lib/storage.py); the others refuse such a lakehouse by name until they do
-OBJECT_STORE_COMMANDS = ("generate", "ingest", "table", "runs", "doctor", "config")
+OBJECT_STORE_COMMANDS = (
+    "generate",
+    "ingest",
+    "features",
+    "train",
+    "evaluate",
+    "promote",
+    "predict",
+    "monitor",
+    "pipeline",
+    "models",
+    "report",
+    "table",
+    "runs",
+    "doctor",
+    "config",
+)
 
 
 def _refuse_object_store_if_not_ported(cfg: ResolvedConfig, command: str | None) -> None:

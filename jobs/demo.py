@@ -221,12 +221,12 @@ def _month_table(
     return out
 
 
-def _over_time_report(settings: Settings, model: str) -> Path:
+def _over_time_report(settings: Settings, model: str) -> str:
     from batchml.jobs.report import history_of
     from batchml.lib import monitoring_report
     from batchml.lib.lakehouse import resolve_path
 
-    directory = Path(resolve_path(f"_reports/monitoring/{model}", settings))
+    directory = resolve_path(f"_reports/monitoring/{model}", settings)
     return monitoring_report.write(directory, history_of(settings, model))
 
 

@@ -28,6 +28,7 @@ from batchml.jobs.predict import (
     split_version,
 )
 from batchml.lib import evaluation as ev
+from batchml.lib import storage
 from batchml.lib.delta import DeltaTables, delta_tables
 from batchml.lib.errors import ConfigError, InputError
 from batchml.lib.lakehouse import table_location
@@ -208,7 +209,7 @@ def evaluate(
     table: str | None = None,
     split: str = "test",
     thresholds: tuple[float, ...] = (),
-    report_dir: Path | None = None,
+    report_dir: str | None = None,
     write_report: bool = True,
 ) -> EvalReport:
     """Evaluate one model version (see the module doc). Writes only the report files."""
@@ -276,20 +277,21 @@ def evaluate(
     return report
 
 
-def evaluation_dir(model: ModelVersion, uri: str, version: int, split: str) -> Path:
+def evaluation_dir(model: ModelVersion, uri: str, version: int, split: str) -> str:
     """`<artifact>/evaluations/<table>@<version>-<split>`: one folder per evaluated table
     version and split (evaluating it again rewrites it)."""
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", uri.rstrip("/").rsplit("/", 1)[-1])
-    return Path(model.artifact_uri) / "evaluations" / f"{name}@{version}-{split}"
+    return storage.join(model.artifact_uri, "evaluations", f"{name}@{version}-{split}")
 
 
 def reports_of(model: ModelVersion) -> list[str]:
     """The report pages written for a version: training's first, then evaluations."""
-    root = Path(model.artifact_uri)
+    root = model.artifact_uri
     found = []
-    if (root / TRAIN_REPORT / "report.html").exists():
-        found.append(str(root / TRAIN_REPORT / "report.html"))
-    found.extend(str(p) for p in sorted((root / "evaluations").glob("*/report.html")))
+    if storage.exists(storage.join(root, TRAIN_REPORT, "report.html")):
+        found.append(storage.join(root, TRAIN_REPORT, "report.html"))
+    pages = storage.list_files(storage.join(root, "evaluations"))
+    found.extend(e.uri for e in pages if e.uri.endswith("/report.html"))
     return found
 
 

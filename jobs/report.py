@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
-from batchml.lib import monitoring_report, runs
+from batchml.lib import monitoring_report, runs, storage
 from batchml.lib.delta.snapshots import table_exists, table_rows
 from batchml.lib.errors import InputError
 from batchml.lib.lakehouse import resolve_path
@@ -99,7 +99,7 @@ def monitoring(
     state: RunContext = ctx.find_object(RunContext)
     settings = state.config().settings
     history = history_of(settings, model)
-    directory = out or Path(resolve_path(f"_reports/monitoring/{model}", settings))
+    directory = str(out) if out else resolve_path(f"_reports/monitoring/{model}", settings)
     page = monitoring_report.write(directory, history)
     data = {
         "model": model,
@@ -108,7 +108,11 @@ def monitoring(
         "periods": len(monitoring_report.performance_rows(history)),
         "events": len(history.events),
         "runs": len(history.runs),
-        "plots": sorted(p.name for p in directory.glob("*.png")),
+        "plots": sorted(
+            storage.basename(e.uri)
+            for e in storage.list_files(directory, recursive=False)
+            if e.uri.endswith(".png")
+        ),
     }
     emit(data, as_json, _render)
 

@@ -14,7 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from batchml.lib.report import _pyplot, figure_html, html_page, html_table
+from batchml.lib import storage
+from batchml.lib.report import (
+    Image,
+    _pyplot,
+    figure_html,
+    html_page,
+    html_table,
+    render_png,
+    write_files,
+)
 
 RUN_ROW, PERFORMANCE = "__run__", "__performance__"
 
@@ -94,24 +103,23 @@ def performance_rows(history: History) -> list[dict[str, Any]]:
     return sorted((e for e in judged.values() if "value" in e), key=lambda e: e["period"])
 
 
-def write(directory: Path, history: History) -> Path:
-    """Write `report.html` (plots embedded, also kept as PNGs) into `directory`."""
-    directory.mkdir(parents=True, exist_ok=True)
+def write(directory: str | Path, history: History) -> str:
+    """Write `report.html` (plots embedded, also kept as PNGs) into `directory` (a folder
+    or an object-store prefix); returns the page's location."""
+    directory = str(directory)
     history.events = events_of(history)
     plt = _pyplot()
-    images = []
-    for name, (caption, figure) in _plots(plt, history).items():
-        path = directory / f"{name}.png"
-        figure.savefig(path, dpi=90, bbox_inches="tight")
-        plt.close(figure)
-        images.append((caption, path))
+    images = [
+        Image(caption, f"{name}.png", render_png(plt, figure))
+        for name, (caption, figure) in _plots(plt, history).items()
+    ]
     parts = [
         f"<h1>{html.escape(history.model)} over time</h1>",
         f"<p>champion: version {history.champion if history.champion is not None else '-'}; "
         f"{len(history.versions)} versions registered; {len(monitoring_runs(history))} "
         f"monitoring runs; {len(history.runs)} recorded runs</p>",
     ]
-    parts.extend(figure_html(caption, path) for caption, path in images)
+    parts.extend(figure_html(image) for image in images)
     periods = performance_rows(history)
     if periods:
         parts.append("<h2>Performance per period</h2>")
@@ -160,9 +168,10 @@ def write(directory: Path, history: History) -> Path:
             ],
         )
     )
-    target = directory / "report.html"
-    target.write_text(html_page(f"{history.model} over time", parts))
-    return target
+    files = {image.name: image.png for image in images}
+    files["report.html"] = html_page(f"{history.model} over time", parts).encode()
+    write_files(directory, files)
+    return storage.join(directory, "report.html")
 
 
 def _interval(entry: dict[str, Any]) -> str:

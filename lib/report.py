@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from batchml.lib import storage
 
 TOP_FEATURES = 25
 HEADLINE = (
@@ -46,25 +50,50 @@ def _pyplot():
     return plt
 
 
+@dataclass(frozen=True)
+class Image:
+    """One rendered plot: its caption, file name and PNG bytes."""
+
+    caption: str
+    name: str
+    png: bytes
+
+
+def render_png(plt: Any, figure: Any) -> bytes:
+    """The figure as PNG bytes (closed after)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def write_files(directory: str, files: dict[str, bytes]) -> None:
+    """Write a page's files into `directory` (a local folder or an object-store prefix);
+    the page last, so a page never names a plot that is not there yet."""
+    for name, data in sorted(files.items(), key=lambda item: item[0] == "report.html"):
+        storage.write_bytes(storage.join(directory, name), data)
+
+
 def write_report(
-    directory: Path, title: str, figures: dict[str, Any], weights: list[tuple[str, float]] | None
-) -> Path:
-    """Write `report.html`, the PNG plots and `metrics.json` into `directory`; returns
-    the HTML's path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    plots = _plots(figures, weights)
-    images = []
+    directory: str | Path,
+    title: str,
+    figures: dict[str, Any],
+    weights: list[tuple[str, float]] | None,
+) -> str:
+    """Write `report.html`, the PNG plots and `metrics.json` into `directory` (rendered
+    in memory first, then written: a folder or an object-store prefix alike); returns the
+    HTML's location."""
+    directory = str(directory)
     plt = _pyplot()
-    for name, (caption, figure) in plots.items():
-        path = directory / f"{name}.png"
-        figure.savefig(path, dpi=90, bbox_inches="tight")
-        plt.close(figure)
-        images.append((caption, path))
-    (directory / "metrics.json").write_text(json.dumps(figures, indent=2, default=_plain))
-    page = _page(title, figures, weights, images)
-    target = directory / "report.html"
-    target.write_text(page)
-    return target
+    images = [
+        Image(caption, f"{name}.png", render_png(plt, figure))
+        for name, (caption, figure) in _plots(figures, weights).items()
+    ]
+    files = {image.name: image.png for image in images}
+    files["metrics.json"] = json.dumps(figures, indent=2, default=_plain).encode()
+    files["report.html"] = _page(title, figures, weights, images).encode()
+    write_files(directory, files)
+    return storage.join(directory, "report.html")
 
 
 def _plain(value: Any) -> Any:
@@ -186,7 +215,7 @@ def _page(
     title: str,
     figures: dict[str, Any],
     weights: list[tuple[str, float]] | None,
-    images: list[tuple[str, Path]],
+    images: list[Image],
 ) -> str:
     intervals = (figures.get("bootstrap") or {}).get("intervals", {})
     rows = []
@@ -240,7 +269,7 @@ def _page(
                 ],
             )
         )
-    parts.extend(figure_html(caption, path) for caption, path in images)
+    parts.extend(figure_html(image) for image in images)
     for column, table in (figures.get("slices") or {}).items():
         if not table:
             continue
@@ -262,12 +291,13 @@ def _page(
     return html_page(title, parts)
 
 
-def figure_html(caption: str, path: Path) -> str:
+def figure_html(image: Image) -> str:
     """A PNG embedded in the page (the page stays one self-contained file)."""
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    data = base64.b64encode(image.png).decode("ascii")
+    caption = html.escape(image.caption)
     return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
-        f"<figcaption>{html.escape(caption)} ({html.escape(path.name)})</figcaption></figure>"
+        f'<figure><img src="data:image/png;base64,{data}" alt="{caption}">'
+        f"<figcaption>{caption} ({html.escape(image.name)})</figcaption></figure>"
     )
 
 

@@ -13,6 +13,7 @@ from pyspark.sql import SparkSession
 
 from batchml.jobs.train.fit import fit
 from batchml.jobs.train.plan import plan_from_manifest, plan_from_settings
+from batchml.lib import storage
 from batchml.lib.delta import delta_tables
 from batchml.lib.logs import get_logger
 from batchml.lib.registry import registry_of
@@ -144,7 +145,7 @@ def _test_report(spark: SparkSession, settings: Settings, version) -> str | None
             settings,
             version,
             split="test",
-            report_dir=Path(version.artifact_uri) / TRAIN_REPORT,
+            report_dir=storage.join(version.artifact_uri, TRAIN_REPORT),
         )
     except Exception as exc:
         log.warning("no test report", extra={"model": version.name, "why": str(exc)[:300]})
