@@ -76,6 +76,15 @@ def command(ctx: typer.Context) -> None:
         jars = connector_jar.cached_jars(settings.delta.jar_cache)
     else:
         jars = None  # the cluster resolves --packages itself
+    from batchml.lib import s3a_jars as s3a
+    from batchml.lib.spark import uses_s3
+
+    s3a_cached = s3a_packages = None
+    if uses_s3(settings):  # the driver and executors need S3A: shipped or resolved
+        if request.deploy_mode == "client":
+            s3a_cached = s3a.fetch(settings.storage.jar_cache)
+        else:
+            s3a_packages = (s3a.PACKAGES, s3a.EXCLUDES)
     script = spark_submit.spark_submit_path()
     if not request.dry_run:
         spark_submit.check_master(master)
@@ -97,6 +106,8 @@ def command(ctx: typer.Context) -> None:
         connector_jars=jars,
         connector_package=CONNECTOR,
         quiet_log4j=None if state.verbose else QUIET_LOG4J,
+        s3a_jars=s3a_cached,
+        s3a_packages=s3a_packages,
     )
     if request.dry_run:
         typer.echo(shlex.join(redact_argv(argv)))  # the command run gets the secrets

@@ -13,7 +13,9 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import random
 import socket
+import time
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -208,21 +210,34 @@ def row_of(
     return row
 
 
+APPEND_ATTEMPTS = 5
+
+
 def append(uri: str, row: dict[str, Any]) -> None:
     """Append one row to the runs table (created on first use) in one delta-rs commit."""
     import pyarrow as pa
     from deltalake import write_deltalake
+    from deltalake.exceptions import CommitFailedError
 
     from batchml.lib import storage
 
     table = pa.Table.from_pylist([row], schema=runs_schema())
-    write_deltalake(
-        storage.delta_rs_uri(uri),
-        table,
-        mode="append",
-        schema_mode="merge",
-        storage_options=storage.delta_options(uri),
-    )
+    for attempt in range(1, APPEND_ATTEMPTS + 1):
+        try:
+            write_deltalake(
+                storage.delta_rs_uri(uri),
+                table,
+                mode="append",
+                schema_mode="merge",
+                storage_options=storage.delta_options(uri),
+            )
+            return
+        except CommitFailedError:
+            # runs that start together race to create the table (delta-rs retries
+            # appends itself, not a lost creation): append to the winner's table
+            if attempt == APPEND_ATTEMPTS:
+                raise
+            time.sleep(random.uniform(0.05, 0.2) * attempt)
 
 
 def list_runs(uri: str, *, job: str | None = None, limit: int | None = None) -> list[dict]:

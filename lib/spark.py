@@ -223,9 +223,7 @@ def build_session(
         raise EnvironmentProblem(f"Spark did not start: {first_line(exc)}") from exc
     spark.sparkContext.setLogLevel("WARN" if verbose else settings.spark.log_level)
     if uses_s3(settings):
-        hadoop = spark.sparkContext._jsc.hadoopConfiguration()
-        for key, value in s3a_settings(secrets=True).items():
-            hadoop.set(key.removeprefix("spark.hadoop."), value)
+        apply_s3a(spark)
     try:
         spark.sparkContext.setCheckpointDir(checkpoint_dir(settings))
     except Exception as exc:  # a py4j error carrying Hadoop's IOException
@@ -277,6 +275,15 @@ def connector_jars(settings: Settings) -> list[Path] | None:
     if jars is None and backend == "connector":
         jars = delta_jar.fetch(settings.delta.jar_cache)
     return jars
+
+
+def apply_s3a(spark: SparkSession) -> None:
+    """Set this run's S3A settings (credentials included) on the session's Hadoop
+    configuration: reads and writes from here on reach the store as the other layers do
+    (Spark hands the configuration to the executors with each job)."""
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    for key, value in s3a_settings(secrets=True).items():
+        hadoop.set(key.removeprefix("spark.hadoop."), value)
 
 
 def s3a_jars(settings: Settings) -> list[Path] | None:

@@ -350,11 +350,17 @@ def describe(exc: BaseException) -> str:
     """A store error in a few words (the AWS SDK's messages span lines)."""
     text = " ".join(str(exc).split())
     lowered = text.lower()
-    if "nosuchbucket" in lowered or "bucket does not exist" in lowered:
+    squashed = lowered.replace("_", "")  # the SDK spells codes INVALID_ACCESS_KEY_ID too
+    if "nosuchbucket" in squashed or "bucket does not exist" in lowered:
         return "the bucket does not exist"
-    if any(
-        sign in lowered
-        for sign in ("invalidaccesskeyid", "signaturedoesnotmatch", "accessdenied", "forbidden")
+    if "status code: 403" in lowered or any(
+        sign in squashed
+        for sign in (
+            "invalidaccesskeyid",
+            "signaturedoesnotmatch",
+            "accessdenied",
+            "forbidden",
+        )
     ):
         return f"access denied (check the credentials): {text[:160]}"
     if any(

@@ -220,6 +220,8 @@ def command(
     connector_jars: list[Path] | None,
     connector_package: str,
     quiet_log4j: Path | None,
+    s3a_jars: list[Path] | None = None,
+    s3a_packages: tuple[str, str] | None = None,
 ) -> list[str]:
     """The spark-submit command line for a request (secrets in it as given: print it
     through `redaction.redact_argv`)."""
@@ -256,15 +258,29 @@ def command(
     if "--driver-java-options" not in given:
         args += ["--driver-java-options", " ".join(driver_java)]
     driver_args: list[str] = []
+    # jars shipped from this machine's caches, or packages the cluster resolves itself:
+    # Delta's connector, and S3A (hadoop-aws with the SDK modules, `s3a_packages` being
+    # its packages and the ones to exclude) when the lake is on S3
+    jars = [*(s3a_jars or [])]
+    packages, excludes = [], []
+    if s3a_packages is not None and not s3a_jars:
+        packages.append(s3a_packages[0])
+        excludes.append(s3a_packages[1])
     if request.delta == "connector":
         confs += DELTA_CONFS
         if connector_jars:
-            args += ["--jars", ",".join(str(jar) for jar in connector_jars)]
+            jars = [*connector_jars, *jars]
         else:
-            args += ["--packages", connector_package]
+            packages.insert(0, connector_package)
         driver_args += ["--set", 'delta.backend="connector"']
     elif request.delta == "embedded":
         driver_args += ["--set", 'delta.backend="embedded"']
+    if jars:
+        args += ["--jars", ",".join(str(jar) for jar in jars)]
+    if packages:
+        args += ["--packages", ",".join(packages)]
+    if excludes:
+        args += ["--exclude-packages", ",".join(excludes)]
     if request.conf_file is not None:
         args += ["--files", str(request.conf_file)]
         shipped = request.conf_file.name if cluster else str(request.conf_file)

@@ -4,6 +4,7 @@ commits rely on), started in a work dir and stopped by its process id."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -25,17 +26,23 @@ REGION = "us-east-1"
 
 
 @contextmanager
-def s3_server(workdir: Path) -> Iterator[str]:
-    """Start moto's server; yield its endpoint URL; stop it (by pid) at the end."""
+def s3_server(workdir: Path, *, authenticate: bool = False) -> Iterator[str]:
+    """Start moto's server; yield its endpoint URL; stop it (by pid) at the end. With
+    `authenticate`, requests are checked against moto's IAM (no user exists: every key
+    is refused, as a wrong one is by a real store)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     server = Path(sys.executable).parent / "moto_server"
     with (workdir / "moto.log").open("wb") as log:
+        environ = {**os.environ}
+        if authenticate:
+            environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
         process = subprocess.Popen(
             [str(server), "-H", "127.0.0.1", "-p", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=workdir,
+            env=environ,
         )
     endpoint = f"http://127.0.0.1:{port}"
     try:

@@ -92,6 +92,11 @@ def test_generate_writes_the_table_into_the_bucket(
     shown = invoke(cli_globals, lake, "table", "show", "people", "--json")
     assert shown.exit_code == 0, shown.stderr
     assert json.loads(shown.stdout)["row_count"] == 2500
+    doctor = invoke(cli_globals, lake, "doctor", "--json")
+    assert doctor.exit_code == 0, doctor.stderr
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+    assert checks["lakehouse"]["status"] == "ok"
+    assert "a probe object written, read and deleted" in checks["lakehouse"]["detail"]
     # nothing of the lake on local disk: not in the working directory, not a folder
     # named after a scheme anywhere in the temporary folders
     assert list(tmp_path.iterdir()) == []
@@ -119,9 +124,9 @@ def test_a_missing_bucket_is_named_within_seconds(cli_globals: list[str], s3_buc
 
 
 def test_commands_not_on_object_stores_yet_say_so(cli_globals: list[str], s3_bucket: str) -> None:
-    result = invoke(cli_globals, f"s3a://{s3_bucket}/lake", "ingest", "flights")
-    assert result.exit_code == 2
-    assert "batchml ingest does not run on a lakehouse on an object store yet" in result.stderr
+    result = invoke(cli_globals, f"s3a://{s3_bucket}/lake", "demo", "--months", "1")
+    assert result.exit_code == 2, result.stderr
+    assert "batchml demo does not run on a lakehouse on an object store yet" in result.stderr
     # nothing written but the run's record (the runs table works on object stores)
     written = {
         e.uri.split("/lake/")[1].split("/")[0]
@@ -129,7 +134,7 @@ def test_commands_not_on_object_stores_yet_say_so(cli_globals: list[str], s3_buc
     }
     assert written == {"_runs"}
     [run] = delta_rs(f"s3a://{s3_bucket}/lake/_runs").to_pyarrow_table().to_pylist()
-    assert (run["job"], run["exit_code"]) == ("ingest", 2)
+    assert (run["job"], run["exit_code"]) == ("demo", 2)
 
 
 ORDERS = """
@@ -327,3 +332,122 @@ def test_the_lifecycle_on_a_bucket(
     assert list(tmp_path.iterdir()) == [conf]
     new_temp = [p for p in Path(tempfile.gettempdir()).iterdir() if p not in before]
     assert local_leaks(tmp_path, *[p for p in new_temp if p.is_dir()]) == []
+
+
+def test_concurrent_writers_on_the_bucket_all_commit(spark, s3_bucket: str) -> None:
+    """deltalake commits with conditional PUTs (`If-None-Match`): writers racing for a
+    version retry on the next one, and none overwrites another's commit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from batchml.lib import runs
+    from batchml.lib.delta.embedded import EmbeddedDelta
+    from batchml.lib.spark import apply_s3a
+
+    apply_s3a(spark)  # the session reaches the server as a run's would
+    table = f"s3a://{s3_bucket}/lake/events"
+    tables = EmbeddedDelta(spark)
+    tables.write(spark.createDataFrame([(0, "seed")], "id int, who string"), table)
+
+    def append(index: int) -> int:
+        frame = spark.createDataFrame([(index, f"writer-{index}")], "id int, who string")
+        return tables.write(frame, table).version
+
+    with ThreadPoolExecutor(4) as pool:
+        versions = sorted(pool.map(append, range(1, 5)))
+    assert versions == [1, 2, 3, 4]
+    rows = delta_rs(table).to_pyarrow_table().to_pylist()
+    assert sorted(r["id"] for r in rows) == [0, 1, 2, 3, 4]
+
+    record = f"s3a://{s3_bucket}/lake/_runs"
+    started = runs.begin("test", {})
+    runs.end()
+    row = runs.row_of(started, exit_code=0, error=None, config_hash="", master="local",
+                      app_id=None, event_log=None, resources=None, lakehouse="")  # fmt: skip
+
+    def record_run(index: int) -> None:
+        runs.append(record, {**row, "run_id": f"run-{index}"})
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(record_run, range(8)))
+    ids = sorted(r["run_id"] for r in delta_rs(record).to_pyarrow_table().to_pylist())
+    assert ids == [f"run-{index}" for index in range(8)]
+    assert delta_rs(record).version() == 7
+
+
+def test_wrong_credentials_are_named_within_seconds(
+    cli_globals: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from s3server import s3_server
+
+    with s3_server(tmp_path / "auth", authenticate=True) as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG0")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        monkeypatch.setenv("AWS_REGION", "us-east-1")
+        storage.reset()
+        lake = "s3a://guarded/lake"
+        started = time.monotonic()
+        result = invoke(cli_globals, lake, "generate", "agrawal", "--rows", "10", "--to", "t")
+        assert time.monotonic() - started < 10
+        assert result.exit_code == 3, result.stderr
+        line = result.stderr.strip()
+        assert len(line.splitlines()) == 1, line
+        assert lake in line and "access denied (check the credentials)" in line
+        assert "not-the-secret" not in line
+        doctor = invoke(cli_globals, lake, "doctor", "--json")
+        assert doctor.exit_code == 3
+        checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+        assert checks["lakehouse"]["status"] == "fail"
+        assert "access denied" in checks["lakehouse"]["detail"]
+    storage.reset()
+
+
+def test_a_killed_ingest_is_completed_by_the_rerun(
+    cli_globals: list[str], s3_bucket: str, tmp_path: Path
+) -> None:
+    """SIGKILL after the table commit, before the ledger knows: the rerun finds the
+    batch's token in the table and writes nothing twice."""
+    import signal
+    import subprocess
+    import sys
+
+    conf = tmp_path / "orders.toml"
+    conf.write_text(ORDERS)
+    lake = f"s3a://{s3_bucket}/lake"
+    upload(f"{lake}/raw/orders/jan.csv", ["1,1,UA,10", "2,1,AA,NA"])
+    worker = Path(__file__).with_name("ingest_worker.py")
+    killed = subprocess.run(
+        [sys.executable, str(worker), str(conf), lake, "orders", "after-table-commit",
+         "embedded"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert sorted(r["id"] for r in delta_rs(f"{lake}/orders").to_pyarrow_table().to_pylist()) == [
+        1,
+        2,
+    ]
+    upload(f"{lake}/raw/orders/feb.csv", ["3,2,DL,1"])  # lands before the rerun
+    rerun = invoke(cli_globals, lake, "--conf", str(conf), "ingest", "orders", "--json")
+    assert rerun.exit_code == 0, rerun.stderr
+    report = json.loads(rerun.stdout)
+    assert len(report["recovered_batches"]) == 1
+    assert (report["files"], report["files_already_ingested"], report["rows_written"]) == (
+        1,
+        1,
+        1,
+    )
+    ids = sorted(r["id"] for r in delta_rs(f"{lake}/orders").to_pyarrow_table().to_pylist())
+    assert ids == [1, 2, 3]
+
+
+def test_the_s3a_jars_match_pysparks_hadoop_without_the_sdk_bundle(s3a_jars: list[Path]) -> None:
+    import pyspark
+
+    from batchml.lib import s3a_jars as s3a
+
+    shipped = Path(pyspark.__file__).parent / "jars"
+    assert (shipped / f"hadoop-client-api-{s3a.HADOOP_VERSION}.jar").is_file()
+    names = {jar.name for jar in s3a_jars}
+    assert set(s3a.REQUIRED_JARS) <= names
+    assert not any("bundle" in name or name.startswith("io.netty") for name in names)
+    assert sum(jar.stat().st_size for jar in s3a_jars) < 20 * 1024 * 1024

@@ -397,3 +397,54 @@ def test_a_stopped_submit_stops_its_driver_cleanly(project: Path) -> None:
     assert not (target / "_delta_log").exists()  # nothing committed
     [run] = rows(runs_table)
     assert (run["job"], run["status"], run["exit_code"]) == ("generate", "interrupted", 143)
+
+
+def test_a_lakehouse_in_a_bucket_on_the_cluster(
+    project: Path, cluster: str, s3_bucket: str
+) -> None:
+    """spark-submit ships the S3A jars (client mode: from the cache, with --jars); the
+    executors write the data into the bucket, the driver commits it there."""
+    from batchml.lib import storage
+
+    lake = f"s3a://{s3_bucket}/lake"
+    done = ok(submit(project, "--master", cluster, "--set", f'lakehouse.root="{lake}"',
+                     "generate", "agrawal", "--rows", "500", "--to", "people_s3"))  # fmt: skip
+    assert f"into {lake}/people_s3 (version 0" in done.stdout
+    options = storage.delta_options(lake)
+    table = DeltaTable(f"s3://{s3_bucket}/lake/people_s3", storage_options=options)
+    assert table.to_pyarrow_table().num_rows == 500
+    [run] = (
+        DeltaTable(f"s3://{s3_bucket}/lake/_runs", storage_options=options)
+        .to_pyarrow_table()
+        .to_pylist()
+    )
+    assert (run["job"], run["master"], run["exit_code"]) == ("generate", cluster, 0)
+    assert run["tasks"] > 0
+
+
+def test_the_s3a_jars_are_shipped_in_client_mode_and_resolved_in_cluster_mode() -> None:
+    from batchml.lib import s3a_jars
+
+    request = spark_submit.parse(["train", "m"], JOBS)
+    shipped = spark_submit.command(
+        request, spark_submit=Path("/spark/bin/spark-submit"), archive=Path("/dist/env.tar.gz"),
+        entry=Path("/dist/entry.py"), master="spark://h:7077", driver_memory=None,
+        connector_jars=None, connector_package="io.delta:delta-spark_2.13:4.4.0",
+        quiet_log4j=None, s3a_jars=[Path("/s3a/hadoop-aws.jar")],
+    )  # fmt: skip
+    assert shipped[shipped.index("--jars") + 1] == "/s3a/hadoop-aws.jar"
+    assert "--packages" not in shipped
+    cluster_mode = spark_submit.parse(["--deploy-mode", "cluster", "--delta", "connector",
+                                       "train", "m"], JOBS)  # fmt: skip
+    resolved = spark_submit.command(
+        cluster_mode, spark_submit=Path("/spark/bin/spark-submit"),
+        archive=Path("/dist/env.tar.gz"), entry=Path("/dist/entry.py"), master="yarn",
+        driver_memory=None, connector_jars=None,
+        connector_package="io.delta:delta-spark_2.13:4.4.0", quiet_log4j=None,
+        s3a_packages=(s3a_jars.PACKAGES, s3a_jars.EXCLUDES),
+    )  # fmt: skip
+    packages = resolved[resolved.index("--packages") + 1].split(",")
+    assert packages[0] == "io.delta:delta-spark_2.13:4.4.0"
+    assert "org.apache.hadoop:hadoop-aws:3.5.0" in packages
+    excluded = resolved[resolved.index("--exclude-packages") + 1]
+    assert "software.amazon.awssdk:bundle" in excluded
