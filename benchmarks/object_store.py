@@ -152,6 +152,7 @@ def main() -> None:
                 latency[key] = [
                     timed(lambda t=table, b=backend: b.write(frame, t)) for _ in range(args.commits)
                 ]
+        spark.stop()  # while the server still runs: Spark closes its event log there
 
     print()
     print(f"# object_store.py, {datetime.now(UTC):%Y-%m-%d}, {platform.node()}, "
@@ -171,7 +172,6 @@ def main() -> None:
             f"| {key} | {statistics.median(values) * 1000:.0f} ms | "
             f"{min(values) * 1000:.0f} ms | {max(values) * 1000:.0f} ms |"
         )
-    spark.stop()
 
 
 if __name__ == "__main__":

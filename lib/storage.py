@@ -240,8 +240,11 @@ def hadoop_conf(config: StoreConfig | None = None) -> dict[str, str]:
     prefix = "spark.hadoop.fs.s3a."
     conf = {
         f"{prefix}path.style.access": str(config.path_style).lower(),
-        # S3A's defaults retry an unreachable endpoint for minutes
-        f"{prefix}connection.establish.timeout": f"{int(config.connect_timeout * 1000)}",
+        # S3A's defaults retry an unreachable endpoint for minutes (and it takes no
+        # connect timeout under 15 s)
+        f"{prefix}connection.establish.timeout": str(
+            max(15_000, int(config.connect_timeout * 1e3))
+        ),
         f"{prefix}connection.timeout": f"{int(config.request_timeout * 1000)}",
         f"{prefix}attempts.maximum": "3",
         f"{prefix}retry.limit": "3",
