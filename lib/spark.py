@@ -57,8 +57,7 @@ def uses_s3(settings: Settings) -> bool:
 
 def s3a_settings(*, secrets: bool) -> dict[str, str]:
     """The `spark.hadoop.fs.s3a.*` settings of this run's `[storage]`; credentials only
-    with `secrets` (they are set on the running session's Hadoop configuration, never in
-    Spark's own settings, which reach the event log and the UI)."""
+    with `secrets`."""
     return {
         key: value
         for key, value in storage.hadoop_conf().items()
@@ -142,7 +141,11 @@ def session_conf(
         conf["spark.eventLog.enabled"] = "true"
         conf["spark.eventLog.dir"] = events if "://" in events else f"file://{events}"
     if uses_s3(settings):
-        conf.update(s3a_settings(secrets=False))
+        # credentials included: Spark opens its event log in the bucket before any job
+        # runs; Spark's redaction hides their values (UI, event log), the JVM's command
+        # line never holds them (`_launch_jvm`), and a session already running drops
+        # them (`_joinable`) and gets them on its Hadoop configuration instead
+        conf.update(s3a_settings(secrets=True))
     if submitted():
         # spark-submit chose the master and started the driver's JVM with its memory:
         # the job's config (the local env says local[*]) must not override them

@@ -263,22 +263,33 @@ params = { n_estimators = 20, max_depth = 3 }
 model = "people_lr@champion"
 input = "applicants"
 output = "scores"
+
+[schedules.people]
+views = ["people_view"]
+model = "people_lr"
 """
 
 
+@pytest.mark.parametrize("backend", ["embedded", "connector"])
 def test_the_lifecycle_on_a_bucket(
-    cli_globals: list[str], s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli_globals: list[str],
+    s3_bucket: str,
+    backend: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """features, train (LR and xgboost), evaluate, promote, predict (incremental), monitor,
-    report and runs with the whole lakehouse in the bucket, nothing of it on local disk."""
+    report, pipeline and runs with the whole lakehouse in the bucket, nothing of it on
+    local disk."""
     monkeypatch.chdir(tmp_path)
     conf = tmp_path / "people.toml"
     conf.write_text(PEOPLE)
     lake = f"s3a://{s3_bucket}/lake"
     before = set(Path(tempfile.gettempdir()).iterdir())
+    chosen = ["--set", f'delta.backend="{backend}"']
 
     def run(*args: str, codes: tuple[int, ...] = (0,)) -> dict:
-        result = invoke(cli_globals, lake, "--conf", str(conf), *args, "--json")
+        result = invoke(cli_globals, lake, "--conf", str(conf), *chosen, *args, "--json")
         assert result.exit_code in codes, f"{args}: {result.stderr}"
         return json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
 
@@ -325,6 +336,10 @@ def test_the_lifecycle_on_a_bucket(
     assert storage.exists(page["report"])
     listed = invoke(cli_globals, lake, "--conf", str(conf), "models", "list", "--json")
     assert listed.exit_code == 0, listed.stderr
+    # one scheduled run: nothing new to materialise or score, the champion monitored
+    scheduled = run("pipeline", "people")
+    assert scheduled["model"] == "people_lr", scheduled
+    assert delta_rs(f"{lake}/scores").to_pyarrow_table().num_rows == 500
     runs = delta_rs(f"{lake}/_runs").to_pyarrow_table().to_pylist()
     assert {r["job"] for r in runs} >= {"features", "train", "evaluate", "promote", "predict"}
     assert {r["exit_code"] for r in runs} <= {0, 8}
@@ -451,3 +466,46 @@ def test_the_s3a_jars_match_pysparks_hadoop_without_the_sdk_bundle(s3a_jars: lis
     assert set(s3a.REQUIRED_JARS) <= names
     assert not any("bundle" in name or name.startswith("io.netty") for name in names)
     assert sum(jar.stat().st_size for jar in s3a_jars) < 20 * 1024 * 1024
+
+
+def test_vacuum_in_the_bucket_and_storage_secrets_kept_out_of_records(
+    cli_globals: list[str], s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Credentials given in `[storage]` (here with --set) reach the store and are written
+    nowhere; vacuum removes the objects no version references."""
+    lake = f"s3a://{s3_bucket}/lake"
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    secret = "set-secret/xyz+abc"
+    keys = ["--set", 'storage.access_key="set-key-id"', "--set", f'storage.secret_key="{secret}"']
+    for mode in ("overwrite", "overwrite"):
+        done = invoke(cli_globals, lake, *keys, "generate", "agrawal", "--rows", "300",
+                      "--mode", mode, "--to", "people")  # fmt: skip
+        assert done.exit_code == 0, done.stderr
+    before = {e.uri for e in storage.list_files(f"{lake}/people") if e.uri.endswith(".parquet")}
+    live = {u.replace("s3://", "s3a://", 1) for u in delta_rs(f"{lake}/people").file_uris()}
+    assert live < before  # the first version's files are still there
+    vacuumed = invoke(cli_globals, lake, *keys, "table", "vacuum", "people",
+                      "--retain-hours", "0", "--force", "--json")  # fmt: skip
+    assert vacuumed.exit_code == 0, vacuumed.stderr
+    after = {e.uri for e in storage.list_files(f"{lake}/people") if e.uri.endswith(".parquet")}
+    assert after == live
+    assert delta_rs(f"{lake}/people").to_pyarrow_table().num_rows == 300
+    # nothing in the bucket holds the secret: runs table, logs, commits, manifests
+    for entry in storage.list_files(lake):
+        assert secret.encode() not in storage.read_bytes(entry.uri), entry.uri
+
+
+def test_an_unreachable_endpoint_is_named_within_seconds(
+    cli_globals: list[str], s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    storage.reset()
+    started = time.monotonic()
+    result = invoke(cli_globals, f"s3a://{s3_bucket}/lake", "generate", "agrawal", "--rows",
+                    "10", "--to", "t")  # fmt: skip
+    assert time.monotonic() - started < 10
+    assert result.exit_code == 3, result.stderr
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1, line
+    assert f"s3a://{s3_bucket}/lake" in line and "the endpoint is unreachable" in line
