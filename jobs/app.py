@@ -57,7 +57,6 @@ class RunContext:
     verbose: bool = False
     log_format: str | None = None
     job: str | None = None  # the recorded job this invocation runs
-    command: str | None = None  # the command invoked (`table` for `table show`)
     _config: ResolvedConfig | None = None
     _spark: Any = None
     _owns_spark: bool = False
@@ -79,13 +78,6 @@ class RunContext:
             storage.configure(self._config.settings.storage)
         return self._config
 
-    def lake(self) -> ResolvedConfig:
-        """The config, for a command about to touch the lakehouse: refused here when the
-        lakehouse is on an object store and the command does not run there yet."""
-        cfg = self.config()
-        _refuse_object_store_if_not_ported(cfg, self.command)
-        return cfg
-
     def spark(self):  # -> SparkSession; imported lazily so --help stays fast
         """The run's one SparkSession, stopped when the command ends if this run started it."""
         if self._spark is None:
@@ -94,7 +86,7 @@ class RunContext:
             from batchml.lib.spark import build_session
 
             self._owns_spark = SparkSession.getActiveSession() is None
-            cfg = self.lake()
+            cfg = self.config()
             self._spark = build_session(
                 cfg.settings,
                 verbose=self.verbose,
@@ -114,59 +106,18 @@ class RunContext:
         `path`, else under the lakehouse root), a path is taken from the working directory."""
         from batchml.lib.lakehouse import table_location
 
-        return table_location(name_or_path, self.lake().settings, relative_to=Path.cwd())
+        return table_location(name_or_path, self.config().settings, relative_to=Path.cwd())
 
     def registry(self, *, writable: bool = False):  # -> Registry
         """The model registry; read-only (no Spark) unless the command writes to it."""
         from batchml.lib.registry import registry_of
 
-        return registry_of(self.lake().settings, self.tables() if writable else None)
+        return registry_of(self.config().settings, self.tables() if writable else None)
 
     def close(self) -> None:
         if self._spark is not None and self._owns_spark:
             self._spark.stop()
         self._spark = None
-
-
-# the commands that run on a lakehouse on an object store (every file operation they do
-# goes through lib/storage.py); the others refuse such a lakehouse by name until they do
-OBJECT_STORE_COMMANDS = (
-    "generate",
-    "ingest",
-    "features",
-    "train",
-    "evaluate",
-    "promote",
-    "predict",
-    "monitor",
-    "pipeline",
-    "models",
-    "report",
-    "table",
-    "runs",
-    "doctor",
-    "config",
-)
-
-
-def _refuse_object_store_if_not_ported(cfg: ResolvedConfig, command: str | None) -> None:
-    settings = cfg.settings
-    remote = [
-        (name, value)
-        for name, value in (
-            ("lakehouse.root", settings.lakehouse.root),
-            ("registry.root", settings.registry.root),
-            ("runs.table", settings.runs.table),
-        )
-        if storage.is_remote(value)
-    ]
-    if not remote or command is None or command in OBJECT_STORE_COMMANDS:
-        return
-    name, value = remote[0]
-    raise ConfigError(
-        f"batchml {command} does not run on a lakehouse on an object store yet "
-        f"({name} = {value}); on object stores now: {', '.join(OBJECT_STORE_COMMANDS)}"
-    )
 
 
 def fail(message: str, code: int) -> typer.Exit:
@@ -362,7 +313,6 @@ def main_callback(
         master=master,
         verbose=verbose,
         log_format=log_format,
-        command=ctx.invoked_subcommand,
     )
     ctx.obj = state
     ctx.call_on_close(state.close)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import calendar
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -35,8 +34,9 @@ from pyspark.sql import SparkSession
 
 from batchml.jobs import features, ingest, pipeline
 from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
-from batchml.lib import runs
+from batchml.lib import runs, storage
 from batchml.lib.delta import delta_tables
+from batchml.lib.lakehouse import lakehouse_root
 from batchml.lib.logs import get_logger
 from batchml.lib.registry import registry_of
 from batchml.lib.samples import land_flights, land_weather
@@ -83,9 +83,9 @@ def run(
 ) -> DemoReport:
     """Land, ingest, train, then play the later months through the pipeline (see the
     module doc); a rerun lands and writes nothing new."""
-    root = Path(settings.lakehouse.root).expanduser().resolve()
-    raw = root / "raw"
-    report = DemoReport(str(root))
+    root = lakehouse_root(settings)
+    raw = storage.join(root, "raw")
+    report = DemoReport(root)
     months = months or ALL_MONTHS
     history = months[:HISTORY_MONTHS] if len(months) > HISTORY_MONTHS else months[:1]
     played = [m for m in months if m not in history] if train_models else []
@@ -143,7 +143,7 @@ def _finish(report: DemoReport, settings: Settings) -> DemoReport:
 
     report.where = {
         "lakehouse": report.lakehouse,
-        "raw files": str(Path(report.lakehouse) / "raw"),
+        "raw files": storage.join(report.lakehouse, "raw"),
         "registry": registry_of(settings).root,
         "monitoring table": monitoring_uri(settings),
         "runs table": runs_uri(settings),
@@ -159,17 +159,16 @@ def _feature_table(settings: Settings) -> str:
     return table_location(settings.views["flight_delays"].table, settings)
 
 
-def _notes(root: Path) -> dict[str, Any]:
-    path = root / "_demo" / "months.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+def _notes(root: str) -> dict[str, Any]:
+    try:
+        return json.loads(storage.read_text(storage.join(root, "_demo", "months.json")))
+    except FileNotFoundError:
+        return {}
 
 
-def _save_notes(root: Path, notes: dict[str, Any]) -> None:
-    path = root / "_demo" / "months.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staged = path.with_suffix(".tmp")
-    staged.write_text(json.dumps(notes, indent=1, default=str))
-    staged.replace(path)
+def _save_notes(root: str, notes: dict[str, Any]) -> None:
+    path = storage.join(root, "_demo", "months.json")
+    storage.write_text(path, json.dumps(notes, indent=1, default=str))
 
 
 def _month_row(month: int, done: Any, before: dict[str, Any] | None) -> dict[str, Any]:
@@ -263,7 +262,7 @@ def _choose_champion(spark: SparkSession, settings: Settings, report: DemoReport
 def _ingest(
     spark: SparkSession, settings: Settings, report: DemoReport, source: str, path, total: int
 ) -> None:
-    log.info(f"ingest {len(report.ingests) + 1}/{total}: {source} {Path(path).name}")
+    log.info(f"ingest {len(report.ingests) + 1}/{total}: {source} {storage.basename(path)}")
     result = ingest.run(spark, settings, ingest.IngestRequest(source, path=str(path)))
     report.ingests.append(
         {
@@ -303,7 +302,7 @@ def _materialise(spark: SparkSession, settings: Settings, report: DemoReport) ->
     report.features = {k: features_report.to_dict()[k] for k in keys}
     report.features["mode"] = features_report.extra.get("mode")
     table = report.tables.setdefault(
-        Path(features_report.table_uri).name,
+        storage.basename(features_report.table_uri),
         {
             "uri": features_report.table_uri,
             "quarantine_version": None,

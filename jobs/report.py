@@ -87,9 +87,10 @@ def monitoring(
     model: Annotated[str, typer.Argument(help="A registered model's name.")],
     *,
     out: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            "--out", help="Where to write (default: <lakehouse>/_reports/monitoring/MODEL)."
+            "--out",
+            help="A folder or URI to write to (default: <lakehouse>/_reports/monitoring/MODEL).",
         ),
     ] = None,
     as_json: JsonOption = False,
@@ -99,7 +100,10 @@ def monitoring(
     state: RunContext = ctx.find_object(RunContext)
     settings = state.config().settings
     history = history_of(settings, model)
-    directory = str(out) if out else resolve_path(f"_reports/monitoring/{model}", settings)
+    if out is None:
+        directory = resolve_path(f"_reports/monitoring/{model}", settings)
+    else:
+        directory = out if storage.is_remote(out) else str(Path(out).expanduser().resolve())
     page = monitoring_report.write(directory, history)
     data = {
         "model": model,

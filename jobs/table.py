@@ -30,6 +30,7 @@ from batchml.jobs.app import (
     recorded,
     reports_errors,
 )
+from batchml.lib import storage
 from batchml.lib.delta import DeltaTables, VacuumResult
 from batchml.lib.delta import snapshots as delta_log
 from batchml.lib.delta.paths import normalize_uri
@@ -110,7 +111,7 @@ def export(
     tables: DeltaTables,
     uri: str,
     *,
-    to: Path,
+    to: Path | str,
     file_format: str = "parquet",
     version: int | None = None,
     timestamp: datetime | None = None,
@@ -118,15 +119,20 @@ def export(
     """Write one snapshot's rows as a plain Parquet or CSV folder (Spark writes in parallel)."""
     if file_format not in EXPORT_FORMATS:
         raise ConfigError(f"unknown export format {file_format!r} (use parquet or csv)")
-    if to.exists():
+    to = str(to)
+    if storage.exists(to):
         raise InputError(f"export target {to} already exists; choose a new folder")
     read = tables.read(uri, version=version, timestamp=timestamp)
     writer = read.df.write.mode("errorifexists")
     if file_format == "csv":
-        writer.option("header", "true").csv(str(to))
+        writer.option("header", "true").csv(storage.spark_uri(to))
     else:
-        writer.parquet(str(to))
-    files = sorted(p.name for p in to.iterdir() if p.suffix in (".parquet", ".csv"))
+        writer.parquet(storage.spark_uri(to))
+    files = [
+        e.uri
+        for e in storage.list_files(to, recursive=False)
+        if e.uri.endswith((".parquet", ".csv"))
+    ]
     log.info("exported", extra={"table": read.uri, "version": read.version, "to": str(to)})
     return {
         "uri": read.uri,
@@ -258,7 +264,9 @@ def export_command(
     ctx: typer.Context,
     uri: TableArg,
     *,
-    to: Annotated[Path, typer.Option("--to", help="New folder for the exported files.")],
+    to: Annotated[
+        str, typer.Option("--to", help="New folder (or object-store URI) for the files.")
+    ],
     file_format: Annotated[
         str, typer.Option("--format", help="parquet or csv (with a header).")
     ] = "parquet",
@@ -273,7 +281,7 @@ def export_command(
         state.spark(),
         state.tables(),
         state.location(uri),
-        to=to,
+        to=to if storage.is_remote(to) else Path(to).expanduser().resolve(),
         file_format=file_format,
         version=pinned_version,
         timestamp=pinned_time,

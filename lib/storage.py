@@ -146,9 +146,9 @@ class StoreConfig:
     endpoint: str | None = None
     region: str | None = None
     path_style: bool = False
-    access_key: str | None = None
-    secret_key: str | None = None
-    session_token: str | None = None
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
     connect_timeout: float = 5.0
     request_timeout: float = 60.0
     options: dict[str, str] = field(default_factory=dict, hash=False)
@@ -517,9 +517,9 @@ def list_files(uri: str, *, recursive: bool = True) -> list[Entry]:
     if not is_remote(uri):
         root = local(uri)
         found: list[Entry] = []
-        walker = os.walk(root) if recursive else [(root, [], os.listdir(root))]
         if not os.path.isdir(root):
             return []
+        walker = os.walk(root) if recursive else [(root, [], os.listdir(root))]
         for folder, _, names in walker:
             for name in names:
                 full = os.path.join(folder, name)

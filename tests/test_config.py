@@ -139,6 +139,9 @@ def test_lake_locations_are_paths_file_uris_or_object_stores(conf_dir: Path) -> 
             and "unknown scheme hdfs://" in text
             and "\n" not in text
         )
+    # one spelling per store: s3:// (deltalake's) is taken as s3a:// (Spark's)
+    plain = load(conf_dir, overrides=['lakehouse.root="s3://bucket/lake"']).settings
+    assert plain.lakehouse.root == "s3a://bucket/lake"
     with pytest.raises(ConfigError, match="naming its bucket"):
         load(conf_dir, overrides=['lakehouse.root="s3a:///lake"'])
     local = load(conf_dir, overrides=['lakehouse.root="file:///data/lake"']).settings

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
 from s3server import ACCESS_KEY, SECRET_KEY
@@ -123,18 +124,26 @@ def test_a_missing_bucket_is_named_within_seconds(cli_globals: list[str], s3_buc
     assert "s3a://no-such-bucket-anywhere/lake" in line and "bucket does not exist" in line
 
 
-def test_commands_not_on_object_stores_yet_say_so(cli_globals: list[str], s3_bucket: str) -> None:
-    result = invoke(cli_globals, f"s3a://{s3_bucket}/lake", "demo", "--months", "1")
-    assert result.exit_code == 2, result.stderr
-    assert "batchml demo does not run on a lakehouse on an object store yet" in result.stderr
-    # nothing written but the run's record (the runs table works on object stores)
-    written = {
-        e.uri.split("/lake/")[1].split("/")[0]
-        for e in storage.list_files(f"s3a://{s3_bucket}/lake")
-    }
-    assert written == {"_runs"}
-    [run] = delta_rs(f"s3a://{s3_bucket}/lake/_runs").to_pyarrow_table().to_pylist()
-    assert (run["job"], run["exit_code"]) == ("demo", 2)
+def test_the_demo_lands_and_ingests_into_the_bucket(
+    cli_globals: list[str], s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    lake = f"s3a://{s3_bucket}/lake"
+    args = ["--env", "local", "demo", "--months", "1", "--no-train", "--json"]
+    first = invoke(cli_globals, lake, *args)
+    assert first.exit_code == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert report["where"]["raw files"] == f"{lake}/raw"
+    raw = {storage.basename(e.uri) for e in storage.list_files(f"{lake}/raw")}
+    assert raw == {"weather_2013.csv", "flights_2013_01.csv"}
+    flights = delta_rs(f"{lake}/flights").to_pyarrow_table()
+    assert flights.num_rows > 20_000
+    # a rerun lands and ingests nothing new
+    again = invoke(cli_globals, lake, *args)
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["landed_new"] == 0
+    assert delta_rs(f"{lake}/flights").version() == 0
+    assert list(tmp_path.iterdir()) == []
 
 
 ORDERS = """
@@ -334,6 +343,9 @@ def test_the_lifecycle_on_a_bucket(
     page = run("report", "monitoring", "people_lr")
     assert page["report"] == f"{lake}/_reports/monitoring/people_lr/report.html"
     assert storage.exists(page["report"])
+    elsewhere = run("report", "monitoring", "people_lr", "--out", f"{lake}/shared/page")
+    assert elsewhere["report"] == f"{lake}/shared/page/report.html"
+    assert storage.read_text(elsewhere["report"]).startswith("<!DOCTYPE html>")
     listed = invoke(cli_globals, lake, "--conf", str(conf), "models", "list", "--json")
     assert listed.exit_code == 0, listed.stderr
     # one scheduled run: nothing new to materialise or score, the champion monitored
@@ -491,6 +503,17 @@ def test_vacuum_in_the_bucket_and_storage_secrets_kept_out_of_records(
     after = {e.uri for e in storage.list_files(f"{lake}/people") if e.uri.endswith(".parquet")}
     assert after == live
     assert delta_rs(f"{lake}/people").to_pyarrow_table().num_rows == 300
+    exported = invoke(cli_globals, lake, *keys, "table", "export", "people", "--to",
+                      f"{lake}/export", "--json")  # fmt: skip
+    assert exported.exit_code == 0, exported.stderr
+    assert json.loads(exported.stdout)["files"] >= 1
+    assert (
+        pq.read_table(
+            storage.delta_rs_uri(f"{lake}/export").removeprefix("s3://"),
+            filesystem=storage.filesystem(f"{lake}/export")[0],
+        ).num_rows
+        == 300
+    )
     # nothing in the bucket holds the secret: runs table, logs, commits, manifests
     for entry in storage.list_files(lake):
         assert secret.encode() not in storage.read_bytes(entry.uri), entry.uri

@@ -344,10 +344,13 @@ class EmbeddedDelta:
             if not committing or _commit_absent(root, commit_id):
                 if not staged_all:
                     _wait_until_tasks_stop(self.spark)
-                storage.delete_tree(staging)
+                _quietly(storage.delete_tree, staging)
+                if not staged_all:  # a cancelled task may still land a file: once more
+                    time.sleep(1.0)
+                    _quietly(storage.delete_tree, staging)
             raise
         finally:
-            storage.delete(claim)
+            _quietly(storage.delete, claim)
 
     def _current(self, root: str) -> delta_log.Snapshot | None:
         """The snapshot a write starts from (None for a new table)."""
@@ -569,6 +572,8 @@ class EmbeddedDelta:
         """`vacuum` on an object store: the same rules, objects removed one by one."""
         snapshot = delta_log.open_snapshot(root)
         live, stale = remote_writer_claims(root, retain_hours)
+        # everything under a live writer's stage: it may not have listed its files yet
+        stages = tuple(f"{claim.folder.name}/" for claim in live)
         protected = {relative for claim in live for relative in claim.files}
         candidates = snapshot.table.vacuum(
             retention_hours=math.ceil(retain_hours),
@@ -576,7 +581,11 @@ class EmbeddedDelta:
             enforce_retention_duration=False,
             keep_versions=keep_versions or None,
         )
-        files = sorted(f for f in candidates if relative_file(f) not in protected)
+        files = sorted(
+            f
+            for f in candidates
+            if relative_file(f) not in protected and not relative_file(f).startswith(stages)
+        )
         if not dry_run:
             for relative in files:
                 storage.delete(storage.join(root, relative_file(relative)))
@@ -599,6 +608,15 @@ def _root(uri: str) -> str:
     return local_path(uri)
 
 
+def _quietly(action: Callable[[str], None], uri: str) -> None:
+    """A clean-up step that must not replace the error being raised: its own failure
+    is logged (`table vacuum` removes what it leaves)."""
+    try:
+        action(uri)
+    except Exception as exc:
+        log.warning(f"could not remove {uri}: {first_line(exc)}")
+
+
 def _written_files(staging: str) -> list[tuple[str, int, int, Any]]:
     """(path below `staging`, size, modification ms, Parquet footer) of each data file
     Spark wrote there, sorted by path."""
@@ -607,7 +625,12 @@ def _written_files(staging: str) -> list[tuple[str, int, int, Any]]:
         fs, _ = storage.filesystem(staging)
         for entry in storage.list_files(staging):
             inner = entry.uri[len(staging.rstrip("/")) + 1 :]
-            if not inner.endswith(".parquet") or inner.split("/")[0].startswith(("_", ".")):
+            # Spark's rule: `_x` and `.x` are its own (`_temporary`), `_x=v` a partition
+            hidden = any(
+                part.startswith(".") or (part.startswith("_") and "=" not in part)
+                for part in inner.split("/")[:-1]
+            )
+            if not inner.endswith(".parquet") or hidden:
                 continue
             _, path = storage.filesystem(entry.uri)
             with fs.open_input_file(path) as handle:

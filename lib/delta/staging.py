@@ -122,7 +122,7 @@ def move_into_place(staging: Path, root: str, staged: list[StagedFile], moved: l
 
 def remove_files(root: str, relatives: list[str]) -> None:
     for relative in relatives:
-        (Path(root) / relative).unlink(missing_ok=True)
+        storage.delete(storage.join(root, relative))
 
 
 CLAIM_SUFFIX = ".writer.json"
