@@ -371,7 +371,7 @@ def describe(exc: BaseException) -> str:
         for sign in ("couldn't connect", "connection refused", "could not connect", "timed out")
     ):
         return f"the endpoint is unreachable: {text[:160]}"
-    return text[:240]
+    return text[:240] or type(exc).__name__
 
 
 # ------------------------------------------------------------------- file operations
