@@ -402,24 +402,41 @@ def test_a_stopped_submit_stops_its_driver_cleanly(project: Path) -> None:
 def test_a_lakehouse_in_a_bucket_on_the_cluster(
     project: Path, cluster: str, s3_bucket: str
 ) -> None:
-    """spark-submit ships the S3A jars (client mode: from the cache, with --jars); the
-    executors write the data into the bucket, the driver commits it there."""
+    """The lifecycle through spark-submit with the lakehouse in a bucket: it ships the S3A
+    jars (client mode: from the cache, with --jars); the executors read and write the
+    data there, the driver commits it there."""
     from batchml.lib import storage
 
     lake = f"s3a://{s3_bucket}/lake"
-    done = ok(submit(project, "--master", cluster, "--set", f'lakehouse.root="{lake}"',
-                     "generate", "agrawal", "--rows", "500", "--to", "people_s3"))  # fmt: skip
+    for raw in sorted((project / "lake" / "raw" / "people").glob("*.csv")):
+        storage.write_bytes(f"{lake}/raw/people/{raw.name}", raw.read_bytes())
+    on = ["--master", cluster, "--set", f'lakehouse.root="{lake}"']
+    ingested = submit(project, *on, "ingest", "people")
+    assert ingested.returncode == 10, ingested.stderr[-3000:]  # one row quarantined
+    ok(submit(project, *on, "features", "--view", "applicants"))
+    ok(submit(project, *on, "train", "people_lr"))
+    ok(submit(project, *on, "predict", "people_lr", "--input", "applicant_features",
+              "--output", "lr_scores"))  # fmt: skip
+    done = ok(submit(project, *on, "generate", "agrawal", "--rows", "500", "--to", "people_s3"))
     assert f"into {lake}/people_s3 (version 0" in done.stdout
     options = storage.delta_options(lake)
-    table = DeltaTable(f"s3://{s3_bucket}/lake/people_s3", storage_options=options)
-    assert table.to_pyarrow_table().num_rows == 500
-    [run] = (
-        DeltaTable(f"s3://{s3_bucket}/lake/_runs", storage_options=options)
-        .to_pyarrow_table()
-        .to_pylist()
-    )
-    assert (run["job"], run["master"], run["exit_code"]) == ("generate", cluster, 0)
-    assert run["tasks"] > 0
+
+    def bucket_rows(name: str) -> list[dict]:
+        table = DeltaTable(f"s3://{s3_bucket}/lake/{name}", storage_options=options)
+        return table.to_pyarrow_table().to_pylist()
+
+    assert len(bucket_rows("people")) == ROWS - 1
+    assert len(bucket_rows("lr_scores")) == ROWS - 1
+    assert len(bucket_rows("people_s3")) == 500
+    assert {(r["name"], r["version"]) for r in bucket_rows("_registry/versions")} == {
+        ("people_lr", 1)
+    }
+    recorded = sorted(bucket_rows("_runs"), key=lambda r: r["started_at"])
+    assert [r["job"] for r in recorded] == ["ingest", "features", "train", "predict", "generate"]
+    assert {r["master"] for r in recorded} == {cluster}
+    assert [r["exit_code"] for r in recorded] == [10, 0, 0, 0, 0]
+    assert all(r["tasks"] > 0 for r in recorded)
+    assert not (project / "s3a:").exists()
 
 
 def test_the_s3a_jars_are_shipped_in_client_mode_and_resolved_in_cluster_mode() -> None:

@@ -50,6 +50,9 @@ def delta_tables(spark: SparkSession, settings: Settings) -> DeltaTables:
     if choice.name == "connector":
         from batchml.lib.delta.connector import ConnectorDelta
 
+        shared = shared_tables(settings)
+        if shared:
+            return NotedTables(SharedOnDeltaRs(ConnectorDelta(spark), spark, shared))
         return NotedTables(ConnectorDelta(spark))
     from batchml.lib.delta.embedded import EmbeddedDelta
 
@@ -80,3 +83,47 @@ class NotedTables:
         result = self.backend.write(df, uri, *args, **kwargs)
         runs.note_write(result.uri, result.version, result.committed)
         return result
+
+
+def shared_tables(settings: Settings) -> tuple[str, ...]:
+    """The small tables every run writes, when they are on an object store: the registry,
+    the ingest ledgers, `_monitoring`. Runs on several machines write them at once;
+    Delta's S3 log store is safe for one writing driver only, delta-rs's conditional
+    PUT for any number (the runs table is always written by delta-rs)."""
+    from batchml.lib import storage
+    from batchml.lib.lakehouse import resolve_path
+
+    places = [
+        resolve_path(settings.registry.root, settings),
+        resolve_path("_ingest", settings),
+        resolve_path("_monitoring", settings),
+        *(resolve_path(s.ledger, settings) for s in settings.sources.values() if s.ledger),
+    ]
+    return tuple(p.rstrip("/") for p in places if storage.is_remote(p))
+
+
+class SharedOnDeltaRs:
+    """The connector, but for writes to the shared tables on an object store, which the
+    embedded backend commits (delta-rs, conditional PUT): safe with any number of
+    writers. Reads and every other table stay the connector's; both read the same log."""
+
+    def __init__(self, connector: DeltaTables, spark: SparkSession, shared: tuple[str, ...]):
+        from batchml.lib.delta.embedded import EmbeddedDelta
+
+        self.connector = connector
+        self.embedded = EmbeddedDelta(spark)
+        self.shared = shared
+        self.name = getattr(connector, "name", "connector")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.connector, name)
+
+    def is_shared(self, uri: str) -> bool:
+        from batchml.lib import storage
+
+        place = storage.spark_uri(uri).rstrip("/")
+        return any(place == s or place.startswith(f"{s}/") for s in self.shared)
+
+    def write(self, df: Any, uri: str, *args: Any, **kwargs: Any) -> WriteResult:
+        backend = self.embedded if self.is_shared(uri) else self.connector
+        return backend.write(df, uri, *args, **kwargs)
