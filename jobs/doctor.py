@@ -156,10 +156,8 @@ def _check_object_store(report: DoctorReport, root: str) -> None:
     except BatchmlError as exc:
         report.checks.append(Check("lakehouse", "fail", str(exc)))
         return
-    report.checks.append(
-        Check("lakehouse", "ok", f"{root}: a probe object written, read and deleted in "
-              f"{seconds * 1000:.0f} ms")
-    )  # fmt: skip
+    detail = f"{root}: a probe object written, read and deleted in {seconds * 1000:.0f} ms"
+    report.checks.append(Check("lakehouse", "ok", detail))
 
 
 def _check_spark(

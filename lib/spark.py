@@ -55,16 +55,6 @@ def uses_s3(settings: Settings) -> bool:
     return any(storage.scheme(place) in ("s3", "s3a", "s3n") for place in lake_locations(settings))
 
 
-def s3a_settings(*, secrets: bool) -> dict[str, str]:
-    """The `spark.hadoop.fs.s3a.*` settings of this run's `[storage]`; credentials only
-    with `secrets`."""
-    return {
-        key: value
-        for key, value in storage.hadoop_conf().items()
-        if secrets or not is_secret_setting(key, value)
-    }
-
-
 def checkpoint_dir(settings: Settings) -> str:
     """Where MLlib checkpoints go: the configured dir, else `<lakehouse>/_checkpoints`."""
     configured = settings.spark.checkpoint_dir
@@ -145,7 +135,7 @@ def session_conf(
         # runs; Spark's redaction hides their values (UI, event log), the JVM's command
         # line never holds them (`_launch_jvm`), and a session already running drops
         # them (`_joinable`) and gets them on its Hadoop configuration instead
-        conf.update(s3a_settings(secrets=True))
+        conf.update(storage.hadoop_conf())
     if submitted():
         # spark-submit chose the master and started the driver's JVM with its memory:
         # the job's config (the local env says local[*]) must not override them
@@ -285,7 +275,7 @@ def apply_s3a(spark: SparkSession) -> None:
     configuration: reads and writes from here on reach the store as the other layers do
     (Spark hands the configuration to the executors with each job)."""
     hadoop = spark.sparkContext._jsc.hadoopConfiguration()
-    for key, value in s3a_settings(secrets=True).items():
+    for key, value in storage.hadoop_conf().items():
         hadoop.set(key.removeprefix("spark.hadoop."), value)
 
 

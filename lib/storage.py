@@ -132,11 +132,6 @@ def delta_rs_uri(uri: str) -> str:
     return uri
 
 
-def same_place(left: str, right: str) -> bool:
-    """Whether two locations name one place (`s3a://b/x` and `s3://b/x/` do)."""
-    return delta_rs_uri(left).rstrip("/") == delta_rs_uri(right).rstrip("/")
-
-
 # --------------------------------------------------------------------- configuration
 @dataclass(frozen=True)
 class StoreConfig:
@@ -265,12 +260,6 @@ def hadoop_conf(config: StoreConfig | None = None) -> dict[str, str]:
                 "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider"
             )
     return conf
-
-
-def secret_values(config: StoreConfig | None = None) -> list[str]:
-    """The credential values of this run, never to be written anywhere."""
-    config = config or current()
-    return [v for v in (config.access_key, config.secret_key, config.session_token) if v]
 
 
 # -------------------------------------------------------------------- filesystems
