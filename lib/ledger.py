@@ -4,7 +4,9 @@ One small Delta table per source (default `<lakehouse>/_ingest/<source>`), one r
 file and state change:
 
 - `pending`: written just before the table commit of a batch (after the batch passed
-  its contract), with the host and process id of the writer;
+  its contract), with the host and process id of the writer; while it writes, the writer
+  renews a lease object (`<ledger>/_batchml_leases/<batch id>.json`) every 30 seconds,
+  so a run on another host (where its process id says nothing) sees it is still there;
 - `ingested`: written after the table (and quarantine) commits, carrying the batch's
   Delta transaction token, so it is written once even when a run is retried;
 - `abandoned`: a pending batch whose table commit never happened (its writer died or
@@ -25,9 +27,13 @@ The record lives in table rows, not in commit info, so log cleanup cannot erase 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import socket
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -66,6 +72,11 @@ LEDGER_SCHEMA = T.StructType(
 PENDING, INGESTED, ABANDONED = "pending", "ingested", "abandoned"
 COMPACT_AFTER_FILES = 32  # rewrite the ledger as one file once it has this many
 STALE_PENDING = timedelta(hours=24)  # a pending batch older than this has no live writer
+LEASE_DIR = "_batchml_leases"
+LEASE_RENEW_SECONDS = 30.0  # how often a writer renews its batch's lease
+# a lease not renewed for this long belongs to a writer that is gone (ten missed renewals:
+# room for a slow store and for clocks of different hosts that disagree by minutes)
+LEASE_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -77,11 +88,18 @@ class PendingBatch:
     host: str
     pid: int
     recorded_at: datetime
+    lease_renewed: float | None = None  # when its writer last renewed the lease (epoch s)
 
     def writer_alive(self) -> bool:
-        """Whether the process that wrote it still runs (only knowable on its host). A
-        batch pending for over a day is taken as dead: its process id may have been
-        reused by another process since."""
+        """Whether the process that wrote it still runs.
+
+        On the writer's host its process id says so (a batch pending for over a day is
+        taken as dead: the id may have been reused since). On another host (a cluster
+        driver, a scheduler's worker) the lease does: live while renewed in the last
+        `LEASE_SECONDS`.
+        """
+        if self.host != socket.gethostname():
+            return self.lease_age() < LEASE_SECONDS
         if self.pid == os.getpid():
             return False
         recorded = self.recorded_at
@@ -90,6 +108,61 @@ class PendingBatch:
         if recorded is not None and datetime.now(UTC) - recorded > STALE_PENDING:
             return False
         return bool(process_alive(self.host, self.pid))
+
+    def lease_age(self) -> float:
+        """Seconds since the lease was last renewed (infinite without a lease)."""
+        if self.lease_renewed is None:
+            return float("inf")
+        return max(0.0, time.time() - self.lease_renewed)
+
+
+class BatchLease:
+    """The lease of a batch being written: an object renewed by a background thread
+    until the batch is done, then deleted. A writer killed leaves it behind, and it
+    expires `LEASE_SECONDS` after its last renewal."""
+
+    def __init__(self, uri: str, every: float = LEASE_RENEW_SECONDS) -> None:
+        self.uri = uri
+        self.every = every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def renew(self) -> None:
+        body = {"host": socket.gethostname(), "pid": os.getpid(), "renewed": time.time()}
+        storage.write_text(self.uri, json.dumps(body))
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.renew()
+            except Exception as exc:  # a store hiccup: the next renewal may get through
+                log.warning("batch lease not renewed", extra={"lease": self.uri, "error": str(exc)})
+
+    def __enter__(self) -> BatchLease:
+        self.renew()
+        self._thread = threading.Thread(target=self._heartbeat, name="batch-lease", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with contextlib.suppress(Exception):  # left behind, it only expires
+            storage.delete(self.uri)
+
+
+def read_lease(uri: str) -> float | None:
+    """When the lease at `uri` was last renewed; None when there is none. A store that
+    cannot be read fails the run (one line): guessing "no lease" could race a writer."""
+    try:
+        text = storage.read_text(uri)
+    except FileNotFoundError:
+        return None
+    try:
+        return float(json.loads(text)["renewed"])
+    except (ValueError, KeyError, TypeError):  # not a lease batchml wrote
+        return None
 
 
 @dataclass
@@ -220,9 +293,17 @@ class IngestLedger:
                     first["host"] or "",
                     int(first["pid"] or 0),
                     first["recorded_at"],
+                    read_lease(self.lease_uri(batch_id)),
                 )
             )
         return state
+
+    def lease_uri(self, batch_id: str) -> str:
+        return storage.join(self.uri, LEASE_DIR, f"{batch_id}.json")
+
+    def lease(self, batch_id: str) -> BatchLease:
+        """The lease to hold while writing batch `batch_id` (a context manager)."""
+        return BatchLease(self.lease_uri(batch_id))
 
     def record(
         self,

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -29,7 +30,7 @@ from batchml.lib.delta import DeltaTables
 from batchml.lib.delta.connector import ConnectorDelta
 from batchml.lib.delta.embedded import EmbeddedDelta
 from batchml.lib.errors import ConfigError, InputError
-from batchml.lib.ledger import IngestLedger
+from batchml.lib.ledger import LEASE_SECONDS, BatchLease, IngestLedger, read_lease
 from batchml.lib.sources import list_files, source_root
 
 CONTRACT = """
@@ -671,6 +672,20 @@ def test_a_batch_of_many_small_files_is_spread_over_tasks(
     assert len(DeltaTable(report.table_uri).file_uris()) == 1
 
 
+def test_a_batch_lease_is_renewed_while_held_and_removed_after(tmp_path: Path) -> None:
+    uri = str(tmp_path / "_ingest/orders/_batchml_leases/files-x.json")
+    with BatchLease(uri, every=0.05):
+        first = read_lease(uri)
+        assert first is not None and abs(time.time() - first) < 5
+        body = json.loads(Path(uri).read_text())
+        assert (body["host"], body["pid"]) == (socket.gethostname(), os.getpid())
+        deadline = time.time() + 30
+        while read_lease(uri) == first and time.time() < deadline:
+            time.sleep(0.05)
+        assert read_lease(uri) > first  # the heartbeat renewed it
+    assert read_lease(uri) is None and not Path(uri).exists()
+
+
 def test_a_live_writer_of_the_same_source_is_not_raced(spark: SparkSession, tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
@@ -686,7 +701,12 @@ def test_a_live_writer_of_the_same_source_is_not_raced(spark: SparkSession, tmp_
         assert not PendingBatch(
             "b", (), socket.gethostname(), other.pid, now - timedelta(days=2)
         ).writer_alive()
+        # on another host the process id says nothing: the lease decides
         assert not PendingBatch("b", (), "another-host", other.pid, now).writer_alive()
+        fresh = PendingBatch("b", (), "another-host", other.pid, now, time.time() - 5)
+        assert fresh.writer_alive()
+        expired = time.time() - LEASE_SECONDS - 1
+        assert not PendingBatch("b", (), "another-host", other.pid, now, expired).writer_alive()
         root = source_root(str(tmp_path / "lake/raw/orders/*.csv"))
         ledger = IngestLedger(
             spark, EmbeddedDelta(spark), str(tmp_path / "lake/_ingest/orders"), "orders", root

@@ -5,6 +5,7 @@ nothing of the lake written to local disk."""
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -465,6 +466,63 @@ def test_a_killed_ingest_is_completed_by_the_rerun(
     )
     ids = sorted(r["id"] for r in delta_rs(f"{lake}/orders").to_pyarrow_table().to_pylist())
     assert ids == [1, 2, 3]
+
+
+def test_a_batch_pending_on_another_host_is_waited_for_while_its_lease_lives(
+    cli_globals: list[str], s3_bucket: str, tmp_path: Path
+) -> None:
+    """A cluster driver on another host is writing a batch: its process id says nothing
+    here, its lease in the bucket does. Once the lease is older than LEASE_SECONDS, the
+    batch is abandoned and its files ingested by this run."""
+    import pyarrow as pa
+
+    from batchml.lib.ledger import _ARROW_SCHEMA, LEASE_SECONDS
+
+    conf = tmp_path / "orders.toml"
+    conf.write_text(ORDERS)
+    lake = f"s3a://{s3_bucket}/lake"
+    upload(f"{lake}/raw/orders/jan.csv", ["1,1,UA,10", "2,1,AA,NA"])
+    listed = storage.stat(f"{lake}/raw/orders/jan.csv")
+    ledger = f"{lake}/_ingest/orders"
+    pending = {
+        "path": ["jan.csv"], "size": [listed.size], "mtime_ns": [listed.mtime_ns],
+        "sha256": [None], "state": ["pending"], "batch_id": ["files-node7"],
+        "run_id": ["r-node7"], "host": ["node-7.cluster"], "pid": [4242],
+        "recorded_at": [pa.scalar(time.time_ns() // 1000, pa.timestamp("us", tz="UTC"))],
+        "root": ["raw/orders"],
+    }  # fmt: skip
+    write_deltalake(
+        storage.delta_rs_uri(ledger),
+        pa.table(pending, schema=_ARROW_SCHEMA),
+        storage_options=storage.delta_options(ledger),
+    )
+
+    def lease(age: float) -> None:
+        body = {"host": "node-7.cluster", "pid": 4242, "renewed": time.time() - age}
+        storage.write_text(f"{ledger}/_batchml_leases/files-node7.json", json.dumps(body))
+
+    lease(age=20)
+    waiting = invoke(cli_globals, lake, "--conf", str(conf), "ingest", "orders")
+    assert waiting.exit_code == 4, waiting.stderr
+    assert re.search(
+        r"error: source orders: another ingest \(pid 4242 on node-7\.cluster, lease renewed "
+        r"\d+ s ago; taken as gone 300 s after its last renewal\) is writing batch files-node7",
+        waiting.stderr,
+    )
+    assert not storage.exists(f"{lake}/orders/_delta_log")
+    lease(age=LEASE_SECONDS + 1)  # the writer stopped renewing: it is gone
+    gone = invoke(cli_globals, lake, "--conf", str(conf), "ingest", "orders", "--json")
+    assert gone.exit_code == 0, gone.stderr
+    assert json.loads(gone.stdout)["rows_written"] == 2
+    rows = delta_rs(ledger).to_pyarrow_table().to_pylist()
+    node7 = sorted(r["state"] for r in rows if r["batch_id"] == "files-node7")
+    assert node7 == ["abandoned", "pending"]
+    mine = sorted(r["state"] for r in rows if r["batch_id"] != "files-node7")
+    assert mine == ["ingested", "pending"]
+    # this run's own lease is gone once its batch is in
+    assert [storage.basename(e.uri) for e in storage.list_files(f"{ledger}/_batchml_leases")] == [
+        "files-node7.json"
+    ]
 
 
 def test_the_s3a_jars_match_pysparks_hadoop_without_the_sdk_bundle(s3a_jars: list[Path]) -> None:

@@ -3,6 +3,7 @@ what an interrupted run left, write the new batch."""
 
 from __future__ import annotations
 
+import socket
 from dataclasses import replace
 
 from pyspark.sql import SparkSession
@@ -20,9 +21,11 @@ from batchml.lib.errors import ConfigError, InputError
 from batchml.lib.lakehouse import resolve_path, table_uris
 from batchml.lib.ledger import (
     ABANDONED,
+    LEASE_SECONDS,
     FilePlan,
     IngestLedger,
     LedgerState,
+    PendingBatch,
     file_sha256,
     plan_files,
 )
@@ -171,8 +174,8 @@ def _complete_interrupted(job: IngestJob, state: LedgerState, run_id: str) -> li
     for pending in state.pending:
         if pending.writer_alive():
             raise InputError(
-                f"source {job.request.source}: another ingest (pid {pending.pid} on "
-                f"{pending.host}) is writing batch {pending.batch_id}; nothing written"
+                f"source {job.request.source}: another ingest ({_writer(pending)}) is writing "
+                f"batch {pending.batch_id}; nothing written"
             )
         token = batch_token(job.request.source, pending.batch_id)
         if not job.tables.has_token(job.table_uri, token):
@@ -199,6 +202,15 @@ def _complete_interrupted(job: IngestJob, state: LedgerState, run_id: str) -> li
         write_batch(job, batch, report)
         finished.append(pending.batch_id)
     return finished
+
+
+def _writer(pending: PendingBatch) -> str:
+    if pending.host == socket.gethostname():
+        return f"pid {pending.pid}"
+    return (
+        f"pid {pending.pid} on {pending.host}, lease renewed {pending.lease_age():.0f} s ago; "
+        f"taken as gone {LEASE_SECONDS:.0f} s after its last renewal"
+    )
 
 
 def _check_target(tables: DeltaTables, uri: str, output, contract: TableContract) -> None:

@@ -48,9 +48,8 @@ MAX_RAW_FILES_PER_TASK = 500  # raw files one coalesced task may read (see _into
 
 def write_batch(job: IngestJob, batch: SourceBatch, report: IngestReport) -> None:
     """Check, write and quarantine one batch, then record its files in the ledger."""
-    request, source, checked, tables = job.request, job.source, job.checked, job.tables
-    token = batch_token(request.source, batch.batch_id)
-    state = _batch_state(tables, job.table_uri, job.quarantine_uri, token, report)
+    token = batch_token(job.request.source, batch.batch_id)
+    state = _batch_state(job.tables, job.table_uri, job.quarantine_uri, token, report)
     if state == "skipped":
         if not batch.explicit_id:  # the token names exactly these files: they are in
             job.ledger.record(
@@ -61,7 +60,15 @@ def write_batch(job: IngestJob, batch: SourceBatch, report: IngestReport) -> Non
                 token=token,
             )
         return
-    resuming = state == "resume"
+    # while the batch is written, its lease tells runs on other hosts that it is
+    with job.ledger.lease(batch.batch_id):
+        _write_checked(job, batch, report, token, resuming=state == "resume")
+
+
+def _write_checked(
+    job: IngestJob, batch: SourceBatch, report: IngestReport, token: WriteToken, *, resuming: bool
+) -> None:
+    request, source, checked, tables = job.request, job.source, job.checked, job.tables
     check_formats(batch, source.format)
     if source.format == "csv":
         check_csv_headers(batch, checked, source.options)
