@@ -14,7 +14,7 @@ from pyspark.ml.feature import (
     VectorAssembler,
 )
 
-from batchml.lib.settings import FeaturePipelineSpec
+from batchml.lib.platform.settings import FeaturePipelineSpec
 
 
 def naive_pipeline(spec: FeaturePipelineSpec) -> Pipeline:

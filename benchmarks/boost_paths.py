@@ -35,11 +35,11 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 from train_lr import CATEGORICAL, NUMERIC, make_table, spec_for
 
-from batchml.lib.config import load_config
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.feature_pipeline import fit_features
-from batchml.lib.logs import configure_logging
-from batchml.lib.spark import build_session
+from batchml.lib.features.pipeline import fit_features
+from batchml.lib.platform.config import load_config
+from batchml.lib.platform.logs import configure_logging
+from batchml.lib.spark.session import build_session
 
 PARAMS = {"n_estimators": 100, "max_depth": 5, "learning_rate": 0.1, "max_bin": 32}
 

@@ -36,12 +36,12 @@ from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from batchml.lib.config import load_config
 from batchml.lib.delta.connector import ConnectorDelta
+from batchml.lib.delta.delta_log import open_snapshot
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.delta.snapshots import open_snapshot
-from batchml.lib.logs import configure_logging
-from batchml.lib.spark import build_session
+from batchml.lib.platform.config import load_config
+from batchml.lib.platform.logs import configure_logging
+from batchml.lib.spark.session import build_session
 
 
 def full_scan(df: DataFrame) -> None:
@@ -69,8 +69,8 @@ def rss_mb() -> float:
 JVM_START = """
 import time
 started = time.perf_counter()
-from batchml.lib.config import load_config
-from batchml.lib.spark import build_session
+from batchml.lib.platform.config import load_config
+from batchml.lib.spark.session import build_session
 cfg = load_config(overrides=['spark.master="local[2]"', 'delta.backend="{backend}"'], environ={{}})
 spark = build_session(cfg.settings)
 spark.range(10).count()

@@ -37,11 +37,12 @@ from pyspark.ml.functions import array_to_vector
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from batchml.lib import evaluation as ev
-from batchml.lib.config import load_config
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.logs import configure_logging
-from batchml.lib.spark import build_session
+from batchml.lib.evaluation.binary import evaluate_binary
+from batchml.lib.evaluation.bins import EvalSpec
+from batchml.lib.platform.config import load_config
+from batchml.lib.platform.logs import configure_logging
+from batchml.lib.spark.session import build_session
 
 
 def make_table(spark: SparkSession, tables: EmbeddedDelta, uri: str, rows: int) -> None:
@@ -84,7 +85,7 @@ def main() -> None:
     df = read.df
 
     def ours(replicates: int):
-        spec = ev.EvalSpec(
+        spec = EvalSpec(
             thresholds=(0.5, 0.3),
             slices=("carrier", "origin"),
             min_slice_rows=500,
@@ -92,7 +93,7 @@ def main() -> None:
             seed=42,
             key="key",
         )
-        return ev.evaluate_binary(df, "label", "p", spec, rows_hint=read.rows)
+        return evaluate_binary(df, "label", "p", spec, rows_hint=read.rows)
 
     vectors = df.select(
         "label",

@@ -3,7 +3,7 @@
 Synthetic table (Delta, embedded backend): 20 numeric columns (5% nulls; mean
 imputation + standard scaling) and 3 skewed categorical columns of 10 / 50 / 200 levels
 (one-hot). For each size, after a warm-up fit:
-  (ours)    batchml.lib.feature_pipeline.fit_features — statistics in one aggregate plus
+  (ours)    batchml.lib.features.pipeline.fit_features — statistics in one aggregate plus
             one stacked count, stages built from them
   (naive)   Imputer, VectorAssembler + StandardScaler, StringIndexer + OneHotEncoder
             per categorical column, fitted as one MLlib Pipeline
@@ -32,13 +32,13 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from batchml.lib.config import load_config
+from batchml.lib.delta.delta_log import column_centres, open_snapshot
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.delta.snapshots import column_centres, open_snapshot
-from batchml.lib.feature_pipeline import fit_features
-from batchml.lib.logs import configure_logging
-from batchml.lib.settings import FeaturePipelineSpec
-from batchml.lib.spark import build_session
+from batchml.lib.features.pipeline import fit_features
+from batchml.lib.platform.config import load_config
+from batchml.lib.platform.logs import configure_logging
+from batchml.lib.platform.settings import FeaturePipelineSpec
+from batchml.lib.spark.session import build_session
 
 NUMERIC = [f"x{i}" for i in range(20)]
 CATEGORICAL = {"c10": 10, "c50": 50, "c200": 200}

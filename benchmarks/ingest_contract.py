@@ -24,10 +24,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from batchml.jobs import ingest
-from batchml.lib.config import load_config
-from batchml.lib.logs import configure_logging
-from batchml.lib.spark import build_session
-from batchml.lib.synthetic import agrawal
+from batchml.lib.data.synthetic import agrawal
+from batchml.lib.platform.config import load_config
+from batchml.lib.platform.logs import configure_logging
+from batchml.lib.spark.session import build_session
 
 CONTRACT = """
 [tables.people]

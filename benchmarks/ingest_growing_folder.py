@@ -26,12 +26,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from batchml.jobs import ingest
-from batchml.lib.config import load_config
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.ledger import IngestLedger, plan_files
-from batchml.lib.logs import configure_logging
-from batchml.lib.sources import list_files, source_root
-from batchml.lib.spark import build_session
+from batchml.lib.ingest.ledger import IngestLedger, plan_files
+from batchml.lib.ingest.sources import list_files, source_root
+from batchml.lib.platform.config import load_config
+from batchml.lib.platform.logs import configure_logging
+from batchml.lib.spark.session import build_session
 
 CONTRACT = """
 [tables.events]

@@ -29,9 +29,9 @@ from pathlib import Path
 import ingest_growing_folder as growing
 
 from batchml.jobs import ingest
-from batchml.lib.config import load_config
-from batchml.lib.logs import configure_logging
-from batchml.lib.spark import build_session
+from batchml.lib.platform.config import load_config
+from batchml.lib.platform.logs import configure_logging
+from batchml.lib.spark.session import build_session
 
 # the growing-folder benchmark's source, with and without hashes
 CONTRACT = growing.CONTRACT + "content_hash = {hashed}\n"

@@ -4,7 +4,7 @@ one run: the same warm-up, rounds and statistic (median) for both sides.
   predict   `batchml predict --full` (the LR model, SQL scorer, into Delta) on --rows
             rows, which counts the key (`lib/keys.count_keys`), against that count
             alone on the same input version: the count's share of a run.
-  monitor   `evaluation.by_period` (the per-period figure monitor records: exact AUC,
+  monitor   `by_period` (the per-period figure monitor records: exact AUC,
             bootstrap interval on bins) over the scored rows in 12 periods, against its
             exact-AUC query alone (`_exact_auc`): the share the exactness costs.
 
@@ -31,12 +31,12 @@ from train_lr import make_table
 
 from batchml.jobs import predict
 from batchml.jobs.train import job as train_job
-from batchml.lib import evaluation
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.keys import count_keys
-from batchml.lib.logs import configure_logging
-from batchml.lib.registry import registry_of
-from batchml.lib.spark import build_session
+from batchml.lib.evaluation.over_time import _exact_auc, by_period
+from batchml.lib.features.keys import count_keys
+from batchml.lib.platform.logs import configure_logging
+from batchml.lib.spark.session import build_session
+from batchml.lib.tracking.registry import registry_of
 
 
 def timed(action) -> float:
@@ -97,12 +97,12 @@ def main() -> None:
     y, p = F.col("label").cast("double"), F.col("probability")
 
     def per_period() -> None:
-        found = evaluation.by_period(scored, "label", "probability", "period", task="binary")
+        found = by_period(scored, "label", "probability", "period", task="binary")
         assert len(found) == 12
 
     def exact_only() -> None:
         period = F.col("period").alias("period")
-        assert len(evaluation._exact_auc(scored, period, y, p)) == 12
+        assert len(_exact_auc(scored, period, y, p)) == 12
 
     runs.update(side_by_side({"by_period": per_period, "exact_auc": exact_only}, args.rounds))
     median = {name: statistics.median(values) for name, values in runs.items()}

@@ -34,10 +34,10 @@ COMMANDS = {
 
 def through_spark(lake: str, name: str) -> None:
     """The Spark route for one command (run in a child process)."""
-    from batchml.lib.config import load_config
     from batchml.lib.delta.embedded import EmbeddedDelta
-    from batchml.lib.logs import configure_logging
-    from batchml.lib.spark import build_session
+    from batchml.lib.platform.config import load_config
+    from batchml.lib.platform.logs import configure_logging
+    from batchml.lib.spark.session import build_session
 
     configure_logging("WARNING")
     settings = load_config(

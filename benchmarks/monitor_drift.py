@@ -30,10 +30,10 @@ from pyspark.ml.feature import Bucketizer
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from batchml.lib import drift
-from batchml.lib.feature_pipeline import DECILES, collect_stats, profile_of
-from batchml.lib.settings import FeaturePipelineSpec
-from batchml.lib.spark_metrics import mark, resources_since
+from batchml.lib.features.statistics import DECILES, collect_stats, profile_of
+from batchml.lib.monitoring import drift
+from batchml.lib.platform.settings import FeaturePipelineSpec
+from batchml.lib.spark.metrics import mark, resources_since
 
 NUMERIC = [f"x{i:02d}" for i in range(20)]
 CATEGORICAL = ["c0", "c1", "c2"]

@@ -53,8 +53,8 @@ def child(work: str, uri: str, native: bool, max_iter: int, out) -> None:
     from train_lr import SEED, SPLIT, run_ours, spec_for
 
     from batchml.lib.delta import delta_tables
-    from batchml.lib.feature_pipeline import fit_features
-    from batchml.lib.splits import with_split
+    from batchml.lib.features.pipeline import fit_features
+    from batchml.lib.training.splits import with_split
 
     spark, settings = session(Path(work), native)
     blas = blas_in_use(spark)

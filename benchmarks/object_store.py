@@ -32,12 +32,12 @@ from s3server import create_bucket, s3_environment, s3_server
 
 from batchml.jobs import features, generate, predict
 from batchml.jobs.train import job as train_job
-from batchml.lib import storage
-from batchml.lib.config import load_config
 from batchml.lib.delta.connector import ConnectorDelta
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.logs import configure_logging
-from batchml.lib.spark import DELTA_CATALOG, DELTA_EXTENSION, build_session
+from batchml.lib.platform import storage
+from batchml.lib.platform.config import load_config
+from batchml.lib.platform.logs import configure_logging
+from batchml.lib.spark.session import DELTA_CATALOG, DELTA_EXTENSION, build_session
 
 CONF = """
 [views.people_view]
@@ -114,8 +114,8 @@ def main() -> None:
     with s3_server(work / "s3") as endpoint:
         os.environ.update(s3_environment(endpoint))
         bucket = create_bucket(endpoint)
-        from batchml.lib import s3a_jars
         from batchml.lib.delta import connector_jar
+        from batchml.lib.spark import s3a_jars
 
         jar_list = [
             *connector_jar.fetch(load_config(environ={}).settings.delta.jar_cache),

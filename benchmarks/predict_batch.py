@@ -6,7 +6,7 @@ numeric columns with nulls, 3 skewed categorical columns). A model is trained an
 registered on a 200,000-row sample; the input table to score has --rows rows.
   (ours)        `batchml predict` (jobs.predict.run, --full): key, prediction,
                 probability and lineage columns into a Delta table; the LR model runs
-                as one SQL expression (lib/linear_scorer.py)
+                as one SQL expression (lib/scoring/linear.py)
   (ours, parquet) the same columns written as plain Parquet: Delta's share of the time
   (a) naive     PipelineModel.transform(df).write.parquet with every column (vectors too)
   (b) pandas    scikit-learn (the same pipeline shape) predict_proba over the rows read
@@ -14,7 +14,7 @@ registered on a 200,000-row sample; the input table to score has --rows rows.
   (c) mapInPandas the same scikit-learn model inside Spark, written as Parquet
 xgboost (the training benchmark's booster: 100 trees of depth 5, trained on the sample):
   (ours)        `batchml predict --full`: feature stages in the JVM, the booster on
-                Arrow batches (lib/booster_scorer.py), into Delta
+                Arrow batches (lib/scoring/booster.py), into Delta
   (xgb.spark)   the pipeline's own transform (xgboost.spark's pandas UDF), the same
                 columns written as Parquet
 Memory: `batchml predict` in a child process with a 1 GB driver, on --rows and on
@@ -41,11 +41,12 @@ from train_lr import CATEGORICAL, NUMERIC, make_table
 
 from batchml.jobs import predict
 from batchml.jobs.train import job as train_job
-from batchml.lib.config import load_config
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.logs import configure_logging
-from batchml.lib.registry import registry_of
-from batchml.lib.spark import build_session
+from batchml.lib.platform.config import load_config
+from batchml.lib.platform.logs import configure_logging
+from batchml.lib.scoring.model import score_with, scored_columns
+from batchml.lib.spark.session import build_session
+from batchml.lib.tracking.registry import registry_of
 
 CONF = """
 [pipelines.bench]
@@ -248,8 +249,8 @@ def main() -> None:
     def ours_parquet() -> None:
         read = tables.read(source)
         lineage = {"model_name": "bench_lr", "model_version": 1, "input_version": read.version}
-        scored, classes, _ = predict.score_with(registry, version, read.df, ["id"])
-        out = predict.scored_columns(scored, classes, ["id"], lineage)
+        scored, classes, _ = score_with(registry, version, read.df, ["id"])
+        out = scored_columns(scored, classes, ["id"], lineage)
         out.write.mode("overwrite").parquet(str(work / "out_ours_parquet"))
 
     # Delta vs plain Parquet is a small difference between two long runs: each twice,

@@ -49,8 +49,8 @@ def recording_seconds(lake: Path) -> float:
     table cannot hold about itself)."""
     from pyspark.sql import SparkSession
 
-    from batchml.lib import runs
-    from batchml.lib.spark_metrics import Mark, resources_since
+    from batchml.lib.spark.metrics import Mark, resources_since
+    from batchml.lib.tracking import runs
 
     spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
     session = spark.getOrCreate()
@@ -78,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     from standalone import standalone_cluster
 
-    from batchml.lib import packaging
+    from batchml.lib.submit import packaging
 
     built = packaging.build()  # not timed: a one-off per change of the lock or the code
     batchml = str(REPO / ".venv" / "bin" / "batchml")

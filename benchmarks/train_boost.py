@@ -48,11 +48,11 @@ from train_lr import CATEGORICAL, NUMERIC, SEED, SPLIT, make_table, spec_for
 
 from batchml.jobs.train import fit as train_fit
 from batchml.jobs.train import plan as train_plan
-from batchml.lib.config import load_config
-from batchml.lib.logs import configure_logging
-from batchml.lib.runtime import memory_bytes
-from batchml.lib.settings import ModelSpec
-from batchml.lib.spark import build_session
+from batchml.lib.platform.config import load_config
+from batchml.lib.platform.logs import configure_logging
+from batchml.lib.platform.runtime import memory_bytes
+from batchml.lib.platform.settings import ModelSpec
+from batchml.lib.spark.session import build_session
 
 
 class TreeMemory:

@@ -42,13 +42,13 @@ from pyspark.sql import functions as F
 
 from batchml.jobs.train import fit as train_fit
 from batchml.jobs.train import plan as train_plan
-from batchml.lib.config import load_config
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.logs import configure_logging
-from batchml.lib.runtime import memory_bytes
-from batchml.lib.settings import FeaturePipelineSpec, ModelSpec
-from batchml.lib.spark import build_session
-from batchml.lib.splits import with_split
+from batchml.lib.platform.config import load_config
+from batchml.lib.platform.logs import configure_logging
+from batchml.lib.platform.runtime import memory_bytes
+from batchml.lib.platform.settings import FeaturePipelineSpec, ModelSpec
+from batchml.lib.spark.session import build_session
+from batchml.lib.training.splits import with_split
 
 NUMERIC = [f"x{i}" for i in range(20)]
 CATEGORICAL = {"c10": 10, "c50": 50, "c200": 200}

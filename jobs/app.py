@@ -1,7 +1,11 @@
 """The `batchml` Typer app: global options in its callback, the run context, shared helpers.
 
 Commands live beside their jobs (`jobs/<command>.py`, or `jobs/<command>/command.py`)
-and are registered in `cli.py`; each delegates to its job's `run`, which parses nothing.
+and are registered in `cli.py`. A command parses its options and hands them to its job's
+function (`run`, or the job's own name: `evaluate`, `promote`, `monitor`), which parses
+nothing and returns a report the command prints. The metadata commands (`models`,
+`table`, `runs`, `config`, `report`) and `submit` do their small work in functions
+beside the command in the same module.
 """
 
 from __future__ import annotations
@@ -18,19 +22,20 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
-from batchml.lib import runs, storage
-from batchml.lib.config import ResolvedConfig, load_config
-from batchml.lib.errors import (
+from batchml.lib.delta.lakehouse import lakehouse_root
+from batchml.lib.platform import storage
+from batchml.lib.platform.config import ResolvedConfig, load_config
+from batchml.lib.platform.errors import (
     EXIT_INTERNAL,
     BatchmlError,
     ConfigError,
     first_line,
 )
-from batchml.lib.lakehouse import lakehouse_root
-from batchml.lib.logs import configure_logging, get_logger
-from batchml.lib.redaction import redact_data, redact_override, redact_text
-from batchml.lib.runtime import package_version
-from batchml.lib.signals import EXIT_SIGINT, EXIT_SIGTERM, Terminated
+from batchml.lib.platform.logs import configure_logging, get_logger
+from batchml.lib.platform.redaction import redact_data, redact_override, redact_text
+from batchml.lib.platform.runtime import package_version
+from batchml.lib.platform.signals import EXIT_SIGINT, EXIT_SIGTERM, Terminated
+from batchml.lib.tracking import runs
 
 log = get_logger("batchml.cli")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -83,7 +88,7 @@ class RunContext:
         if self._spark is None:
             from pyspark.sql import SparkSession
 
-            from batchml.lib.spark import build_session
+            from batchml.lib.spark.session import build_session
 
             self._owns_spark = SparkSession.getActiveSession() is None
             cfg = self.config()
@@ -104,13 +109,13 @@ class RunContext:
     def location(self, name_or_path: str) -> str:
         """Where a table given on the command line lives: a name is looked up (a contract's
         `path`, else under the lakehouse root), a path is taken from the working directory."""
-        from batchml.lib.lakehouse import table_location
+        from batchml.lib.delta.lakehouse import table_location
 
         return table_location(name_or_path, self.config().settings, relative_to=Path.cwd())
 
     def registry(self, *, writable: bool = False):  # -> Registry
         """The model registry; read-only (no Spark) unless the command writes to it."""
-        from batchml.lib.registry import registry_of
+        from batchml.lib.tracking.registry import registry_of
 
         return registry_of(self.config().settings, self.tables() if writable else None)
 
@@ -118,6 +123,14 @@ class RunContext:
         if self._spark is not None and self._owns_spark:
             self._spark.stop()
         self._spark = None
+
+
+def run_context(ctx: typer.Context) -> RunContext:
+    """The global options of this invocation, which the app's callback stores in the context."""
+    state = ctx.find_object(RunContext)
+    if state is None:
+        raise RuntimeError("no RunContext: the command was not invoked through the batchml app")
+    return state
 
 
 def fail(message: str, code: int) -> typer.Exit:
@@ -155,10 +168,15 @@ def recorded(job: str) -> Callable[[F], F]:
             except typer.Exit as exc:
                 code = exc.exit_code
                 raise
+            except typer.TyperException as exc:  # a usage error: Typer exits with its code
+                code = getattr(exc, "exit_code", EXIT_INTERNAL)
+                runs.note_error(redact_text(exc.format_message()))
+                raise
             finally:
                 runs.end()
                 _record(state, run, code)
 
+        # functools.wraps keeps the command's signature, which Typer reads: still an F
         return wrapper  # type: ignore[return-value]
 
     return decorate
@@ -167,7 +185,7 @@ def recorded(job: str) -> Callable[[F], F]:
 def _spark_mark() -> Any:
     """Where a session already running (tests, the demo's jobs) stands, so a run counts
     only its own jobs; a session the run starts itself is all the run's."""
-    from batchml.lib.spark_metrics import Mark, mark
+    from batchml.lib.spark.metrics import Mark, mark
 
     sc = _running_spark_context()
     return Mark(-1) if sc is None else mark(sc)
@@ -201,10 +219,11 @@ def _record(state: RunContext, run: runs.Run, code: int) -> None:
     try:
         sc = _running_spark_context()
         if sc is not None:
-            from batchml.lib.spark_metrics import resources_since
+            from batchml.lib.spark.metrics import resources_since
 
             master, app_id = sc.master, sc.applicationId
             event_log = _event_log(sc.getConf(), app_id)
+            assert run.spark_mark is not None  # `recorded` marks it as the run begins
             resources = resources_since(sc, run.spark_mark)
         row = runs.row_of(
             run,
@@ -256,6 +275,7 @@ def reports_errors(command: F) -> F:
                 EXIT_INTERNAL,
             ) from None
 
+    # functools.wraps keeps the command's signature, which Typer reads: still an F
     return wrapper  # type: ignore[return-value]
 
 

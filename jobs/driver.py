@@ -11,10 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-# spark-submit merges a client-mode Python driver's stderr into its stdout: `batchml
-# submit` names a file here, the driver's stderr goes there, and submit relays it to its
-# own stderr, so a job's output (--json) and its logs and errors stay apart
-STDERR_FILE = "BATCHML_DRIVER_STDERR"
+from batchml.lib.submit.launch import STDERR_FILE
 
 
 def shipped_paths(args: list[str]) -> list[str]:

@@ -9,20 +9,20 @@ from typing import Annotated, Any
 import typer
 from pyspark.sql import SparkSession
 
-from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
-from batchml.lib import runs
+from batchml.jobs.app import JsonOption, emit, reports_errors, run_context
 from batchml.lib.delta import DeltaTables, WriteResult, WriteToken, delta_tables
-from batchml.lib.errors import ConfigError, InputError
-from batchml.lib.feature_views import (
+from batchml.lib.delta.lakehouse import lake_name, recorded_forms, table_location
+from batchml.lib.features.keys import check_key_columns, count_keys
+from batchml.lib.features.views import (
     ResolvedView,
     configured_view,
     driving_source,
     resolve_view,
 )
-from batchml.lib.keys import check_key_columns, count_keys
-from batchml.lib.lakehouse import lake_name, recorded_forms, table_location
-from batchml.lib.logs import get_logger
-from batchml.lib.settings import FeatureView, Settings
+from batchml.lib.platform.errors import ConfigError, InputError
+from batchml.lib.platform.logs import get_logger
+from batchml.lib.platform.settings import FeatureView, Settings
+from batchml.lib.tracking import runs
 
 log = get_logger(__name__)
 
@@ -270,7 +270,7 @@ def _write(
 def fit_pipeline(spark: SparkSession, settings: Settings, name: str) -> dict[str, Any]:
     """Fit a configured feature pipeline on its view's feature table (latest version) and
     describe it: statistics, slots, Spark jobs. Training fits the same pipeline itself."""
-    from batchml.lib.feature_pipeline import fit_features  # pyspark.ml: only when fitting
+    from batchml.lib.features.pipeline import fit_features  # pyspark.ml: only when fitting
 
     if name not in settings.pipelines:
         known = ", ".join(sorted(settings.pipelines)) or "none configured"
@@ -345,7 +345,7 @@ def command(
     as_json: JsonOption = False,
 ) -> None:
     """Materialise a feature view (Spark SQL over pinned Delta tables) into a Delta table."""
-    state: RunContext = ctx.find_object(RunContext)
+    state = run_context(ctx)
     if fit is not None:
         described = fit_pipeline(state.spark(), state.config().settings, fit)
         emit(

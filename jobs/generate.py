@@ -8,13 +8,13 @@ from typing import Annotated, Any
 import typer
 from pyspark.sql import SparkSession
 
-from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
-from batchml.lib import synthetic
+from batchml.jobs.app import JsonOption, emit, reports_errors, run_context
+from batchml.lib.data import synthetic
 from batchml.lib.delta import delta_tables
-from batchml.lib.errors import ConfigError
-from batchml.lib.lakehouse import resolve_path
-from batchml.lib.logs import get_logger
-from batchml.lib.settings import Settings
+from batchml.lib.delta.lakehouse import resolve_path
+from batchml.lib.platform.errors import ConfigError
+from batchml.lib.platform.logs import get_logger
+from batchml.lib.platform.settings import Settings
 
 log = get_logger(__name__)
 DATASETS = ("agrawal", "friedman")
@@ -60,8 +60,8 @@ def run(spark: SparkSession, settings: Settings, request: GenerateRequest) -> di
     result = delta_tables(spark, settings).write(
         df,
         uri,
-        mode=request.mode,
-        commit_info={"job": "generate", **params},  # type: ignore[arg-type]
+        mode=request.mode,  # type: ignore[arg-type]  # a str, checked above: overwrite or append
+        commit_info={"job": "generate", **params},
     )
     return {
         "table": uri,
@@ -100,7 +100,7 @@ def command(
     as_json: JsonOption = False,
 ) -> None:
     """Generate a synthetic table whose best achievable score is known."""
-    state: RunContext = ctx.find_object(RunContext)
+    state = run_context(ctx)
     request = GenerateRequest(dataset, rows, to, function, noise, seed, partitions, mode)
     result = run(state.spark(), state.config().settings, request)
     emit(

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from batchml.jobs.app import JsonOption, RunContext, emit, recorded, reports_errors
+from batchml.jobs.app import JsonOption, emit, recorded, reports_errors, run_context
 
 app = typer.Typer(help="Registered model versions and their aliases.", no_args_is_help=True)
 
@@ -34,7 +34,7 @@ def models_list(
     as_json: JsonOption = False,
 ) -> None:
     """Every registered version, oldest first."""
-    versions = ctx.find_object(RunContext).registry().list(name)
+    versions = run_context(ctx).registry().list(name)
     emit({"versions": [v.to_dict() for v in versions]}, as_json, _render_list)
 
 
@@ -47,9 +47,9 @@ def models_show(
     as_json: JsonOption = False,
 ) -> None:
     """One version: lineage, metrics, aliases and its manifest."""
-    from batchml.jobs.evaluate import reports_of
+    from batchml.lib.evaluation.model import reports_of
 
-    registry = ctx.find_object(RunContext).registry()
+    registry = run_context(ctx).registry()
     version = registry.get(ref)
     data = version.to_dict()
     data["reports"] = reports_of(version)
@@ -145,7 +145,7 @@ def models_alias(
     as_json: JsonOption = False,
 ) -> None:
     """Point an alias at a version (atomically)."""
-    ctx.find_object(RunContext).registry(writable=True).set_alias(name, version, alias)
+    run_context(ctx).registry(writable=True).set_alias(name, version, alias)
     emit(
         {"name": name, "version": version, "alias": alias},
         as_json,

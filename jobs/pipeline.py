@@ -35,14 +35,15 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from batchml.jobs import features, ingest, monitor, predict, promote
-from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
-from batchml.lib import runs
+from batchml.jobs.app import JsonOption, emit, reports_errors, run_context
 from batchml.lib.delta import DeltaTables, delta_tables
-from batchml.lib.errors import ConfigError, InputError
-from batchml.lib.lakehouse import recorded_forms, table_location
-from batchml.lib.logs import get_logger
-from batchml.lib.registry import ModelVersion, registry_of
-from batchml.lib.settings import ScheduleSpec, Settings, duration_seconds
+from batchml.lib.delta.lakehouse import recorded_forms, split_version, table_location
+from batchml.lib.monitoring.table import RUN_ROW, monitoring_uri
+from batchml.lib.platform.errors import ConfigError
+from batchml.lib.platform.logs import get_logger
+from batchml.lib.platform.settings import ScheduleSpec, Settings, duration_seconds
+from batchml.lib.tracking import runs
+from batchml.lib.tracking.registry import ModelVersion, registry_of
 
 log = get_logger(__name__)
 
@@ -92,7 +93,7 @@ def schedule_of(settings: Settings, name: str | None) -> tuple[str, ScheduleSpec
     if spec is None:
         known = ", ".join(sorted(settings.schedules)) or "none"
         raise ConfigError(f"pipeline {name}: no [schedules.{name}] section (sections: {known})")
-    checks = [
+    checks: list[tuple[str, str, dict[str, Any]]] = [
         *(("sources", s, settings.sources) for s in spec.sources),
         *(("views", v, settings.views) for v in spec.views),
         ("models", spec.model, settings.models),
@@ -122,9 +123,7 @@ def run(
     report = PipelineReport(name, runs.run_id(), spec.model)
     tables = delta_tables(spark, settings)
     section = settings.predictions[spec.predictions or spec.model]
-    input_uri = table_location(
-        predict.split_version(section.input)[0], settings, relative_to=Path.cwd()
-    )
+    input_uri = table_location(split_version(section.input)[0], settings, relative_to=Path.cwd())
     total = len(spec.sources) + len(spec.views) + 5
     position = 0
 
@@ -140,32 +139,32 @@ def run(
 
     for source in spec.sources:
         progress("ingest", source)
-        result = ingest.run(spark, settings, ingest.IngestRequest(source))
-        wrote = result.status not in ("skipped",)
-        reason = result.message or f"{result.rows_written} rows written"
+        ingested = ingest.run(spark, settings, ingest.IngestRequest(source))
+        wrote = ingested.status not in ("skipped",)
+        reason = ingested.message or f"{ingested.rows_written} rows written"
         details = {
-            "rows_written": result.rows_written,
-            "rows_quarantined": result.rows_quarantined,
-            "table_version": result.table_version,
+            "rows_written": ingested.rows_written,
+            "rows_quarantined": ingested.rows_quarantined,
+            "table_version": ingested.table_version,
         }
         done(Step("ingest", source, "ran" if wrote else "skipped", reason, details))
     for view in spec.views:
         progress("features", view)
-        result = features.run(spark, settings, view)
-        wrote = result.status == "written"
-        reason = result.message or f"{result.rows} rows, version {result.version}"
-        details = {"version": result.version, "rows": result.rows}
+        built = features.run(spark, settings, view)
+        wrote = built.status == "written"
+        reason = built.message or f"{built.rows} rows, version {built.version}"
+        details = {"version": built.version, "rows": built.rows}
         done(Step("features", view, "ran" if wrote else "skipped", reason, details))
 
     registry = registry_of(settings, tables)
-    champion = _champion(registry, spec.model)
+    champion = registry.champion(spec.model)
     report.champion_before = champion.version if champion else None
     current = tables.version(input_uri)
     output_uri = table_location(section.output, settings, relative_to=Path.cwd())
     # the rows new to this model line: after the input version its predictions reached,
     # else after the champion's training data
-    scored = predict.last_run(tables, output_uri, spec.model)
-    batch_start = int(scored["input_version"]) if scored else None
+    last_scored = predict.last_run(tables, output_uri, spec.model)
+    batch_start = int(last_scored["input_version"]) if last_scored else None
     if batch_start is None and champion is not None:
         batch_start = _trained_version(champion, input_uri)
 
@@ -179,7 +178,7 @@ def run(
         ignore = settings.models[spec.model].monitoring.ignore
         last = last_monitored(
             tables,
-            monitor.monitoring_uri(settings),
+            monitoring_uri(settings),
             champion,
             input_uri,
             ignore,
@@ -209,25 +208,25 @@ def run(
             )
         else:
             since = watched if watched is not None and watched < current else None
-            found = monitor.monitor(
+            drift_report = monitor.monitor(
                 spark, settings, f"{spec.model}@{champion.version}", input_uri, since=since
             )
             verdict = {
-                "run_id": found.run_id,
-                "input_version": found.input_version,
-                "status": found.status,
+                "run_id": drift_report.run_id,
+                "input_version": drift_report.input_version,
+                "status": drift_report.status,
                 "drifted": sorted(
                     f
-                    for f, v in found.features.items()
+                    for f, v in drift_report.features.items()
                     if v["status"] == "drift" and not v.get("ignored")
                 ),
                 "degraded": sorted(
-                    p["period"] for p in found.performance if p["status"] == "drift"
+                    p["period"] for p in drift_report.performance if p["status"] == "drift"
                 ),
                 "top_psi": sorted(
                     (
                         [f, round(v["psi"], 4)]
-                        for f, v in found.features.items()
+                        for f, v in drift_report.features.items()
                         if v.get("psi") is not None and not v.get("ignored")
                     ),
                     key=lambda fv: -fv[1],
@@ -238,7 +237,7 @@ def run(
                     "monitor",
                     spec.model,
                     "ran",
-                    f"{found.rows} rows ({found.scope}): {found.status}",
+                    f"{drift_report.rows} rows ({drift_report.scope}): {drift_report.status}",
                     verdict,
                 )
             )
@@ -266,7 +265,7 @@ def run(
         # the scores of the batch scored last run (compared after that run's predict)
         scores = drifted_scores(
             tables,
-            monitor.monitoring_uri(settings),
+            monitoring_uri(settings),
             champion,
             input_uri,
             registry.list(spec.model),
@@ -318,7 +317,7 @@ def run(
         done(Step("promote", spec.model, "skipped", "nothing trained"))
 
     progress("predict", section.model)
-    champion = _champion(registry, spec.model)
+    champion = registry.champion(spec.model)
     report.champion_after = champion.version if champion else None
     if champion is None:
         done(Step("predict", spec.model, "skipped", "no champion to score with"))
@@ -376,13 +375,6 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _champion(registry, model: str) -> ModelVersion | None:
-    try:
-        return registry.get(f"{model}@champion")
-    except InputError:
-        return None
-
-
 def _trained_version(model: ModelVersion, input_uri: str) -> int | None:
     """The input version the model was trained on, when its input is its training table:
     the rows after it are new to the model."""
@@ -406,19 +398,19 @@ def last_monitored(
         (F.col("model") == model.name)
         & (F.col("model_version") == model.version)
         & F.col("input_table").isin(*(input_forms or [input_uri]))
-        & ((F.col("feature") == monitor.RUN_ROW) | (F.col("status") == "drift"))
+        & ((F.col("feature") == RUN_ROW) | (F.col("status") == "drift"))
     )
     found = ours.select(
         "run_id", "monitored_at", "input_version", "feature", "kind", "period"
     ).collect()
-    marks = [r for r in found if r["feature"] == monitor.RUN_ROW]
+    marks = [r for r in found if r["feature"] == RUN_ROW]
     if not marks:
         return None
     newest = max(marks, key=lambda r: (r["input_version"], r["run_id"]))
     statuses = ours.filter(
-        (F.col("run_id") == newest["run_id"]) & (F.col("feature") == monitor.RUN_ROW)
+        (F.col("run_id") == newest["run_id"]) & (F.col("feature") == RUN_ROW)
     ).select("status")
-    same = [r for r in found if r["run_id"] == newest["run_id"] and r["feature"] != monitor.RUN_ROW]
+    same = [r for r in found if r["run_id"] == newest["run_id"] and r["feature"] != RUN_ROW]
     return {
         "run_id": newest["run_id"],
         "input_version": newest["input_version"],
@@ -555,7 +547,7 @@ def command(
     as_json: JsonOption = False,
 ) -> None:
     """One scheduled run: ingest, features, monitor, retrain when needed, promote, predict."""
-    state: RunContext = ctx.find_object(RunContext)
+    state = run_context(ctx)
     config = state.config()
     report = run(
         state.spark(),

@@ -30,18 +30,25 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
-from batchml.lib import runs
+from batchml.jobs.app import JsonOption, emit, reports_errors, run_context
 from batchml.lib.delta import DeltaTables, WriteToken, delta_tables
+from batchml.lib.delta.delta_log import open_snapshot
+from batchml.lib.delta.lakehouse import recorded_forms, split_version, table_location
 from batchml.lib.delta.schemas import compare_schemas
-from batchml.lib.delta.snapshots import open_snapshot
-from batchml.lib.errors import ConfigError, InputError
-from batchml.lib.keys import KeyCounts, check_key_columns, count_keys, refuse_all_null
-from batchml.lib.lakehouse import recorded_forms, table_location
-from batchml.lib.logs import get_logger
-from batchml.lib.registry import ModelVersion, Registry, registry_of
-from batchml.lib.settings import PredictionSpec, Settings
-from batchml.lib.sqltext import string as _sql
+from batchml.lib.features.keys import KeyCounts, check_key_columns, count_keys, refuse_all_null
+from batchml.lib.platform.errors import ConfigError, InputError
+from batchml.lib.platform.logs import get_logger
+from batchml.lib.platform.settings import PredictionSpec, Settings
+from batchml.lib.platform.sqltext import string as _sql
+from batchml.lib.scoring.model import (
+    check_input,
+    feature_columns,
+    score_with,
+    scored_columns,
+    trained_types,
+)
+from batchml.lib.tracking import runs
+from batchml.lib.tracking.registry import registry_of
 
 log = get_logger(__name__)
 
@@ -100,16 +107,6 @@ class Plan:
     spec: PredictionSpec
 
 
-def split_version(ref: str) -> tuple[str, int | None]:
-    """`TABLE@VERSION` -> (TABLE, VERSION); a table without `@` reads its latest version."""
-    table, at, version = ref.rpartition("@")
-    if not at:
-        return ref, None
-    if not version.isdigit():
-        raise ConfigError(f"--input {ref!r}: the part after @ must be a table version number")
-    return table, int(version)
-
-
 def plan_for(settings: Settings, request: PredictRequest, cwd: Path | None = None) -> Plan:
     """Resolve the model ref, input and output from the request and `[predictions.NAME]`.
 
@@ -142,135 +139,6 @@ def plan_for(settings: Settings, request: PredictRequest, cwd: Path | None = Non
         table_location(output_ref, settings, relative_to=where),
         spec,
     )
-
-
-def feature_columns(manifest: dict[str, Any]) -> list[str]:
-    """The input columns the model's feature pipeline reads."""
-    spec = manifest.get("feature_spec") or {}
-    columns: list[str] = []
-    for group in ("numeric", "categorical", "hashed"):
-        columns.extend(spec.get(group) or {})
-    return columns
-
-
-def check_input(
-    schema: T.StructType,
-    needed: dict[str, str],
-    trained_types: dict[str, str],
-    uri: str,
-    version: int,
-) -> None:
-    """Every column the model and the output need is in the input, with the type the model
-    was trained on. One error lists every problem; nothing is written.
-
-    `needed` maps a column to why it is needed (feature, key, passthrough, partition).
-    """
-    present = {f.name: f.dataType.simpleString() for f in schema}
-    missing = [f"{c} ({why})" for c, why in needed.items() if c not in present]
-    mistyped = [
-        f"{c} (model {trained_types[c]}, input {present[c]})"
-        for c in needed
-        if c in present and c in trained_types and present[c] != trained_types[c]
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing columns {', '.join(missing)}")
-    if mistyped:
-        problems.append(f"mistyped columns {', '.join(mistyped)}")
-    if problems:
-        raise InputError(f"input {uri}@{version}: {'; '.join(problems)}; nothing was written")
-
-
-def _trained_types(tables: DeltaTables, model: ModelVersion) -> dict[str, str]:
-    """Column types of the model's training table at its pinned version ({} when that
-    version cannot be read any more: then only presence is checked)."""
-    try:
-        read = tables.read(model.training_table, version=model.training_version)
-    except InputError as exc:
-        log.warning(
-            "training table version unreadable; checking input columns by name only",
-            extra={"table": model.training_table, "reason": str(exc)},
-        )
-        return {}
-    return {f.name: f.dataType.simpleString() for f in read.df.schema}
-
-
-def _classes(model: ModelVersion, fitted) -> int:
-    """Label values of a classifier (0 for a regressor)."""
-    if model.manifest.get("task") != "classification":
-        return 0
-    recorded = model.manifest.get("classes")
-    if recorded:
-        return int(recorded)
-    stage = fitted.stages[-1]
-    counted = getattr(stage, "numClasses", None)
-    return int(counted) if counted else 2
-
-
-def score_with(
-    registry: Registry,
-    model: ModelVersion,
-    frame: DataFrame,
-    keep: list[str],
-    fitted: Any = None,
-) -> tuple[DataFrame, int, str]:
-    """`frame` scored by the model: (scored frame, classes, how: sql, arrow or mllib).
-
-    - A linear model runs as one code-generated SQL expression (`lib/linear_scorer.py`:
-      several times faster than its MLlib stages, the same scores), from the scorer
-      saved at registration, without loading the MLlib stages at all.
-    - An xgboost model runs its feature stages in the JVM and the booster on Arrow
-      batches (`lib/booster_scorer.py`: faster than xgboost.spark's pandas transform,
-      the same scores).
-    - Anything else runs its pipeline's own transform.
-
-    `fitted`: the version's pipeline, already loaded (then it is what scores).
-    """
-    from batchml.lib import booster_scorer
-    from batchml.lib.linear_scorer import NotLinear, compile_pipeline
-
-    scorer = registry.scorer(model) if fitted is None else None
-    if scorer is None:  # registered before scorers were saved, or not linear
-        fitted = fitted if fitted is not None else registry.load(model)
-        try:
-            scorer = compile_pipeline(fitted)
-        except NotLinear as exc:
-            log.info("no linear scorer", extra={"why": str(exc)})
-    if scorer is not None:
-        classes = 2 if scorer.task == "binary_logistic" else 0
-        return scorer.score(frame), classes, "sql"
-    try:
-        scored = booster_scorer.score(fitted, frame, keep)
-        return scored, booster_scorer.booster_classes(fitted), "arrow"
-    except booster_scorer.NotBooster as exc:
-        log.info("scoring with the pipeline's stages", extra={"why": str(exc)})
-    return fitted.transform(frame), _classes(model, fitted), "mllib"
-
-
-def scored_columns(
-    scored: DataFrame,
-    classes: int,
-    keep: list[str],
-    lineage: dict[str, Any],
-) -> DataFrame:
-    """What a consumer needs: keys and passthrough columns, the prediction, the positive
-    class's probability (binary) or every class's (multiclass), and lineage. No vectors.
-    `vector_to_array` runs in the JVM (no Python UDF)."""
-    from pyspark.ml.functions import vector_to_array
-
-    columns = [F.col(f"`{c}`") for c in keep]
-    columns.append(F.col("prediction").cast("double").alias("prediction"))
-    probability = scored.schema["probability"].dataType if "probability" in scored.columns else None
-    if classes == 2 and isinstance(probability, T.DoubleType):
-        columns.append(F.col("probability"))  # a scorer's: already class 1's
-    elif classes == 2:
-        columns.append(vector_to_array("probability")[1].alias("probability"))
-    elif classes > 2 and "probabilities" in scored.columns:
-        columns.append(F.col("probabilities"))
-    elif classes > 2:
-        columns.append(vector_to_array("probability").alias("probabilities"))
-    columns.extend(F.lit(value).alias(name) for name, value in lineage.items())
-    return scored.select(*columns)
 
 
 def last_run(tables: DeltaTables, output: str, model_name: str) -> dict[str, Any] | None:
@@ -307,7 +175,7 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
     needed.update({c: "passthrough" for c in plan.spec.passthrough if c not in needed})
     if plan.spec.partition_by:
         needed.setdefault(plan.spec.partition_by, "partition")
-    check_input(read.df.schema, needed, _trained_types(tables, model), read.uri, read.version)
+    check_input(read.df.schema, needed, trained_types(tables, model), read.uri, read.version)
     check_key_columns(read.df.schema, key, f"input {read.uri}@{read.version}")
     if plan.spec.retention_days and plan.spec.partition_by:
         kind = read.df.schema[plan.spec.partition_by].dataType
@@ -347,7 +215,12 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
     frame = read.df
     start = request.since if request.since is not None and not same_slice else None
     if (same_slice or start is not None) and not request.full:
-        since = int(previous["input_version"]) if same_slice else int(start)
+        if same_slice:
+            assert previous is not None  # the slice the previous run scored
+            since = int(previous["input_version"])
+        else:
+            assert start is not None  # no same slice: a start, by the condition above
+            since = int(start)
         if not same_slice and since > read.version:
             raise InputError(f"--since {since} is after {read.uri}'s version {read.version}")
         if since > read.version:
@@ -366,7 +239,7 @@ def run(spark: SparkSession, settings: Settings, request: PredictRequest) -> Pre
         else:
             frame, report.mode = added.df, "incremental"
     # the log's statistics say how many rows; without them, one small Spark job
-    rows = added.rows if report.mode == "incremental" else read.rows
+    rows = added.rows if report.mode == "incremental" and added is not None else read.rows
     if rows == 0 or (rows is None and frame.isEmpty()):
         report.message = (
             f"no rows added to {read.uri} since version {since}; nothing written"
@@ -568,7 +441,7 @@ def command(
     as_json: JsonOption = False,
 ) -> None:
     """Score a pinned Delta table version with a registered model; write the predictions."""
-    state: RunContext = ctx.find_object(RunContext)
+    state = run_context(ctx)
     request = PredictRequest(model, input_ref, output, full, since)
     report = run(state.spark(), state.config().settings, request)
     emit(report.to_dict(), as_json, _render)

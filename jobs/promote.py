@@ -25,28 +25,29 @@ from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
-from batchml.jobs.evaluate import (
+from batchml.jobs.app import JsonOption, emit, reports_errors, run_context
+from batchml.lib.delta import delta_tables
+from batchml.lib.evaluation.bins import EvalSpec, higher_is_better, interval
+from batchml.lib.evaluation.model import evaluation_spec, figures_of
+from batchml.lib.evaluation.multiclass import multiclass_point
+from batchml.lib.evaluation.paired import paired_difference
+from batchml.lib.platform.errors import ConfigError, InputError
+from batchml.lib.platform.logs import get_logger
+from batchml.lib.platform.settings import Settings
+from batchml.lib.scoring.model import (
     PREDICTION,
     PROBABILITIES,
     SCORE,
-    evaluation_spec,
-    figures_of,
     model_threshold,
     row_key,
     scored,
     target_of,
 )
-from batchml.lib import evaluation as ev
-from batchml.lib.delta import delta_tables
-from batchml.lib.errors import ConfigError, InputError
-from batchml.lib.logs import get_logger
-from batchml.lib.registry import ModelVersion, registry_of
-from batchml.lib.settings import Settings
+from batchml.lib.tracking.registry import CHAMPION, ModelVersion, alias_holder, registry_of
+from batchml.lib.tracking.registry import PREVIOUS_CHAMPION as PREVIOUS_CHAMPION
 
 log = get_logger(__name__)
 EXIT_NOT_PROMOTED = 7
-CHAMPION, PREVIOUS = "champion", "previous_champion"
 MODES = ("enabled", "dry-run", "disabled")
 
 
@@ -85,11 +86,6 @@ def main_metric(model: ModelVersion, kind: str) -> str:
     return {"binary": "areaUnderROC", "multiclass": "macro_f1"}.get(kind, "rmse")
 
 
-def _champion(versions: list[ModelVersion], alias: str) -> ModelVersion | None:
-    found = [v for v in versions if alias in v.aliases]
-    return found[0] if found else None
-
-
 def promote(
     spark: SparkSession,
     settings: Settings,
@@ -109,7 +105,7 @@ def promote(
     versions = registry.list(name)
     if not versions:
         raise InputError(f"no model {name!r} in the registry at {registry.root}")
-    champion = _champion(versions, CHAMPION)
+    champion = alias_holder(versions, CHAMPION)
     if rollback:
         return _rollback(registry, name, versions, champion, started)
     candidate = registry.get(f"{name}@{challenger}" if challenger is not None else name)
@@ -133,7 +129,7 @@ def promote(
     label = candidate.manifest["feature_spec"]["label"]
     if champion is None:
         frame, kind, classes, _, _ = scored(registry, tables, candidate, target, [])
-        spec = ev.EvalSpec(
+        spec = EvalSpec(
             (model_threshold(candidate),),
             replicates=conf.bootstrap,
             seed=seed,
@@ -163,7 +159,7 @@ def promote(
                 *([F.col(f"`{key}`")] if key else []),
                 *[F.col(f"__{prefix}{c}").alias(c) for c in _outputs(joint, prefix)],
             )
-            spec = ev.EvalSpec(
+            spec = EvalSpec(
                 (model_threshold(model),), replicates=conf.bootstrap, seed=seed, key=key
             )
             sets[role] = figures_of(frame, kind, classes, label, spec, target.rows_hint)
@@ -176,7 +172,8 @@ def promote(
                 )
         old, new = _value(sets["champion"], metric), _value(sets["challenger"], metric)
         report.metric, report.champion_value, report.challenger_value = metric, old, new
-        sign = 1.0 if ev.higher_is_better(metric) else -1.0
+        sign = 1.0 if higher_is_better(metric) else -1.0
+        assert old is not None and new is not None  # each set has the metric (checked above)
         report.improvement = sign * (new - old)
         if conf.require_significant or conf.bootstrap:
             report.interval = _paired(
@@ -214,7 +211,7 @@ def _decide(
     report.action, report.promoted = ("promoted", True) if promote_it else ("kept", False)
     if promote_it:
         if report.champion_before is not None:
-            registry.set_alias(report.model, report.champion_before, PREVIOUS)
+            registry.set_alias(report.model, report.champion_before, PREVIOUS_CHAMPION)
         registry.set_alias(report.model, report.challenger, CHAMPION)
         report.champion_after = report.challenger
     registry.record_decision(
@@ -242,18 +239,18 @@ def _decide(
 
 
 def _rollback(registry, name, versions, champion, started) -> PromoteReport:
-    previous = _champion(versions, PREVIOUS)
+    previous = alias_holder(versions, PREVIOUS_CHAMPION)
     if previous is None:
-        raise InputError(f"{name} has no {PREVIOUS} to roll back to")
+        raise InputError(f"{name} has no {PREVIOUS_CHAMPION} to roll back to")
     report = PromoteReport(name, "rollback", True, "", previous.version, mode="enabled")
     report.champion_before = champion.version if champion else None
     if champion is not None:
-        registry.set_alias(name, champion.version, PREVIOUS)
+        registry.set_alias(name, champion.version, PREVIOUS_CHAMPION)
     registry.set_alias(name, previous.version, CHAMPION)
     report.champion_after = previous.version
     report.reason = (
         f"rolled back: champion {report.champion_before} -> {previous.version} "
-        f"({PREVIOUS} is now {report.champion_before})"
+        f"({PREVIOUS_CHAMPION} is now {report.champion_before})"
     )
     registry.record_decision(
         {
@@ -313,7 +310,7 @@ def _paired(joint, label, kind, metric, point, conf, seed, target, key) -> list[
     if kind == "multiclass":
         return _paired_multiclass(joint, label, metric, point, conf.bootstrap or 200, seed)
     score = SCORE if kind == "binary" else PREDICTION
-    result = ev.paired_difference(
+    result = paired_difference(
         joint,
         label,
         (f"__a{score}", f"__b{score}"),
@@ -353,9 +350,9 @@ def _paired_multiclass(joint, label, metric, point, replicates, seed) -> list[fl
         for pred in (a, b):
             matrix = np.zeros((size, size))
             np.add.at(matrix, (y, pred), w)
-            values.append(ev.multiclass_point(matrix).get(metric, math.nan))
+            values.append(multiclass_point(matrix).get(metric, math.nan))
         differences.append(values[1] - values[0])
-    return ev.interval(np.asarray(differences, dtype=float))
+    return interval(np.asarray(differences, dtype=float))
 
 
 def _value(figures: dict[str, Any], metric: str) -> float | None:
@@ -419,7 +416,7 @@ def command(
     as_json: JsonOption = False,
 ) -> None:
     """Promote a challenger to champion only when it beats the champion (exit 7: kept)."""
-    state: RunContext = ctx.find_object(RunContext)
+    state = run_context(ctx)
     report = promote(
         state.spark(),
         state.config().settings,

@@ -1,5 +1,5 @@
 """`batchml report monitoring MODEL`: a model's drift, performance, retrains and cost over
-time as one HTML page with PNG plots (`lib/monitoring_report.py`). Reads the monitoring
+time as one HTML page with PNG plots (`lib/monitoring/page.py`). Reads the monitoring
 table, the runs table and the registry with delta-rs: no Spark session is started."""
 
 from __future__ import annotations
@@ -10,14 +10,17 @@ from typing import Annotated, Any
 
 import typer
 
-from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
-from batchml.lib import monitoring_report, runs, storage
-from batchml.lib.delta.snapshots import table_exists, table_rows
-from batchml.lib.errors import InputError
-from batchml.lib.lakehouse import resolve_path
-from batchml.lib.registry import registry_of
-from batchml.lib.settings import Settings
-from batchml.lib.sqltext import string as sql_string
+from batchml.jobs.app import JsonOption, emit, reports_errors, run_context
+from batchml.lib.delta.delta_log import table_exists, table_rows
+from batchml.lib.delta.lakehouse import resolve_path
+from batchml.lib.monitoring import page as monitoring_report
+from batchml.lib.monitoring.table import monitoring_uri
+from batchml.lib.platform import storage
+from batchml.lib.platform.errors import InputError
+from batchml.lib.platform.settings import Settings
+from batchml.lib.platform.sqltext import string as sql_string
+from batchml.lib.tracking import runs
+from batchml.lib.tracking.registry import CHAMPION, alias_holder, registry_of
 
 app = typer.Typer(help="Reports over time, as HTML pages with plots.")
 
@@ -40,7 +43,7 @@ def history_of(settings: Settings, model: str) -> monitoring_report.History:
     versions = registry.list(model)
     if not versions:
         raise InputError(f"no model {model!r} in the registry at {registry.root}")
-    monitoring = resolve_path("_monitoring", settings)
+    monitoring = monitoring_uri(settings)
     rows = []
     if table_exists(monitoring):
         rows = table_rows(monitoring, where=f"model = {sql_string(model)}")
@@ -48,7 +51,7 @@ def history_of(settings: Settings, model: str) -> monitoring_report.History:
         (r for r in runs.list_runs(runs.runs_uri(settings)) if _touches(r, model)),
         key=lambda r: r["started_at"],
     )
-    champion = next((v.version for v in versions if "champion" in v.aliases), None)
+    champion = alias_holder(versions, CHAMPION)
     return monitoring_report.History(
         model=model,
         monitoring=rows,
@@ -57,7 +60,7 @@ def history_of(settings: Settings, model: str) -> monitoring_report.History:
             {"version": v.version, "created_at": v.created_at, "baseline": _baseline(v.metrics)}
             for v in versions
         ],
-        champion=champion,
+        champion=champion.version if champion else None,
     )
 
 
@@ -97,7 +100,7 @@ def monitoring(
 ) -> None:
     """Drift per feature over time, the headline metric per period, retrains and
     promotions, rows scored and resources per run: one HTML page with PNG plots."""
-    state: RunContext = ctx.find_object(RunContext)
+    state = run_context(ctx)
     settings = state.config().settings
     history = history_of(settings, model)
     if out is None:

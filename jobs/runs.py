@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
-from batchml.lib import runs
-from batchml.lib.lakehouse import lakehouse_root, under
+from batchml.jobs.app import JsonOption, emit, reports_errors, run_context
+from batchml.lib.delta.lakehouse import lakehouse_root, under
+from batchml.lib.tracking import runs
 
 app = typer.Typer(help="Recorded job runs: inputs, outputs, outcome, resources.")
 
@@ -24,7 +24,7 @@ def runs_list(
     as_json: JsonOption = False,
 ) -> None:
     """The newest recorded runs."""
-    state: RunContext = ctx.find_object(RunContext)
+    state = run_context(ctx)
     settings = state.config().settings
     uri = runs.runs_uri(settings)
     lakehouse = lakehouse_root(settings)
@@ -41,7 +41,7 @@ def runs_show(
     as_json: JsonOption = False,
 ) -> None:
     """One run: arguments, tables read and written, models touched, resources."""
-    state: RunContext = ctx.find_object(RunContext)
+    state = run_context(ctx)
     settings = state.config().settings
     row = runs.get_run(runs.runs_uri(settings), run_id)
     emit(_public(row, lakehouse_root(settings)), as_json, _render_run)
@@ -64,11 +64,12 @@ def _public(row: dict[str, Any], lakehouse: str) -> dict[str, Any]:
 def _size(value: int | None) -> str:
     if value is None:
         return "-"
+    size: float = value
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(value)
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
 
 
 def _ms(value: int | None) -> str:

@@ -20,15 +20,15 @@ from pathlib import Path
 
 import typer
 
-from batchml.jobs.app import RunContext, app, reports_errors
-from batchml.jobs.driver import STDERR_FILE
-from batchml.lib import packaging
-from batchml.lib import submit as spark_submit
-from batchml.lib.config import load_config
-from batchml.lib.errors import ConfigError
-from batchml.lib.logs import get_logger
-from batchml.lib.redaction import redact_argv
-from batchml.lib.signals import Terminated
+from batchml.jobs.app import app, reports_errors, run_context
+from batchml.lib.platform.config import load_config
+from batchml.lib.platform.errors import ConfigError
+from batchml.lib.platform.logs import get_logger
+from batchml.lib.platform.redaction import redact_argv
+from batchml.lib.platform.signals import Terminated
+from batchml.lib.submit import launch as spark_submit
+from batchml.lib.submit import packaging
+from batchml.lib.submit.launch import STDERR_FILE
 
 log = get_logger(__name__)
 STOP_GRACE_SECONDS = 60  # a stopped driver's clean-up, before the group is killed
@@ -51,12 +51,13 @@ application failed.
 def job_names() -> list[str]:
     """The commands a submit can run: every `batchml` command but submit itself."""
     group = typer.main.get_command(app)
+    # typed as a click.Command: an app of several commands is a click.Group
     return [name for name in group.commands if name != "submit"]  # type: ignore[attr-defined]
 
 
 @reports_errors
 def command(ctx: typer.Context) -> None:
-    state: RunContext = ctx.find_object(RunContext)
+    state = run_context(ctx)
     request = spark_submit.parse(list(ctx.args), job_names())
     # `batchml --env E --conf F --set K=V submit …` means the same as giving them to submit
     request.env = request.env or state.env
@@ -76,8 +77,8 @@ def command(ctx: typer.Context) -> None:
         jars = connector_jar.cached_jars(settings.delta.jar_cache)
     else:
         jars = None  # the cluster resolves --packages itself
-    from batchml.lib import s3a_jars as s3a
-    from batchml.lib.spark import uses_s3
+    from batchml.lib.spark import s3a_jars as s3a
+    from batchml.lib.spark.session import uses_s3
 
     s3a_cached = s3a_packages = None
     if uses_s3(settings):  # the driver and executors need S3A: shipped or resolved
@@ -94,7 +95,7 @@ def command(ctx: typer.Context) -> None:
         built = packaging.build(force=request.rebuild)
         archive, entry = built.archive, built.entry
     from batchml.lib.delta.connector_jar import CONNECTOR
-    from batchml.lib.spark import QUIET_LOG4J
+    from batchml.lib.spark.session import QUIET_LOG4J
 
     argv = spark_submit.command(
         request,

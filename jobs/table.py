@@ -21,7 +21,6 @@ from pyspark.sql import types as T
 
 from batchml.jobs.app import (
     JsonOption,
-    RunContext,
     TableArg,
     TimestampOption,
     VersionOption,
@@ -29,14 +28,14 @@ from batchml.jobs.app import (
     pin_version,
     recorded,
     reports_errors,
+    run_context,
 )
-from batchml.lib import storage
-from batchml.lib.delta import DeltaTables, VacuumResult
-from batchml.lib.delta import snapshots as delta_log
+from batchml.lib.delta import DeltaTables, VacuumResult, delta_log
+from batchml.lib.delta.delta_log import UnsupportedFeature, open_snapshot, preview
 from batchml.lib.delta.paths import normalize_uri
-from batchml.lib.delta.snapshots import UnsupportedFeature, open_snapshot, preview
-from batchml.lib.errors import ConfigError, InputError
-from batchml.lib.logs import get_logger
+from batchml.lib.platform import storage
+from batchml.lib.platform.errors import ConfigError, InputError
+from batchml.lib.platform.logs import get_logger
 
 log = get_logger(__name__)
 EXPORT_FORMATS = ("parquet", "csv")
@@ -196,7 +195,7 @@ def show_command(
     as_json: JsonOption = False,
 ) -> None:
     """Schema, version, row count and first rows of a table snapshot."""
-    state: RunContext = ctx.find_object(RunContext)
+    state = run_context(ctx)
     pinned_version, pinned_time = pin_version(version, timestamp)
     summary = show(
         state.location(uri),
@@ -239,7 +238,7 @@ def history_command(
     as_json: JsonOption = False,
 ) -> None:
     """The table's commits, newest first: version, time, operation, batchml metadata."""
-    state: RunContext = ctx.find_object(RunContext)
+    state = run_context(ctx)
     location = state.location(uri)
     emit({"uri": location, "commits": history(location, limit=limit)}, as_json, _render_history)
 
@@ -275,7 +274,7 @@ def export_command(
     as_json: JsonOption = False,
 ) -> None:
     """Write one snapshot's rows as a plain Parquet or CSV folder."""
-    state: RunContext = ctx.find_object(RunContext)
+    state = run_context(ctx)
     pinned_version, pinned_time = pin_version(version, timestamp)
     result = export(
         state.spark(),
@@ -321,7 +320,7 @@ def vacuum_command(
     are always kept.
     """
 
-    state: RunContext = ctx.find_object(RunContext)
+    state = run_context(ctx)
     result, kept = vacuum(
         state.tables(),
         state.location(uri),

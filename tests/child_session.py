@@ -9,9 +9,9 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from batchml.lib.config import load_config
-from batchml.lib.settings import Settings
-from batchml.lib.spark import build_session
+from batchml.lib.platform.config import load_config
+from batchml.lib.platform.settings import Settings
+from batchml.lib.spark.session import build_session
 
 
 def child_session(

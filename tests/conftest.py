@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from batchml.lib.config import load_config
 from batchml.lib.delta import connector_jar
-from batchml.lib.spark import DELTA_CATALOG, DELTA_EXTENSION, build_session
+from batchml.lib.platform.config import load_config
+from batchml.lib.spark.session import DELTA_CATALOG, DELTA_EXTENSION, build_session
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +31,7 @@ def connector_jars() -> list[Path]:
 def s3a_jars() -> list[Path]:
     """Hadoop's S3A and the AWS SDK modules it needs, fetched once per machine: the test
     session can reach the S3 server the object-store tests start."""
-    from batchml.lib import s3a_jars as s3a
+    from batchml.lib.spark import s3a_jars as s3a
 
     return s3a.fetch(load_config(env="local", environ={}).settings.storage.jar_cache)
 
@@ -98,10 +98,18 @@ def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     (as a user would export them); the storage layer reads them afresh."""
     from s3server import create_bucket, s3_environment
 
-    from batchml.lib import storage
+    from batchml.lib.platform import storage
 
     for name, value in s3_environment(s3_endpoint).items():
         monkeypatch.setenv(name, value)
     storage.reset()
     yield create_bucket(s3_endpoint)
     storage.reset()
+
+
+@pytest.fixture(scope="session")
+def scoring_lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The scoring project's lakehouse (`tests/people.py`), trained once: modules copy it."""
+    from people import build_scoring_lake
+
+    return build_scoring_lake(spark, tmp_path_factory.mktemp("scoring-template"))

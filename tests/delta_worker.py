@@ -21,7 +21,7 @@ from child_session import child_session
 from batchml.lib.delta import WriteToken, embedded
 from batchml.lib.delta.connector import ConnectorDelta
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.signals import EXIT_SIGTERM, Terminated, install_termination_handler
+from batchml.lib.platform.signals import EXIT_SIGTERM, Terminated, install_termination_handler
 
 
 def pause_at(point: str) -> None:

@@ -13,7 +13,7 @@ import sys
 from child_session import child_session
 
 from batchml.jobs import ingest
-from batchml.lib.ledger import INGESTED, IngestLedger
+from batchml.lib.ingest.ledger import INGESTED, IngestLedger
 
 
 def main(conf: str, lakehouse: str, source: str, point: str, backend: str) -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import sys
 import time
 
-from batchml.lib.config import load_config
-from batchml.lib.logs import configure_logging
-from batchml.lib.spark import build_session
+from batchml.lib.platform.config import load_config
+from batchml.lib.platform.logs import configure_logging
+from batchml.lib.spark.session import build_session
 
 
 def main(lakehouse: str, verbose: bool) -> None:

@@ -10,7 +10,7 @@ import sys
 from child_session import child_session
 
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.registry import Registry
+from batchml.lib.tracking.registry import Registry
 
 
 def main(root: str, lakehouse: str, model: str, version: str, alias: str, times: str) -> None:

@@ -13,7 +13,7 @@ import sys
 from child_session import child_session
 
 from batchml.jobs.train import job as train_job
-from batchml.lib.errors import BatchmlError
+from batchml.lib.platform.errors import BatchmlError
 
 
 def main(conf: str, lakehouse: str, *refs: str) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 import batchml.jobs.cli  # noqa: F401  (registers the commands job_names lists)
 from batchml.jobs.submit import job_names
-from batchml.lib.submit import parse
+from batchml.lib.submit.launch import parse
 
 DAG_FILE = Path(__file__).parents[1] / "deploy" / "airflow" / "batchml_pipeline.py"
 

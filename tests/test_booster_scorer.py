@@ -15,7 +15,7 @@ from pyspark.ml.feature import (
 from pyspark.sql import SparkSession
 from xgboost.spark import SparkXGBClassifier, SparkXGBRegressor
 
-from batchml.lib.booster_scorer import NotBooster, booster_classes, score
+from batchml.lib.scoring.booster import NotBooster, booster_classes, score
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +89,8 @@ def test_native_categories_score_as_xgboost_spark_does(spark: SparkSession, clas
     the scorer reads the same columns; an unseen level and missing numbers included."""
     from pyspark.ml import PipelineModel
 
-    from batchml.lib.feature_pipeline import fit_features
-    from batchml.lib.settings import FeaturePipelineSpec
+    from batchml.lib.features.pipeline import fit_features
+    from batchml.lib.platform.settings import FeaturePipelineSpec
 
     rows = [
         (i, float(i % 13), None if i % 5 == 0 else float(i % 7), f"k{i % 6}", f"t{i % 9}")
@@ -150,7 +150,7 @@ def test_a_classifier_told_its_classes_reads_its_data_once(frame, classes: int) 
     from pyspark.ml.feature import VectorAssembler as Assembler
     from pyspark.sql import functions as F
 
-    from batchml.lib.xgboost_spark import XGBClassifier
+    from batchml.lib.training.xgboost_spark import XGBClassifier
 
     context = frame.sparkSession.sparkContext
     fitted, reads = {}, {}

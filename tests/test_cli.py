@@ -8,7 +8,7 @@ from pyspark.sql import SparkSession
 from typer.testing import CliRunner
 
 from batchml.jobs.cli import app
-from batchml.lib.runtime import package_version
+from batchml.lib.platform.runtime import package_version
 
 
 @pytest.fixture

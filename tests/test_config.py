@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from batchml.lib.config import REDACTED, load_config, parse_override
-from batchml.lib.errors import ConfigError
+from batchml.lib.platform.config import REDACTED, load_config, parse_override
+from batchml.lib.platform.errors import ConfigError
 
 
 @pytest.fixture

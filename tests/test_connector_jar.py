@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from batchml.lib.config import load_config
 from batchml.lib.delta import connector_jar
-from batchml.lib.errors import EnvironmentProblem
-from batchml.lib.spark import build_session, connector_jars, session_conf
+from batchml.lib.platform.config import load_config
+from batchml.lib.platform.errors import EnvironmentProblem
+from batchml.lib.spark.jvm import class_loadable
+from batchml.lib.spark.session import build_session, connector_jars, session_conf
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,8 +33,9 @@ def test_the_cache_holds_the_connector_and_the_session_loads_it(
     cache = load_config(env="local", environ={}).settings.delta.jar_cache
     assert connector_jar.cached_jars(cache) == connector_jars  # a second fetch reads the cache
     assert connector_jar.fetch(cache) == connector_jars
-    jvm = spark.sparkContext._jvm
-    assert jvm.org.apache.spark.sql.delta.DeltaLog is not None
+    # (py4j answers any name with a JavaPackage: ask the class loader instead)
+    assert class_loadable(spark, "org.apache.spark.sql.delta.DeltaLog")
+    assert not class_loadable(spark, "org.apache.spark.sql.delta.NoSuchClass")
     assert spark.conf.get("spark.sql.extensions") == "io.delta.sql.DeltaSparkSessionExtension"
 
 

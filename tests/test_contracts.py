@@ -7,7 +7,7 @@ from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from batchml.lib.contracts import (
+from batchml.lib.ingest.contracts import (
     FAILED_RULES,
     check_contract,
     good_condition,
@@ -17,9 +17,9 @@ from batchml.lib.contracts import (
     rule_names,
     with_key_count,
 )
-from batchml.lib.errors import InputError
-from batchml.lib.settings import TableContract
-from batchml.lib.sources import find_batch, read_raw
+from batchml.lib.ingest.sources import find_batch, read_raw
+from batchml.lib.platform.errors import InputError
+from batchml.lib.platform.settings import TableContract
 
 
 def contract(**overrides) -> TableContract:

@@ -16,7 +16,7 @@ from pyspark.sql import SparkSession
 from batchml.lib.delta import DeltaTables, WriteToken
 from batchml.lib.delta.connector import ConnectorDelta
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.errors import InputError
+from batchml.lib.platform.errors import InputError
 
 SCHEMA = "id int, city string, amount double"
 

@@ -8,12 +8,12 @@ import json
 import pytest
 from pyspark.sql import SparkSession
 
-from batchml.lib.config import load_config
 from batchml.lib.delta import WriteToken, delta_tables
 from batchml.lib.delta.connector import ConnectorDelta, write_options
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.errors import InputError
-from batchml.lib.spark import connector_loadable
+from batchml.lib.platform.config import load_config
+from batchml.lib.platform.errors import InputError
+from batchml.lib.spark.session import connector_loadable
 
 
 def test_write_options_map_the_api_to_delta_options() -> None:

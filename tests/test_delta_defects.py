@@ -19,7 +19,7 @@ from batchml.lib.delta import DeltaTables
 from batchml.lib.delta.connector import ConnectorDelta
 from batchml.lib.delta.defects import log_problem, parse_listing
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.errors import InputError
+from batchml.lib.platform.errors import InputError
 
 
 @pytest.fixture(params=["connector", "embedded"])

@@ -22,7 +22,7 @@ from pyspark.sql import types as T
 from batchml.lib.delta import DeltaTables, WriteToken
 from batchml.lib.delta.connector import ConnectorDelta
 from batchml.lib.delta.embedded import STAGING_DIR, EmbeddedDelta
-from batchml.lib.errors import InputError
+from batchml.lib.platform.errors import InputError
 
 ALL_TYPES = T.StructType(
     [
@@ -603,7 +603,7 @@ class StaleStart(EmbeddedDelta):
 def test_replace_retries_past_disjoint_commits_and_fails_on_overlapping_ones(
     spark: SparkSession, embedded: EmbeddedDelta, tmp_path: Path
 ) -> None:
-    from batchml.lib.delta.snapshots import open_snapshot
+    from batchml.lib.delta.delta_log import open_snapshot
 
     uri = str(tmp_path / "conflicts")
     schema = "id int, month string"

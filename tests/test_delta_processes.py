@@ -50,8 +50,8 @@ def test_concurrent_writers_lose_no_commit(
     uri = tmp_path / "shared"
     seed(spark, uri)
     workers = [
-        start("append", uri, "a", 3, tmp_path / "lh_a", backend),
-        start("append", uri, "b", 3, tmp_path / "lh_b", backend),
+        start("append", uri, "a", 2, tmp_path / "lh_a", backend),
+        start("append", uri, "b", 2, tmp_path / "lh_b", backend),
         start("replace", uri, "c", 2, tmp_path / "lh_c", backend),
     ]
     outputs = [w.communicate(timeout=300) for w in workers]
@@ -59,14 +59,14 @@ def test_concurrent_writers_lose_no_commit(
         assert worker.returncode == 0, err[-2000:]
     results = [json.loads(line) for out, _ in outputs for line in out.splitlines()]
 
-    assert len(results) == 8 and all(r["committed"] for r in results)
-    assert sorted(r["version"] for r in results) == list(range(1, 9))  # every version once
-    assert DeltaTable(str(uri)).version() == 8
+    assert len(results) == 6 and all(r["committed"] for r in results)
+    assert sorted(r["version"] for r in results) == list(range(1, 7))  # every version once
+    assert DeltaTable(str(uri)).version() == 6
     rows = EmbeddedDelta(spark).read(str(uri)).df
     counts = {r["tag"]: r["count"] for r in rows.groupBy("tag").count().collect()}
-    assert counts == {"seed": 1, "a": 15, "b": 15, "c": 5}  # replace keeps its last round
+    assert counts == {"seed": 1, "a": 10, "b": 10, "c": 5}  # replace keeps its last round
     assert sorted(r["n"] for r in rows.filter("tag = 'c'").collect()) == [100, 101, 102, 103, 104]
-    assert len(oracle_rows(str(uri))) == 36
+    assert len(oracle_rows(str(uri))) == 26
     assert len(oracle_rows(str(uri))) == ConnectorDelta(spark).read(str(uri)).df.count()
     print("commit attempts per write:", [r["attempts"] for r in results])
 
@@ -180,7 +180,8 @@ def test_sigterm_inside_a_write_leaves_a_whole_table(
     assert DeltaTable(str(uri)).version() == version_after
     for version in range(version_after + 1):  # every version whole, by another reader
         assert len(oracle_rows(str(uri), version)) == [1, 6][version]
-    assert not (uri / STAGING_DIR).exists()  # staging cleaned up
+    left = sorted(str(p.relative_to(uri)) for p in (uri / STAGING_DIR).rglob("*"))
+    assert not (uri / STAGING_DIR).exists(), left  # staging cleaned up
     assert data_files(uri) == referenced(uri)  # nothing half-written left in the table
 
 

@@ -18,7 +18,7 @@ from pyspark.sql import SparkSession
 from batchml.lib.delta import embedded
 from batchml.lib.delta.connector import ConnectorDelta
 from batchml.lib.delta.embedded import STAGING_DIR, EmbeddedDelta
-from batchml.lib.errors import InputError
+from batchml.lib.platform.errors import InputError
 
 
 @pytest.fixture

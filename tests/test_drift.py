@@ -8,10 +8,10 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from batchml.lib import drift
-from batchml.lib.feature_pipeline import collect_stats, profile_of
-from batchml.lib.settings import FeaturePipelineSpec
-from batchml.lib.spark_metrics import mark, resources_since
+from batchml.lib.features.statistics import collect_stats, profile_of
+from batchml.lib.monitoring import drift
+from batchml.lib.platform.settings import FeaturePipelineSpec
+from batchml.lib.spark.metrics import mark, resources_since
 
 
 def test_psi_and_jensen_shannon_by_hand() -> None:

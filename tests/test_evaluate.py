@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import people
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -28,27 +29,14 @@ from batchml.jobs import evaluate as evaluate_job
 from batchml.jobs import promote as promote_job
 from batchml.jobs.cli import app
 from batchml.jobs.train import job as train_job
-from batchml.lib.config import load_config
+from batchml.lib.data.synthetic import agrawal
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.errors import ConfigError, InputError
-from batchml.lib.registry import Registry
-from batchml.lib.synthetic import agrawal
+from batchml.lib.platform.errors import ConfigError, InputError
+from batchml.lib.tracking.registry import Registry
 
-CONF = """
-[pipelines.people]
-view = "people"
-label = "label"
-key = "id"
-
-[pipelines.people.numeric]
-salary = {}
-commission = {}
-loan = {}
-age = {}
-
-[pipelines.people.categorical]
-elevel = {}
-
+CONF = (
+    people.pipeline()
+    + """
 [pipelines.people_few]
 view = "people"
 label = "label"
@@ -93,16 +81,13 @@ pipeline = "levels"
 algorithm = "random_forest_classifier"
 params = { numTrees = 5, maxDepth = 3 }
 """
+)
 
 
 def settings_for(lake: Path, extra: list[str] | None = None):
     conf = lake.parent / "evaluate.toml"
     conf.write_text(CONF)
-    return load_config(
-        conf_file=conf,
-        overrides=[f'lakehouse.root="{lake}"', 'delta.backend="embedded"', *(extra or [])],
-        environ={},
-    ).settings
+    return people.settings_for(lake, conf, *(extra or []))
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +105,7 @@ def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _test_rows(spark, lake: Path):
     """The test split's rows, as training cut them (key hash, seed 42)."""
-    from batchml.lib.splits import with_split
+    from batchml.lib.training.splits import with_split
 
     df = spark.read.format("parquet").load(str(lake / "people"))  # one writer, no removes
     return with_split(df, "id", {"train": 0.7, "validation": 0.15, "test": 0.15}, seed=42).filter(
@@ -349,8 +334,11 @@ def test_regression_and_multiclass_promotion_use_paired_intervals(
     more = ["models.level_rf.params={ numTrees = 8, maxDepth = 4 }"]
     train_job.run(spark, settings_for(lake, more), "level_rf")
     decided = promote_job.promote(spark, settings_for(lake), "level_rf")
-    assert decided.metric == "macro_f1" and decided.action in ("promoted", "kept")
+    # the bigger forest is better on the test split (macro F1 0.205 vs 0.199), not
+    # significantly: without require_significant a better point estimate promotes
+    assert (decided.metric, decided.action) == ("macro_f1", "promoted"), decided.reason
     low, high = decided.interval
+    assert decided.improvement > 0 and low < 0 < high
     assert low <= decided.improvement <= high
     recorded = Registry(str(lake / "_registry")).decisions("level_rf")[-1]
     assert recorded["details"]["interval"] == [low, high]

@@ -13,30 +13,25 @@ import sys
 import time
 from pathlib import Path
 
+import people
 import pytest
 from deltalake import DeltaTable
 from typer.testing import CliRunner
 
 from batchml.jobs.cli import app
+from batchml.lib.data.synthetic import agrawal
 from batchml.lib.delta.embedded import STAGING_DIR, EmbeddedDelta
-from batchml.lib.registry import Registry
-from batchml.lib.synthetic import agrawal
+from batchml.lib.tracking.registry import Registry
 
-MODEL = """
-[pipelines.people]
-view = "people"
-label = "label"
-key = "id"
-
-[pipelines.people.numeric]
-salary = {}
-age = {}
-
+MODEL = (
+    people.pipeline(numeric=("salary", "age"), categorical=())
+    + """
 [models.people_lr]
 pipeline = "people"
 algorithm = "logistic_regression"
 params = { maxIter = 5 }
 """
+)
 
 
 def invoke(cli_globals: list[str], *args: str):
@@ -175,3 +170,23 @@ def test_143_sigterm_stops_a_write_cleanly(tmp_path: Path) -> None:
     assert "batchml: error: terminated (SIGTERM)" in err
     assert not DeltaTable.is_deltatable(str(target))
     assert not (target / STAGING_DIR).exists()
+
+
+def test_a_usage_error_is_found_before_spark_starts_and_recorded_as_such(
+    tmp_path: Path,
+) -> None:
+    """In a process of its own (no test session running): `demo --months 13` exits 2, its
+    run row says so with the message, and no Spark application was started for it."""
+    lake = tmp_path / "lake"
+    done = subprocess.run(
+        [sys.executable, "-c", "from batchml.jobs.cli import main; main()",
+         "--set", f'lakehouse.root="{lake}"', "demo", "--months", "13"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "months are 1..12" in done.stderr
+    rows = DeltaTable(str(lake / "_runs")).to_pyarrow_table().to_pylist()
+    assert [(r["job"], r["exit_code"], r["status"], r["app_id"]) for r in rows] == [
+        ("demo", 2, "failed", None)
+    ]
+    assert "months are 1..12" in rows[0]["error"]

@@ -10,9 +10,10 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from batchml.lib.errors import InputError
-from batchml.lib.feature_pipeline import categorical_labels, fit_features
-from batchml.lib.settings import FeaturePipelineSpec
+from batchml.lib.features.pipeline import fit_features
+from batchml.lib.features.statistics import categorical_labels
+from batchml.lib.platform.errors import InputError
+from batchml.lib.platform.settings import FeaturePipelineSpec
 
 SPEC = {
     "view": "v",
@@ -179,7 +180,7 @@ def test_buckets_interactions_and_a_label_of_nulls(spark, frame) -> None:
     ],
 )
 def test_label_counts_come_from_the_categories_pass(spark, frame, label: str) -> None:
-    from batchml.lib.feature_pipeline import collect_stats
+    from batchml.lib.features.statistics import collect_stats
 
     data = frame.selectExpr("a", "big", "c", "city", "code", label)
     spec = FeaturePipelineSpec.model_validate(SPEC)
@@ -201,7 +202,7 @@ def test_label_counts_come_from_the_categories_pass(spark, frame, label: str) ->
 
 
 def test_the_profile_sketch_skips_nulls_and_nans(spark, frame) -> None:
-    from batchml.lib.feature_pipeline import collect_stats
+    from batchml.lib.features.statistics import collect_stats
 
     spec = FeaturePipelineSpec.model_validate(SPEC)
     sketch, deciles, _ = collect_stats(frame, spec, profile=True).sketches["a"]
@@ -215,7 +216,7 @@ def test_the_profile_sketch_skips_nulls_and_nans(spark, frame) -> None:
 
 
 def test_numeric_statistics_observed_on_another_pass_equal_their_query(spark, frame) -> None:
-    from batchml.lib.feature_pipeline import collect_stats, profile_of
+    from batchml.lib.features.statistics import collect_stats, profile_of
 
     data = frame.withColumn("part", F.when(F.col("__row") % 3 == 0, "other").otherwise("mine"))
     mine = F.col("part") == "mine"
@@ -244,7 +245,7 @@ def test_numeric_statistics_observed_on_another_pass_equal_their_query(spark, fr
 
 
 def test_numeric_statistics_not_observed_whole_are_queried(spark, frame) -> None:
-    from batchml.lib.feature_pipeline import collect_stats, profile_of
+    from batchml.lib.features.statistics import collect_stats, profile_of
 
     spec = FeaturePipelineSpec.model_validate(SPEC)
     exact = collect_stats(frame, spec, profile=True)
@@ -283,7 +284,7 @@ def test_numeric_statistics_not_observed_whole_are_queried(spark, frame) -> None
 
 
 def test_extra_values_are_counted_in_the_stacked_pass(spark, frame) -> None:
-    from batchml.lib.feature_pipeline import collect_stats
+    from batchml.lib.features.statistics import collect_stats
 
     spec = FeaturePipelineSpec.model_validate(SPEC)
     worker = F.concat_ws(":", F.expr("CAST(pmod(__row, 2) AS STRING)"), F.col("city"))

@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 from batchml.jobs import features
 from batchml.jobs.cli import app
-from batchml.lib.config import load_config
+from batchml.lib.delta.delta_log import history as delta_history
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.delta.snapshots import history as delta_history
-from batchml.lib.errors import ConfigError, InputError
+from batchml.lib.platform.config import load_config
+from batchml.lib.platform.errors import ConfigError, InputError
 
 VIEW = """
 [views.trips]

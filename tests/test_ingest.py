@@ -25,13 +25,13 @@ from typer.testing import CliRunner
 from batchml.jobs import ingest
 from batchml.jobs.cli import app
 from batchml.jobs.ingest import write as ingest_write
-from batchml.lib.config import load_config
 from batchml.lib.delta import DeltaTables
 from batchml.lib.delta.connector import ConnectorDelta
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.errors import ConfigError, InputError
-from batchml.lib.ledger import LEASE_SECONDS, BatchLease, IngestLedger, read_lease
-from batchml.lib.sources import list_files, source_root
+from batchml.lib.ingest.ledger import LEASE_SECONDS, BatchLease, IngestLedger, read_lease
+from batchml.lib.ingest.sources import list_files, source_root
+from batchml.lib.platform.config import load_config
+from batchml.lib.platform.errors import ConfigError, InputError
 
 CONTRACT = """
 [tables.orders]
@@ -689,7 +689,7 @@ def test_a_batch_lease_is_renewed_while_held_and_removed_after(tmp_path: Path) -
 def test_a_live_writer_of_the_same_source_is_not_raced(spark: SparkSession, tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from batchml.lib.ledger import PendingBatch
+    from batchml.lib.ingest.ledger import PendingBatch
 
     settings = settings_for(tmp_path)
     land(tmp_path, "jan.csv", GOOD)

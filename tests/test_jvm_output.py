@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from batchml.lib.jvm_output import is_library_noise
+from batchml.lib.spark.jvm_output import is_library_noise
 
 WORKER = Path(__file__).with_name("jvm_noise_worker.py")
 

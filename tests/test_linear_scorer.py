@@ -17,9 +17,9 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.ml.regression import LinearRegression
 from pyspark.sql import SparkSession
 
-from batchml.lib.feature_pipeline import fit_features
-from batchml.lib.linear_scorer import LinearScorer, NotLinear, compile_pipeline
-from batchml.lib.settings import FeaturePipelineSpec
+from batchml.lib.features.pipeline import fit_features
+from batchml.lib.platform.settings import FeaturePipelineSpec
+from batchml.lib.scoring.linear import LinearScorer, NotLinear, compile_pipeline
 
 NAN = float("nan")
 

@@ -19,7 +19,7 @@ from pyspark.ml.feature import SQLTransformer
 from pyspark.sql import SparkSession
 
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.registry import Registry
+from batchml.lib.tracking.registry import Registry
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""lib/evaluation.py's figures from one aggregation against scikit-learn and MLlib's exact
+"""lib/evaluation/'s figures from one aggregation against scikit-learn and MLlib's exact
 evaluator; its error bounds and bootstrap intervals against brute force."""
 
 from __future__ import annotations
@@ -18,13 +18,16 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from batchml.lib import evaluation as ev
-from batchml.lib.errors import InputError
+from batchml.lib.evaluation.binary import evaluate_binary
+from batchml.lib.evaluation.bins import EvalSpec, curves, sample_edges
+from batchml.lib.evaluation.over_time import by_period
+from batchml.lib.evaluation.regression import evaluate_regression
+from batchml.lib.platform.errors import InputError
 
 
 def binary_metrics(frame, label, p, threshold=0.5, thresholds=(), replicates=0):
-    spec = ev.EvalSpec(thresholds=(threshold, *thresholds), replicates=replicates)
-    return ev.evaluate_binary(frame.withColumn("__p", p), label, "__p", spec)
+    spec = EvalSpec(thresholds=(threshold, *thresholds), replicates=replicates)
+    return evaluate_binary(frame.withColumn("__p", p), label, "__p", spec)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +121,7 @@ def test_regression_figures_match_scikit_learn(spark: SparkSession) -> None:
 
 
 def regression_metrics(frame, label, prediction):
-    return ev.evaluate_regression(frame, label, prediction, ev.EvalSpec(replicates=0))
+    return evaluate_regression(frame, label, prediction, EvalSpec(replicates=0))
 
 
 def test_error_bound_holds_on_coarse_bins_and_bootstrap_covers() -> None:
@@ -133,7 +136,7 @@ def test_error_bound_holds_on_coarse_bins_and_bootstrap_covers() -> None:
     index = np.searchsorted(edges, p, side="right")
     pos = np.bincount(index, weights=y, minlength=20)
     n = np.bincount(index, minlength=20)
-    c = ev.curves(pos, n - pos)
+    c = curves(pos, n - pos)
     exact = roc_auc_score(y, p)
     assert abs(float(c["roc"]) - exact) <= float(c["roc_bound"])
     assert float(c["roc_bound"]) < 0.05
@@ -142,7 +145,7 @@ def test_error_bound_holds_on_coarse_bins_and_bootstrap_covers() -> None:
     index = np.searchsorted(fine, p)
     pos = np.bincount(index, weights=y, minlength=fine.size)
     n = np.bincount(index, minlength=fine.size)
-    drawn = ev.curves(
+    drawn = curves(
         rng.poisson(np.broadcast_to(pos, (300, pos.size)).astype(float)),
         rng.poisson(np.broadcast_to(n - pos, (300, n.size)).astype(float)),
     )["roc"]
@@ -162,7 +165,7 @@ def test_sampled_edges_with_a_repeated_key_are_not_all_or_nothing(spark: SparkSe
     targets = np.arange(1, 10) / 10
     for seed in range(5):
         # rows_hint 10M: a 2% share of these 50,000 rows (about 1,000) is drawn
-        edges = ev.sample_edges(frame, F.col("v"), 10, rows_hint=10_000_000, seed=seed, key="k")
+        edges = sample_edges(frame, F.col("v"), 10, rows_hint=10_000_000, seed=seed, key="k")
         assert edges.size == 9, (seed, edges)
         assert np.abs(edges - targets).max() < 0.05, (seed, edges)
 
@@ -178,7 +181,7 @@ def test_auc_per_period_is_exact_with_ties(spark: SparkSession) -> None:
     period = np.where(np.arange(4000) < 2500, "a", "b")
     rows = [(str(t), float(s), int(label)) for t, s, label in zip(period, p, y, strict=True)]
     frame = spark.createDataFrame(rows, "period string, score double, label int")
-    found = {e["period"]: e for e in ev.by_period(frame, "label", "score", "period", task="binary")}
+    found = {e["period"]: e for e in by_period(frame, "label", "score", "period", task="binary")}
     for name, mask in (("a", period == "a"), ("b", period == "b")):
         expected = roc_auc_score(y[mask], p[mask])
         assert found[name]["rows"] == int(mask.sum())

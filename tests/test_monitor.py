@@ -9,28 +9,28 @@ from pathlib import Path
 
 import pytest
 from oracles import oracle_rows
+from people import SCORING as CONF
+from people import applicants, copy_lake, predict_run
+from people import scoring_settings as settings_for
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from test_predict import CONF, settings_for
 from typer.testing import CliRunner
 
 from batchml.jobs import monitor
 from batchml.jobs.cli import app
 from batchml.jobs.train import job as train_job
+from batchml.lib.data.synthetic import agrawal
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.errors import InputError
-from batchml.lib.registry import registry_of
-from batchml.lib.synthetic import agrawal
+from batchml.lib.monitoring.profiles import training_profile
+from batchml.lib.monitoring.table import MONITORING_SCHEMA
+from batchml.lib.platform.errors import InputError
+from batchml.lib.tracking.registry import registry_of
 
 
 @pytest.fixture(scope="module")
-def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def lake(scoring_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`people` (3,000 rows) and `people_lr` version 1 trained on it."""
-    root = tmp_path_factory.mktemp("monitor")
-    lake = root / "lake"
-    EmbeddedDelta(spark).write(agrawal(spark, 3000, function=7, seed=9), str(lake / "people"))
-    train_job.run(spark, settings_for(lake, root), "people_lr")
-    return lake
+    return copy_lake(scoring_lake, tmp_path_factory.mktemp("monitor"))
 
 
 def invoke(cli_globals, lake: Path, tmp_path: Path, *args: str, extra: str = ""):
@@ -98,7 +98,7 @@ def test_a_model_without_a_profile_is_profiled_by_time_travel(
         model, manifest={k: v for k, v in model.manifest.items() if k != "training_profile"}
     )
     tables = EmbeddedDelta(spark)
-    profile, source = monitor.training_profile(spark, tables, bare)
+    profile, source = training_profile(spark, tables, bare)
     assert source == "time travel"
     stored = model.manifest["training_profile"]
     assert profile["categorical"] == stored["categorical"]  # exact counts: the same rows
@@ -111,7 +111,7 @@ def test_a_model_without_a_profile_is_profiled_by_time_travel(
 
     gone = dataclasses.replace(bare, training_table=str(tmp_path / "vacuumed"))
     with pytest.raises(InputError, match="registry-aware vacuum"):
-        monitor.training_profile(spark, tables, gone)
+        training_profile(spark, tables, gone)
 
 
 def test_a_monitoring_table_with_another_schema_is_named(
@@ -135,8 +135,6 @@ def test_the_new_batch_and_its_predictions_against_the_training_scores(
     """`applicants` version 0: 1,000 rows like training's; version 1 adds 500 whose
     salary tripled. Both are scored (`predict`: full, then incremental). Monitoring the
     rows added after version 0 sees only the new batch, and its scores."""
-    from test_predict import applicants
-    from test_predict import run as predict_run
 
     model = registry_of(settings_for(lake, tmp_path), None).get("people_lr@1")
     scores = model.manifest["score_profile"]
@@ -228,7 +226,6 @@ def test_repeated_keys_never_multiply_rows(
     row meets one label, so the AUC is the one of the rows as scored. Keys with two labels,
     or a labels table for predictions whose key repeats, are refused by name."""
     from sklearn.metrics import roc_auc_score
-    from test_predict import run as predict_run
 
     own = tmp_path / "lake"
     own.mkdir()
@@ -271,7 +268,7 @@ def test_repeated_keys_never_multiply_rows(
     assert abs(third["value"] - expected) <= 1e-6
     # the over-time report draws what the monitoring table holds: the same figures
     from batchml.jobs.report import history_of
-    from batchml.lib.monitoring_report import performance_rows
+    from batchml.lib.monitoring.page import performance_rows
 
     drawn = {e["period"]: e for e in performance_rows(history_of(settings, "people_lr"))}
     assert (drawn["1"]["value"], drawn["1"]["rows"]) == (second["value"], 150)
@@ -318,7 +315,6 @@ def test_snapshots_corrected_labels_and_null_keys(
     import shutil
 
     from sklearn.metrics import roc_auc_score
-    from test_predict import run as predict_run
 
     own = tmp_path / "lake"
     own.mkdir()
@@ -377,7 +373,7 @@ def test_snapshots_corrected_labels_and_null_keys(
     tables.write(spark.createDataFrame(outcomes, schema), str(own / "outcomes"))
     labelled = f'{by_month}\n[models.people_lr.monitoring]\nlabels = "outcomes"'
     shutil.rmtree(own / "_monitoring")  # judged afresh from the labels table
-    tables.write(spark.createDataFrame([], monitor.MONITORING_SCHEMA), str(own / "_monitoring"))
+    tables.write(spark.createDataFrame([], MONITORING_SCHEMA), str(own / "_monitoring"))
     refused = judged(labelled, 4)["stderr"]
     assert "10 values of key id, month have more than one label (e.g. id=" in refused
     latest = f'{labelled}\nlabels_dedup = "latest"\nlabels_order_by = "labelled_at"'
@@ -404,7 +400,7 @@ def test_snapshots_corrected_labels_and_null_keys(
     assert abs(again["value"] - expected) <= 1e-6 and again["value"] != period["value"]
     assert judged(latest, 0)["performance"] == []  # nothing new: nothing judged
     from batchml.jobs.report import history_of
-    from batchml.lib.monitoring_report import performance_rows
+    from batchml.lib.monitoring.page import performance_rows
 
     [drawn] = performance_rows(history_of(settings_for(own, tmp_path), "people_lr"))
     assert (drawn["value"], drawn["rows"], drawn["labels_resolved"]) == (again["value"], 600, 11)

@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import people
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -18,7 +19,7 @@ from s3server import ACCESS_KEY, SECRET_KEY
 from typer.testing import CliRunner
 
 from batchml.jobs.cli import app
-from batchml.lib import storage
+from batchml.lib.platform import storage
 
 
 def invoke(cli_globals: list[str], lake: str, *args: str):
@@ -237,24 +238,16 @@ def test_a_lakehouse_copied_into_a_bucket_ingests_nothing_again(
     assert delta_rs(f"{bucket_lake}/orders").version() == 0
 
 
-PEOPLE = """
+PEOPLE = (
+    """
 [views.people_view]
 table = "people_features"
 sources = { people = "latest" }
 sql = "SELECT * FROM people"
 
-[pipelines.people]
-view = "people_view"
-label = "label"
-key = "id"
-
-[pipelines.people.numeric]
-salary = {}
-age = {}
-
-[pipelines.people.categorical]
-elevel = {}
-
+"""
+    + people.pipeline(view="people_view", numeric=("salary", "age"))
+    + """
 [models.people_lr]
 pipeline = "people"
 algorithm = "logistic_regression"
@@ -278,6 +271,7 @@ output = "scores"
 views = ["people_view"]
 model = "people_lr"
 """
+)
 
 
 @pytest.mark.parametrize("backend", ["embedded", "connector"])
@@ -367,9 +361,9 @@ def test_concurrent_writers_on_the_bucket_all_commit(spark, s3_bucket: str) -> N
     version retry on the next one, and none overwrites another's commit."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from batchml.lib import runs
     from batchml.lib.delta.embedded import EmbeddedDelta
-    from batchml.lib.spark import apply_s3a
+    from batchml.lib.spark.session import apply_s3a
+    from batchml.lib.tracking import runs
 
     apply_s3a(spark)  # the session reaches the server as a run's would
     table = f"s3a://{s3_bucket}/lake/events"
@@ -476,7 +470,7 @@ def test_a_batch_pending_on_another_host_is_waited_for_while_its_lease_lives(
     batch is abandoned and its files ingested by this run."""
     import pyarrow as pa
 
-    from batchml.lib.ledger import _ARROW_SCHEMA, LEASE_SECONDS
+    from batchml.lib.ingest.ledger import _ARROW_SCHEMA, LEASE_SECONDS
 
     conf = tmp_path / "orders.toml"
     conf.write_text(ORDERS)
@@ -528,7 +522,7 @@ def test_a_batch_pending_on_another_host_is_waited_for_while_its_lease_lives(
 def test_the_s3a_jars_match_pysparks_hadoop_without_the_sdk_bundle(s3a_jars: list[Path]) -> None:
     import pyspark
 
-    from batchml.lib import s3a_jars as s3a
+    from batchml.lib.spark import s3a_jars as s3a
 
     shipped = Path(pyspark.__file__).parent / "jars"
     assert (shipped / f"hadoop-client-api-{s3a.HADOOP_VERSION}.jar").is_file()

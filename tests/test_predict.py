@@ -9,86 +9,29 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 from oracles import oracle_rows
+from people import SCORING as CONF
+from people import applicants, copy_lake
+from people import predict_run as run
+from people import scoring_settings as settings_for
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from typer.testing import CliRunner
 
-from batchml.jobs import predict
 from batchml.jobs.cli import app
 from batchml.jobs.train import job as train_job
-from batchml.lib.config import load_config
 from batchml.lib.delta.connector import ConnectorDelta
+from batchml.lib.delta.delta_log import open_snapshot
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.delta.snapshots import open_snapshot
-from batchml.lib.errors import ConfigError, InputError
-from batchml.lib.registry import Registry
-from batchml.lib.synthetic import agrawal
+from batchml.lib.platform.errors import ConfigError, InputError
+from batchml.lib.tracking.registry import Registry
 
-CONF = """
-[pipelines.people]
-view = "people"
-label = "label"
-key = "id"
-
-[pipelines.people.numeric]
-salary = {{}}
-commission = {{}}
-loan = {{}}
-age = {{}}
-
-[pipelines.people.categorical]
-elevel = {{}}
-
-[models.people_lr]
-pipeline = "people"
-algorithm = "logistic_regression"
-params = {{ maxIter = 30 }}
-
-[models.people_xgb]
-pipeline = "people"
-algorithm = "xgboost_classifier"
-params = {{ n_estimators = 10, max_depth = 3 }}
-
-[predictions.people_lr]
-model = "people_lr"
-input = "applicants"
-output = "scores"
-passthrough = ["age"]
-{extra}
-"""
 LINEAGE = ["model_name", "model_version", "input_table", "input_version", "run_id", "scored_at"]
 
 
-def settings_for(lake: Path, tmp_path: Path, backend: str = "embedded", extra: str = ""):
-    conf = tmp_path / "predict.toml"
-    conf.write_text(CONF.format(extra=extra))
-    return load_config(
-        conf_file=conf,
-        overrides=[f'lakehouse.root="{lake}"', f'delta.backend="{backend}"'],
-        environ={},
-    ).settings
-
-
 @pytest.fixture(scope="module")
-def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def lake(scoring_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A lakehouse with the `people` training table and `people_lr` version 1 trained on it."""
-    root = tmp_path_factory.mktemp("predict")
-    lake = root / "lake"
-    EmbeddedDelta(spark).write(agrawal(spark, 3000, function=7, seed=9), str(lake / "people"))
-    train_job.run(spark, settings_for(lake, root), "people_lr")
-    return lake
-
-
-def applicants(spark: SparkSession, start: int, stop: int):
-    """Rows to score: ids [start, stop), with a date column, without the label."""
-    rows = agrawal(spark, stop, function=7, seed=3).filter(F.col("id") >= start)
-    return rows.drop("label").withColumn(
-        "day", F.expr("date_add(DATE'2013-01-01', CAST(id % 10 AS INT))")
-    )
-
-
-def run(spark, settings, model="people_lr", **kwargs) -> predict.PredictReport:
-    return predict.run(spark, settings, predict.PredictRequest(model, **kwargs))
+    return copy_lake(scoring_lake, tmp_path_factory.mktemp("predict"))
 
 
 def scored_ids(uri: str) -> list[int]:

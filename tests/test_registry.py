@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from batchml.jobs.cli import app
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.errors import InputError
-from batchml.lib.registry import Registry
+from batchml.lib.platform.errors import InputError
+from batchml.lib.tracking.registry import Registry
 
 
 def model(factor: int) -> PipelineModel:

@@ -12,6 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
+import people
 from oracles import oracle_rows
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import SparkSession
@@ -19,29 +20,20 @@ from pyspark.sql import functions as F
 
 from batchml.jobs import features, monitor, predict
 from batchml.jobs.train import job as train_job
-from batchml.lib.config import load_config
+from batchml.lib.data.synthetic import agrawal
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.registry import registry_of
-from batchml.lib.synthetic import agrawal
+from batchml.lib.tracking.registry import registry_of
 
-CONF = """
+CONF = (
+    """
 [views.people_view]
 table = "people_features"
 sources = { people = "latest" }
 sql = "SELECT * FROM people"
 
-[pipelines.people]
-view = "people_view"
-label = "label"
-key = "id"
-
-[pipelines.people.numeric]
-salary = {}
-age = {}
-
-[pipelines.people.categorical]
-elevel = {}
-
+"""
+    + people.pipeline(view="people_view", numeric=("salary", "age"))
+    + """
 [models.people_lr]
 pipeline = "people"
 algorithm = "logistic_regression"
@@ -52,21 +44,14 @@ model = "people_lr"
 input = "applicants"
 output = "scores"
 """
-
-
-def settings_for(lake: Path, conf: Path):
-    return load_config(
-        conf_file=conf,
-        overrides=[f'lakehouse.root="{lake}"', 'delta.backend="embedded"'],
-        environ={},
-    ).settings
+)
 
 
 def test_a_copied_lakehouse_reads_its_own_records(spark: SparkSession, tmp_path: Path) -> None:
     conf = tmp_path / "people.toml"
     conf.write_text(CONF)
     lake = tmp_path / "here" / "lake"
-    settings = settings_for(lake, conf)
+    settings = people.settings_for(lake, conf)
     tables = EmbeddedDelta(spark)
     tables.write(agrawal(spark, 2000, function=7, seed=9), str(lake / "people"))
     tables.write(agrawal(spark, 300, function=7, seed=3).drop("label"), str(lake / "applicants"))
@@ -80,7 +65,7 @@ def test_a_copied_lakehouse_reads_its_own_records(spark: SparkSession, tmp_path:
     copy = tmp_path / "there" / "lake"
     shutil.copytree(lake, copy, copy_function=shutil.copy2)
     shutil.rmtree(tmp_path / "here")
-    moved = settings_for(copy, conf)
+    moved = people.settings_for(copy, conf)
 
     # every location recorded in the copy is relative, or is the copy's own
     old_place = str(lake).encode()
@@ -130,12 +115,12 @@ def test_a_copied_lakehouse_reads_its_own_records(spark: SparkSession, tmp_path:
 def test_records_of_earlier_versions_still_resolve(spark: SparkSession, tmp_path: Path) -> None:
     """Rows registered before locations were relative hold absolute paths: they still
     load where they are."""
-    from batchml.lib.registry import Registry
+    from batchml.lib.tracking.registry import Registry
 
     conf = tmp_path / "people.toml"
     conf.write_text(CONF)
     lake = tmp_path / "lake"
-    settings = settings_for(lake, conf)
+    settings = people.settings_for(lake, conf)
     tables = EmbeddedDelta(spark)
     tables.write(agrawal(spark, 1000, function=7, seed=9), str(lake / "people"))
     features.run(spark, settings, "people_view")
@@ -156,7 +141,7 @@ def test_records_of_earlier_versions_still_resolve(spark: SparkSession, tmp_path
     copy = tmp_path / "copy" / "lake"
     shutil.copytree(lake, copy, copy_function=shutil.copy2)
     shutil.rmtree(lake)
-    registry = registry_of(settings_for(copy, conf), tables)
+    registry = registry_of(people.settings_for(copy, conf), tables)
     moved = registry.get("people_lr@1")
     assert moved.artifact_uri.startswith(f"{copy}/_registry/artifacts/people_lr/")
     assert moved.training_table == str(copy / "people_features")

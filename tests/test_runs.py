@@ -14,8 +14,8 @@ from pyspark.sql import SparkSession
 from typer.testing import CliRunner
 
 from batchml.jobs.cli import app
-from batchml.lib import runs
-from batchml.lib.spark_metrics import mark, resources_since
+from batchml.lib.spark.metrics import mark, resources_since
+from batchml.lib.tracking import runs
 
 
 @pytest.fixture
@@ -56,7 +56,12 @@ def test_a_job_run_is_recorded_with_what_it_wrote_and_cost(
     assert run["output_bytes"] == parquet
     assert run["jobs"] >= 1 and run["tasks"] >= run["stages"] >= 1
     assert run["failed_tasks"] == 0
-    assert run["task_time_ms"] >= 0 and run["driver_peak_heap_bytes"] > 0
+    # task time fits in the run (two task slots), and a task's CPU time in its run time
+    # (each rounded to the millisecond): units or sums gone wrong break one of these
+    assert run["task_time_ms"] <= run["duration_s"] * 1000 * 2
+    assert run["executor_cpu_time_ms"] <= run["task_time_ms"] + run["tasks"]
+    assert run["jvm_gc_time_ms"] <= run["task_time_ms"] + run["tasks"]
+    assert run["driver_peak_heap_bytes"] > 1 << 20  # a JVM's heap holds megabytes
     assert run["executor_peak_heap_bytes"] is None  # local mode: the driver is the executor
     assert run["gpu"] is None
     assert Path(run["event_log"].removeprefix("file://")).exists()

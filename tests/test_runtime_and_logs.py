@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from batchml.lib.errors import EnvironmentProblem
-from batchml.lib.logs import JsonLineFormatter, TextFormatter
-from batchml.lib.runtime import java_info, memory_bytes
+from batchml.lib.platform.errors import EnvironmentProblem
+from batchml.lib.platform.logs import JsonLineFormatter, TextFormatter
+from batchml.lib.platform.runtime import java_info, memory_bytes
 
 
 def fake_java(tmp_path: Path, banner: str) -> Path:

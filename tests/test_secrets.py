@@ -12,15 +12,15 @@ import random
 import uuid
 from pathlib import Path
 
+import people
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from typer.testing import CliRunner
 
 from batchml.jobs.cli import app
-from batchml.lib import submit as spark_submit
-from batchml.lib.config import REDACTED, load_config
-from batchml.lib.redaction import (
+from batchml.lib.platform.config import REDACTED, load_config
+from batchml.lib.platform.redaction import (
     SECRET_TEXT_PATTERN,
     is_secret_name,
     redact_argv,
@@ -28,7 +28,8 @@ from batchml.lib.redaction import (
     redact_text,
     spark_redaction_regex,
 )
-from batchml.lib.spark import session_conf
+from batchml.lib.spark.session import session_conf
+from batchml.lib.submit import launch as spark_submit
 
 SECRET_NAMES = [
     "spark.hadoop.fs.s3a.access.key",
@@ -211,7 +212,8 @@ def test_the_submit_command_redacts_with_sparks_pattern_and_the_users(tmp_path: 
 
 
 # ------------------------------------------------------------------ through the CLI
-CONF = """
+CONF = (
+    """
 [tables.people]
 unique_key = ["id"]
 
@@ -233,13 +235,9 @@ table = "people_features"
 sources = { people = "latest" }
 sql = "SELECT id, income, age, region, label FROM people"
 
-[pipelines.people]
-view = "people_features"
-label = "label"
-key = "id"
-numeric = { income = {}, age = {} }
-categorical = { region = {} }
-
+"""
+    + people.pipeline(view="people_features", numeric=("income", "age"), categorical=("region",))
+    + """
 [models.people_lr]
 pipeline = "people"
 algorithm = "logistic_regression"
@@ -254,6 +252,7 @@ model = "people_lr"
 input = "people_features"
 output = "scores"
 """
+)
 
 
 def land_people(folder: Path, rows: int = 200) -> None:

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from batchml.lib.config import load_config
 from batchml.lib.delta.backend import choose_backend, session_backend
-from batchml.lib.errors import EnvironmentProblem
-from batchml.lib.spark import DELTA_EXTENSION, checkpoint_dir, session_conf
+from batchml.lib.platform.config import load_config
+from batchml.lib.platform.errors import EnvironmentProblem
+from batchml.lib.spark.session import DELTA_EXTENSION, checkpoint_dir, session_conf
 
 
 def test_session_fixture_has_the_settings_batchml_promises(spark: SparkSession) -> None:

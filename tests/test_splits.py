@@ -6,8 +6,8 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from batchml.lib.errors import InputError
-from batchml.lib.splits import with_fold, with_split
+from batchml.lib.platform.errors import InputError
+from batchml.lib.training.splits import with_fold, with_split
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 from s3server import ACCESS_KEY, SECRET_KEY
 
-from batchml.lib import storage
-from batchml.lib.errors import EnvironmentProblem, InputError
-from batchml.lib.settings import StorageSettings
+from batchml.lib.platform import storage
+from batchml.lib.platform.errors import EnvironmentProblem, InputError
+from batchml.lib.platform.settings import StorageSettings
 
 
 def test_locations_join_as_uris_and_paths(tmp_path: Path) -> None:

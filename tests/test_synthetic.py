@@ -10,8 +10,8 @@ from pyspark.sql import SparkSession
 from typer.testing import CliRunner
 
 from batchml.jobs.cli import app
-from batchml.lib.errors import ConfigError
-from batchml.lib.synthetic import agrawal, friedman1
+from batchml.lib.data.synthetic import agrawal, friedman1
+from batchml.lib.platform.errors import ConfigError
 
 
 def group_a(function: int, r: dict) -> bool:

@@ -135,7 +135,7 @@ def test_vacuum_keeps_the_versions_registered_models_were_trained_on(
     from pyspark.ml import PipelineModel
     from pyspark.ml.feature import SQLTransformer
 
-    from batchml.lib.registry import Registry
+    from batchml.lib.tracking.registry import Registry
 
     lake = tmp_path / "lake"
     table = lake / "features"
@@ -194,8 +194,8 @@ def test_table_names_resolve_through_their_contract_path(
 
 
 def test_table_location_is_the_one_resolver(tmp_path: Path) -> None:
-    from batchml.lib.config import load_config
-    from batchml.lib.lakehouse import table_location
+    from batchml.lib.delta.lakehouse import table_location
+    from batchml.lib.platform.config import load_config
 
     conf = tmp_path / "t.toml"
     conf.write_text(

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import people
 import pytest
 from pyspark.sql import SparkSession
 from typer.testing import CliRunner
@@ -15,32 +16,21 @@ from batchml.jobs.cli import app
 from batchml.jobs.train import fit as train_fit
 from batchml.jobs.train import job as train_job
 from batchml.jobs.train import plan as train_plan
-from batchml.lib.config import load_config
+from batchml.lib.data.synthetic import agrawal
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.errors import ConfigError, InputError
-from batchml.lib.registry import Registry
-from batchml.lib.synthetic import agrawal
+from batchml.lib.platform.config import load_config
+from batchml.lib.platform.errors import ConfigError, InputError
+from batchml.lib.tracking.registry import Registry
 
-CONF = """
-[pipelines.people]
-view = "people"
-label = "label"
-key = "id"
-
-[pipelines.people.numeric]
-salary = {{}}
-commission = {{}}
-loan = {{}}
-age = {{}}
-
-[pipelines.people.categorical]
-elevel = {{}}
-
+CONF = (
+    people.pipeline(for_format=True)
+    + """
 [models.people_lr]
 pipeline = "people"
 algorithm = "{algorithm}"
 params = {params}
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +230,7 @@ def test_boosters_train_on_a_one_file_table_of_any_size(spark, tmp_path, rows) -
 
 
 def test_native_encoding_is_for_xgboost_and_one_hot_stays_available(spark, lake, tmp_path) -> None:
-    from batchml.lib.booster_scorer import feature_columns
+    from batchml.lib.scoring.booster import feature_columns
 
     def config(algorithm: str, params: str, encoding: str):
         conf = tmp_path / f"{encoding}.toml"
@@ -277,7 +267,7 @@ def test_native_encoding_is_for_xgboost_and_one_hot_stays_available(spark, lake,
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
 
-    from batchml.lib.splits import with_split
+    from batchml.lib.training.splits import with_split
 
     table = EmbeddedDelta(spark).read(str(lake / "people")).df
     split = {"train": 0.7, "validation": 0.15, "test": 0.15}  # the default
@@ -340,7 +330,7 @@ def test_xgboost_gets_only_workers_that_hold_rows(spark) -> None:
 def test_native_encoding_with_every_level_of_a_category_dropped(spark, lake, tmp_path) -> None:
     # min_frequency above every level's count: the indexer has no labels, every row gets
     # the one "other" code; the booster still trains, registers and scores the same way
-    from batchml.lib.booster_scorer import score
+    from batchml.lib.scoring.booster import score
 
     conf = tmp_path / "rare.toml"
     text = CONF.format(algorithm="xgboost_classifier", params="{ n_estimators = 5 }")

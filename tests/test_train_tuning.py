@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import people
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -20,29 +21,19 @@ from batchml.jobs.cli import app
 from batchml.jobs.train import fit as train_fit
 from batchml.jobs.train import job as train_job
 from batchml.jobs.train import plan as train_plan
-from batchml.lib.config import load_config
+from batchml.lib.data.synthetic import agrawal
 from batchml.lib.delta.embedded import EmbeddedDelta
-from batchml.lib.errors import EXIT_INPUT, EXIT_MISMATCH, ConfigError, InputError
-from batchml.lib.progress import Snapshot, progress, snapshot
-from batchml.lib.registry import Registry
-from batchml.lib.splits import with_split
-from batchml.lib.synthetic import agrawal
+from batchml.lib.platform.config import load_config
+from batchml.lib.platform.errors import EXIT_INPUT, EXIT_MISMATCH, ConfigError, InputError
+from batchml.lib.platform.progress import Snapshot, progress, snapshot
+from batchml.lib.tracking.registry import Registry
+from batchml.lib.training.splits import with_split
 
-PIPELINE = """
-[pipelines.people]
-view = "people"
-label = "label"
-key = "id"
-
-[pipelines.people.numeric]
-salary = {}
-commission = {}
-loan = {}
-age = {}
-
-[pipelines.people.categorical]
-elevel = {}
+PIPELINE = (
+    people.pipeline()
+    + """
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -415,11 +406,11 @@ def test_bad_tables_leave_the_registry_unchanged(spark, lake, tmp_path) -> None:
 def test_progress_logs_lines_when_not_a_terminal(spark, caplog) -> None:
     slow = spark.range(0, 6_000_000, 1, 2).select(F.max(F.sha2(F.col("id").cast("string"), 512)))
     with (
-        caplog.at_level(logging.INFO, logger="batchml.lib.progress"),
+        caplog.at_level(logging.INFO, logger="batchml.lib.platform.progress"),
         progress(spark, "slow work", interval=0.2, terminal=False),
     ):
         slow.collect()
-    lines = [r.getMessage() for r in caplog.records if r.name == "batchml.lib.progress"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "batchml.lib.platform.progress"]
     assert len(lines) >= 3 and all(line.startswith("slow work: ") for line in lines), lines
     assert re.fullmatch(r"slow work: finished, [12] Spark jobs, 0:\d\d", lines[-1]), lines
 
@@ -483,7 +474,7 @@ def test_one_pass_holdout_metrics_agree_with_mllib_evaluators(spark) -> None:
     )
     from pyspark.ml.functions import array_to_vector
 
-    from batchml.lib.metrics import holdout_metrics
+    from batchml.lib.evaluation.holdout import holdout_metrics
 
     p = F.rand(3)
     scored = (

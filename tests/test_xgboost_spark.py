@@ -9,7 +9,7 @@ from pyspark.ml.feature import VectorAssembler
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from batchml.lib.xgboost_spark import XGBClassifier, XGBRegressor
+from batchml.lib.training.xgboost_spark import XGBClassifier, XGBRegressor
 
 
 @pytest.fixture(scope="module")

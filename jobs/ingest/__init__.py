@@ -4,7 +4,7 @@ Rows that break the contract (or cannot be parsed at all) go to the table's quar
 table with the rules they broke; the table's policy decides whether the batch is then
 written (`quarantine`), written only under a bad-row fraction (`threshold`), or not
 written at all (`fail`). Each file is ingested once: the source's ingest ledger
-(`lib/ledger.py`) records the files already in the table, and a run reads only the new
+(`lib/ingest/ledger.py`) records the files already in the table, and a run reads only the new
 ones; a batch already committed (same files, or same batch id) commits nothing.
 
 Modules: `command.py` (the Typer command and its output), `job.py` (`run`: plan the

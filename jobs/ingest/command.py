@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 import typer
 
-from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
+from batchml.jobs.app import JsonOption, emit, reports_errors, run_context
 from batchml.jobs.ingest.job import run
 from batchml.jobs.ingest.request import ContractViolation, IngestRequest
-from batchml.lib.errors import EXIT_QUARANTINED
+from batchml.lib.platform.errors import EXIT_QUARANTINED
 
 
 def _render_ingest(data: dict[str, Any]) -> str:
@@ -63,7 +63,7 @@ def command(
     """
     if mode is not None and mode not in ("append", "overwrite", "replace"):
         raise typer.BadParameter("use append, overwrite or replace", param_hint="--mode")
-    state: RunContext = ctx.find_object(RunContext)
+    state = run_context(ctx)
     request = IngestRequest(source, path, batch_id, mode, replace_where, force)
     try:
         report = run(state.spark(), state.config().settings, request)

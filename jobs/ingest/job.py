@@ -10,16 +10,14 @@ from pyspark.sql import SparkSession
 
 from batchml.jobs.ingest.request import IngestJob, IngestReport, IngestRequest
 from batchml.jobs.ingest.write import batch_token, write_batch
-from batchml.lib import runs
-from batchml.lib.contracts import (
+from batchml.lib.delta import DeltaTables, delta_tables
+from batchml.lib.delta.lakehouse import resolve_path, table_uris
+from batchml.lib.delta.schemas import compare_schemas
+from batchml.lib.ingest.contracts import (
     check_contract,
     output_schema,
 )
-from batchml.lib.delta import DeltaTables, delta_tables
-from batchml.lib.delta.schemas import compare_schemas
-from batchml.lib.errors import ConfigError, InputError
-from batchml.lib.lakehouse import resolve_path, table_uris
-from batchml.lib.ledger import (
+from batchml.lib.ingest.ledger import (
     ABANDONED,
     LEASE_SECONDS,
     FilePlan,
@@ -29,15 +27,17 @@ from batchml.lib.ledger import (
     file_sha256,
     plan_files,
 )
-from batchml.lib.logs import get_logger
-from batchml.lib.settings import Settings, SourceSettings, TableContract
-from batchml.lib.sources import (
+from batchml.lib.ingest.sources import (
     SourceBatch,
     SourceFile,
     batch_of,
     list_files,
     source_root,
 )
+from batchml.lib.platform.errors import ConfigError, InputError
+from batchml.lib.platform.logs import get_logger
+from batchml.lib.platform.settings import Settings, SourceSettings, TableContract
+from batchml.lib.tracking import runs
 
 log = get_logger(__name__)
 

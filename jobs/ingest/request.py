@@ -7,15 +7,15 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from batchml.lib.contracts import (
+from batchml.lib.delta import DeltaTables
+from batchml.lib.ingest.contracts import (
     CheckedContract,
 )
-from batchml.lib.delta import DeltaTables
-from batchml.lib.errors import EXIT_CONTRACT, BatchmlError
-from batchml.lib.ledger import (
+from batchml.lib.ingest.ledger import (
     IngestLedger,
 )
-from batchml.lib.settings import SourceSettings, TableContract
+from batchml.lib.platform.errors import EXIT_CONTRACT, BatchmlError
+from batchml.lib.platform.settings import SourceSettings, TableContract
 
 
 @dataclass(frozen=True)

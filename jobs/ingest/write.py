@@ -10,7 +10,8 @@ from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
 from batchml.jobs.ingest.request import ContractViolation, IngestJob, IngestReport
-from batchml.lib.contracts import (
+from batchml.lib.delta import DeltaTables, WriteToken
+from batchml.lib.ingest.contracts import (
     FAILED_RULES,
     IS_GOOD,
     RAW_RECORD,
@@ -21,21 +22,20 @@ from batchml.lib.contracts import (
     with_good_flag,
     with_key_count,
 )
-from batchml.lib.delta import DeltaTables, WriteToken
-from batchml.lib.errors import InputError
-from batchml.lib.ledger import (
+from batchml.lib.ingest.ledger import (
     INGESTED,
     PENDING,
 )
-from batchml.lib.logs import get_logger
-from batchml.lib.settings import TableContract
-from batchml.lib.sources import (
+from batchml.lib.ingest.sources import (
     SourceBatch,
     check_csv_headers,
     check_formats,
     read_raw,
     reader_options,
 )
+from batchml.lib.platform.errors import InputError
+from batchml.lib.platform.logs import get_logger
+from batchml.lib.platform.settings import TableContract
 
 log = get_logger(__name__)
 
@@ -122,7 +122,7 @@ def _write_checked(
     written = tables.write(
         _into_files(good_rows(observed_df, checked), files, batch),
         job.table_uri,
-        mode=job.mode,  # type: ignore[arg-type]
+        mode=job.mode,  # type: ignore[arg-type]  # a str: the command checks --mode
         partition_by=job.contract.partition_by or None,
         replace_where=job.replace_where,
         token=token,

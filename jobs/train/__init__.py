@@ -2,7 +2,7 @@
 table's training split, evaluate on the validation and test splits, register the result.
 
 Steps, all on one pinned table version:
-1. hash split on the pipeline's key (`lib/splits.py`);
+1. hash split on the pipeline's key (`lib/training/splits.py`);
 2. the feature pipeline fitted on the training split in one pass, which also yields
    the training profile (numeric deciles from KLL sketches, category frequencies);
 3. the assembled training data (label, features, and the weight / validation / fold

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from batchml.jobs.app import JsonOption, RunContext, emit, reports_errors
-from batchml.lib.errors import EXIT_MISMATCH, ConfigError
+from batchml.jobs.app import JsonOption, emit, reports_errors, run_context
+from batchml.lib.platform.errors import EXIT_MISMATCH, ConfigError
 
 
 @reports_errors
@@ -39,7 +39,7 @@ def command(
     """Fit pipeline + estimator on the training split, evaluate, register a new version."""
     from batchml.jobs.train import job  # pyspark.ml: loaded only when training
 
-    state: RunContext = ctx.find_object(RunContext)
+    state = run_context(ctx)
     config = state.config()
     if (model is None) == (reproduce is None):
         raise ConfigError("give a MODEL to train or --reproduce NAME@VERSION (not both)")
@@ -53,6 +53,7 @@ def command(
         if not result.match:
             raise typer.Exit(EXIT_MISMATCH)
         return
+    assert model is not None  # exactly one of MODEL and --reproduce (checked above)
     report = job.run(
         state.spark(),
         config.settings,

@@ -10,22 +10,23 @@ from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.ml import PipelineModel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from batchml.jobs.train.plan import FOLD, IS_VALIDATION, SPLIT, WEIGHT, TrainPlan, check_plan
 from batchml.jobs.train.tuning import candidates, tune
 from batchml.lib.delta import delta_tables
-from batchml.lib.errors import EXIT_INPUT, BatchmlError, InputError, first_line
-from batchml.lib.feature_pipeline import FeatureStats, NumericPass, fit_features, profile_of
-from batchml.lib.logs import get_logger
-from batchml.lib.metrics import holdout_metrics
-from batchml.lib.progress import progress
-from batchml.lib.settings import Settings
-from batchml.lib.splits import with_fold, with_split
-from batchml.lib.sqltext import identifier as _q
-from batchml.lib.training import (
+from batchml.lib.evaluation.holdout import holdout_metrics
+from batchml.lib.features.pipeline import fit_features
+from batchml.lib.features.statistics import FeatureStats, NumericPass, profile_of
+from batchml.lib.platform.errors import EXIT_INPUT, BatchmlError, InputError, first_line
+from batchml.lib.platform.logs import get_logger
+from batchml.lib.platform.progress import progress
+from batchml.lib.platform.settings import Settings
+from batchml.lib.platform.sqltext import identifier as _q
+from batchml.lib.spark.jvm import storage_memory
+from batchml.lib.training.estimators import (
     ITERATIVE,
     class_weights,
     encoding_of,
@@ -33,6 +34,7 @@ from batchml.lib.training import (
     is_xgboost,
     weight_column,
 )
+from batchml.lib.training.splits import with_fold, with_split
 
 log = get_logger(__name__)
 
@@ -74,7 +76,10 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     task = check_plan(plan)
     spec, pipeline = plan.spec, plan.pipeline
     label, slots = pipeline.label, spark.sparkContext.defaultParallelism
-    model = estimator(
+    split_key = pipeline.key
+    assert split_key is not None  # check_plan: a key for the split
+    # Any: an MLlib estimator, or an xgboost one (ArrowTrained) with setters of its own
+    model: Any = estimator(
         spec.algorithm,
         dict(spec.params),
         label=label,
@@ -86,14 +91,14 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     searched = candidates(plan, model, slots)
     tables = delta_tables(spark, settings)
     read = tables.read(plan.table_uri, version=plan.table_version)
-    for column in (pipeline.key, label):
+    for column in (split_key, label):
         if column not in read.df.columns:
             raise InputError(
                 f"column {column} is not in {read.uri}@{read.version} "
                 f"(columns: {', '.join(read.df.columns)})"
             )
     started = time.perf_counter()
-    split_df = with_split(read.df, pipeline.key, spec.split, seed=spec.seed, column=SPLIT)
+    split_df = with_split(read.df, split_key, spec.split, seed=spec.seed, column=SPLIT)
     labelled = split_df.filter(F.col(label).isNotNull())
     train_df = labelled.filter(F.col(SPLIT) == "train")
     fit_df = (
@@ -105,7 +110,7 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     boosted = is_xgboost(spec.algorithm)
     partitions = _training_partitions(plan, model, slots)
     # the rows each xgboost worker would get, counted in the categories' pass
-    extra = {"workers": _worker_of(pipeline.key, partitions)} if boosted else None
+    extra = {"workers": _worker_of(split_key, partitions)} if boosted else None
     features = fit_features(
         fit_df,  # the statistics describe the training split (`where`)
         plan.pipeline_name,
@@ -148,12 +153,12 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
         if is_xgboost(spec.algorithm) and "early_stopping_rounds" not in spec.params:
             model.set(model.getParam("early_stopping_rounds"), XGB_EARLY_STOPPING_ROUNDS)
     if spec.tuning is not None and spec.tuning.strategy == "cross_validation":
-        fit_df = with_fold(fit_df, pipeline.key, spec.tuning.folds, seed=spec.seed, column=FOLD)
+        fit_df = with_fold(fit_df, split_key, spec.tuning.folds, seed=spec.seed, column=FOLD)
         columns.append(F.col(FOLD))
     if boosted:
         partitions = _workers_with_data(
             fit_df,
-            pipeline.key,
+            split_key,
             partitions,
             plan,
             validation=spec.early_stopping,
@@ -167,7 +172,7 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     # histograms per worker, and sums depend on their order.
     # Only the columns the estimator reads (and the key) cross the shuffle: the feature
     # stages run row by row before it, so the rows and their order are the same.
-    key = F.col(pipeline.key).alias(ROW_KEY)
+    key = F.col(split_key).alias(ROW_KEY)
     source = fit_df if features.pending is None else features.pending.observe(fit_df)
     assembled = (
         features.model.transform(source)
@@ -179,7 +184,10 @@ def fit(spark: SparkSession, settings: Settings, plan: TrainPlan) -> Trained:
     persist = spec.persist
     if persist is None:
         persist = spec.algorithm in ITERATIVE and _fits_in_storage(
-            spark, features.stats.rows, len(features.model.stages[-1].getInputCols())
+            spark,
+            features.stats.rows,
+            # the last stage, a VectorAssembler: PySpark types the stages as Transformers
+            len(features.model.stages[-1].getInputCols()),  # type: ignore[attr-defined]
         )  # ITERATIVE estimators are MLlib's: always the one_hot encoding's assembler
     if persist:
         assembled = assembled.persist(StorageLevel.MEMORY_AND_DISK)  # serialized in PySpark
@@ -262,7 +270,7 @@ def _holdout_scores(fitted: PipelineModel, frame: DataFrame, label: str) -> Data
     rows. An xgboost pipeline runs through the booster scorer (the predict job's path:
     the same scores as xgboost.spark's transform, without its per-row pandas arrays),
     anything else through its own transform."""
-    from batchml.lib import booster_scorer
+    from batchml.lib.scoring import booster as booster_scorer
 
     try:
         return booster_scorer.score(fitted, frame, [label])
@@ -282,17 +290,17 @@ def _score_profiler(
     its value as a double, the aggregate that profiles it as column SCORE)."""
     from pyspark.ml.functions import vector_to_array
 
-    from batchml.lib.settings import FeaturePipelineSpec
+    from batchml.lib.platform.settings import FeaturePipelineSpec, NumericFeature
 
     if task == "regression":
         column, value = "prediction", F.col("prediction").cast("double")
     elif classes == 2 and isinstance(scored.schema["probability"].dataType, T.DoubleType):
         column, value = "probability", F.col("probability")  # the booster scorer's
     elif classes == 2:
-        column, value = "probability", vector_to_array("probability")[1]
+        column, value = "probability", vector_to_array(F.col("probability"))[1]
     else:
         return None
-    spec = FeaturePipelineSpec(view="scores", label=SCORE, numeric={SCORE: {}})
+    spec = FeaturePipelineSpec(view="scores", label=SCORE, numeric={SCORE: NumericFeature()})
     return column, value, NumericPass(spec, profile=True)
 
 
@@ -328,6 +336,7 @@ def _workers_with_data(
     no rows fails the whole barrier stage ("Empty dataset at worker"). `counted`: the
     rows per `_worker_of(key, workers)` value, already counted (no job for that case)."""
     split = F.col(SPLIT)
+    rows: list[dict[str, int]] | list[Row]
     for count in range(workers, 0, -1):
         if count == workers and counted is not None:
             rows = [
@@ -393,10 +402,9 @@ def _fits_in_storage(spark: SparkSession, rows: int, inputs: int) -> bool:
     """Whether the assembled training data (about 12 bytes per assembler input and row,
     plus row overhead) fits in the cluster's storage memory. Caching more than that
     did not spill gracefully in a trial: the columnar cache ran the heap out of memory."""
-    status = spark.sparkContext._jsc.sc().getExecutorMemoryStatus()
-    storage, entries = 0, status.values().iterator()
-    while entries.hasNext():
-        storage += entries.next()._1()
+    storage = storage_memory(spark)
+    if storage is None:  # no JVM to ask (Spark Connect): do not risk the cache
+        return False
     estimate = rows * (12 * inputs + 64)
     if estimate > storage:
         log.info(

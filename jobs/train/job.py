@@ -13,12 +13,12 @@ from pyspark.sql import SparkSession
 
 from batchml.jobs.train.fit import fit
 from batchml.jobs.train.plan import plan_from_manifest, plan_from_settings
-from batchml.lib import storage
 from batchml.lib.delta import delta_tables
-from batchml.lib.logs import get_logger
-from batchml.lib.registry import registry_of
-from batchml.lib.runtime import package_version
-from batchml.lib.settings import Settings
+from batchml.lib.platform import storage
+from batchml.lib.platform.logs import get_logger
+from batchml.lib.platform.runtime import package_version
+from batchml.lib.platform.settings import Settings
+from batchml.lib.tracking.registry import registry_of
 
 log = get_logger(__name__)
 
@@ -137,7 +137,7 @@ def run(
 def _test_report(spark: SparkSession, settings: Settings, version) -> str | None:
     """The evaluation report of the test split, beside the version (`<artifact>/report`).
     The version is registered already: a failure here is logged, not raised."""
-    from batchml.jobs.evaluate import TRAIN_REPORT, evaluate
+    from batchml.lib.evaluation.model import TRAIN_REPORT, evaluate
 
     try:
         done = evaluate(
@@ -201,8 +201,8 @@ def code_version() -> dict[str, Any]:
             text=True,
             timeout=5,
         ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(here.parent), "status", "--porcelain"],
+        dirty = subprocess.run(  # the whole checkout's changes, from any folder of it
+            ["git", "-C", str(here), "status", "--porcelain"],
             check=True,
             capture_output=True,
             text=True,

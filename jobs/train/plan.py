@@ -6,16 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from batchml.lib.errors import ConfigError, InputError
-from batchml.lib.lakehouse import table_location
-from batchml.lib.settings import FeaturePipelineSpec, ModelSpec, ParamRange, Settings
-from batchml.lib.splits import check_fractions
-from batchml.lib.training import (
+from batchml.lib.delta.lakehouse import table_location
+from batchml.lib.platform.errors import ConfigError, InputError
+from batchml.lib.platform.settings import FeaturePipelineSpec, ModelSpec, ParamRange, Settings
+from batchml.lib.training.estimators import (
     EARLY_STOPPING,
     encoding_of,
     is_xgboost,
     task_of,
 )
+from batchml.lib.training.splits import check_fractions
 
 # columns the training job adds to the feature table while it works
 SPLIT = "__split"

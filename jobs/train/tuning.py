@@ -12,9 +12,9 @@ from pyspark.ml.tuning import CrossValidator
 from pyspark.sql import functions as F
 
 from batchml.jobs.train.plan import FOLD, SPLIT, TrainPlan
-from batchml.lib.errors import ConfigError, InputError
-from batchml.lib.logs import get_logger
-from batchml.lib.training import (
+from batchml.lib.platform.errors import ConfigError, InputError
+from batchml.lib.platform.logs import get_logger
+from batchml.lib.training.estimators import (
     checked_param,
     default_metric,
     evaluator,

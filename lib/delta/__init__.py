@@ -13,7 +13,6 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from batchml.lib import runs
 from batchml.lib.delta.api import (
     CommitConflict,
     DeltaTables,
@@ -24,8 +23,9 @@ from batchml.lib.delta.api import (
     WriteToken,
 )
 from batchml.lib.delta.backend import BackendChoice, session_backend
-from batchml.lib.logs import get_logger
-from batchml.lib.settings import Settings
+from batchml.lib.platform.logs import get_logger
+from batchml.lib.platform.settings import Settings
+from batchml.lib.tracking import runs
 
 __all__ = [
     "BackendChoice",
@@ -60,7 +60,7 @@ def delta_tables(spark: SparkSession, settings: Settings) -> DeltaTables:
 
 
 class NotedTables:
-    """A backend whose reads and writes are noted in the current run (`lib/runs.py`)."""
+    """A backend whose reads and writes are noted in the current run (`lib/tracking/runs.py`)."""
 
     def __init__(self, backend: DeltaTables) -> None:
         self.backend = backend
@@ -90,8 +90,8 @@ def shared_tables(settings: Settings) -> tuple[str, ...]:
     the ingest ledgers, `_monitoring`. Runs on several machines write them at once;
     Delta's S3 log store is safe for one writing driver only, delta-rs's conditional
     PUT for any number (the runs table is always written by delta-rs)."""
-    from batchml.lib import storage
-    from batchml.lib.lakehouse import resolve_path
+    from batchml.lib.delta.lakehouse import resolve_path
+    from batchml.lib.platform import storage
 
     places = [
         resolve_path(settings.registry.root, settings),
@@ -119,7 +119,7 @@ class SharedOnDeltaRs:
         return getattr(self.connector, name)
 
     def is_shared(self, uri: str) -> bool:
-        from batchml.lib import storage
+        from batchml.lib.platform import storage
 
         place = storage.spark_uri(uri).rstrip("/")
         return any(place == s or place.startswith(f"{s}/") for s in self.shared)

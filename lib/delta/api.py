@@ -9,7 +9,7 @@ from typing import Any, Literal, Protocol
 
 from pyspark.sql import DataFrame, SparkSession
 
-from batchml.lib.errors import InputError
+from batchml.lib.platform.errors import InputError
 
 WriteMode = Literal["append", "overwrite", "replace"]
 WRITE_MODES: tuple[str, ...] = ("append", "overwrite", "replace")

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pyspark.sql import SparkSession
 
-from batchml.lib.errors import EnvironmentProblem
-from batchml.lib.spark import connector_loadable
+from batchml.lib.platform.errors import EnvironmentProblem
+from batchml.lib.spark.session import connector_loadable
 
 BackendName = Literal["connector", "embedded"]
 

@@ -29,8 +29,9 @@ from batchml.lib.delta.api import (
 )
 from batchml.lib.delta.paths import relative_file
 from batchml.lib.delta.schemas import compare_schemas
-from batchml.lib.errors import InputError, first_line
-from batchml.lib.logs import get_logger
+from batchml.lib.platform.errors import InputError, first_line
+from batchml.lib.platform.logs import get_logger
+from batchml.lib.spark.jvm import hadoop_filesystem
 
 log = get_logger(__name__)
 
@@ -102,10 +103,8 @@ class ConnectorDelta:
         checkpoint. Read through Hadoop's file system, as the connector reads it;
         `DeltaTable.isDeltaTable` loads a snapshot to say the same (a third of a second
         a call, and a job asks several times)."""
-        jvm = self.spark.sparkContext._jvm
         with delta_errors(uri):
-            log_dir = jvm.org.apache.hadoop.fs.Path(uri.rstrip("/") + "/_delta_log")
-            fs = log_dir.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())
+            fs, log_dir = hadoop_filesystem(self.spark, uri.rstrip("/") + "/_delta_log")
             if not fs.exists(log_dir):
                 return False
             entries = fs.listStatusIterator(log_dir)
@@ -123,7 +122,7 @@ class ConnectorDelta:
         if not self.exists(uri):
             return False
         try:
-            from batchml.lib.delta.snapshots import delta_table
+            from batchml.lib.delta.delta_log import delta_table
 
             committed = delta_table(uri).transaction_version(token.app_id)
             return committed is not None and committed >= token.version
@@ -197,7 +196,7 @@ class ConnectorDelta:
         `connector_defects.first_missing` for why here, and what it costs). The file list
         comes from delta-rs where it can open the table (the log alone, no Spark job),
         else from the connector's own snapshot (`inputFiles()`)."""
-        from batchml.lib.delta.snapshots import arrow_table
+        from batchml.lib.delta.delta_log import arrow_table
 
         files = None
         rust = _delta_rs(uri)
@@ -221,7 +220,7 @@ class ConnectorDelta:
         the two versions' logs) cannot open the table."""
         from pyspark.sql import functions as F
 
-        from batchml.lib.delta.snapshots import UnsupportedFeature, file_changes
+        from batchml.lib.delta.delta_log import UnsupportedFeature, file_changes
 
         try:
             changes = file_changes(uri, since, version)
@@ -244,7 +243,7 @@ class ConnectorDelta:
     def _version_at(self, uri: str, timestamp: datetime) -> int:
         from pyspark.sql import functions as F
 
-        from batchml.lib.delta.snapshots import version_as_of
+        from batchml.lib.delta.delta_log import version_as_of
 
         # epoch millis, so the session time zone plays no part
         frame = (
@@ -289,7 +288,7 @@ class ConnectorDelta:
         try:
             writer.save(uri)
         except AnalysisException as exc:
-            if "DELTA_REPLACE_WHERE_MISMATCH" in str(exc):
+            if "DELTA_REPLACE_WHERE_MISMATCH" in str(exc) and replace_where is not None:
                 # Delta checks this as it writes: its files are left unreferenced (vacuum
                 # removes them), the log untouched
                 raise InputError(
@@ -410,11 +409,11 @@ class ConnectorDelta:
             if not dry_run and files:
                 self._table(uri).vacuum(retain_hours)
         finally:
-            for key, value in previous.items():
-                if value is None:
+            for key, old in previous.items():
+                if old is None:
                     self.spark.conf.unset(key)
                 else:
-                    self.spark.conf.set(key, value)
+                    self.spark.conf.set(key, old)
         return VacuumResult(uri, dry_run, files)
 
 
@@ -431,7 +430,7 @@ def _delta_rs(uri: str):  # -> deltalake.DeltaTable | None
     delta-rs cannot open it (a reader feature it lacks, a store it has no credentials
     for): then the connector answers."""
     try:
-        from batchml.lib.delta.snapshots import delta_table
+        from batchml.lib.delta.delta_log import delta_table
 
         return delta_table(uri)
     except Exception:

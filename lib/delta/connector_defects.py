@@ -17,8 +17,9 @@ from pyspark.sql import SparkSession
 
 from batchml.lib.delta import defects
 from batchml.lib.delta.paths import is_local, local_path
-from batchml.lib.errors import InputError
-from batchml.lib.logs import get_logger
+from batchml.lib.platform.errors import InputError
+from batchml.lib.platform.logs import get_logger
+from batchml.lib.spark.jvm import hadoop_filesystem, read_text
 
 log = get_logger(__name__)
 
@@ -53,18 +54,15 @@ def log_listing(spark: SparkSession, uri: str) -> defects.LogListing | None:
     """The table's `_delta_log` (one LIST on an object store); None when it cannot be listed."""
     if is_local(uri):
         return defects.local_listing(local_path(uri))
-    jvm = spark.sparkContext._jvm
     try:
-        log_dir = jvm.org.apache.hadoop.fs.Path(uri.rstrip("/") + "/_delta_log")
-        fs = log_dir.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+        fs, log_dir = hadoop_filesystem(spark, uri.rstrip("/") + "/_delta_log")
         names = [status.getPath().getName() for status in fs.listStatus(log_dir)]
         hint = None
         if defects.LAST_CHECKPOINT in names:
-            stream = fs.open(jvm.org.apache.hadoop.fs.Path(log_dir, defects.LAST_CHECKPOINT))
-            try:
-                hint = jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
-            finally:
-                stream.close()
+            _, checkpoint = hadoop_filesystem(
+                spark, uri.rstrip("/") + "/_delta_log/" + defects.LAST_CHECKPOINT
+            )
+            hint = read_text(spark, fs, checkpoint)
     except Exception:
         log.debug("cannot list the Delta log", exc_info=True)
         return None
@@ -85,15 +83,12 @@ def first_missing(spark: SparkSession, uri: str, files: list[str]) -> str | None
     """
     if is_local(uri):
         return defects.first_missing(files, root=local_path(uri))
-    jvm = spark.sparkContext._jvm
-    conf = spark.sparkContext._jsc.hadoopConfiguration()
     folders: dict[str, list[str]] = {}
     for relative in files:
         folder, _, name = relative.rpartition("/")
         folders.setdefault(folder, []).append(name)
     for folder, names in folders.items():
-        path = jvm.org.apache.hadoop.fs.Path(uri.rstrip("/") + ("/" + folder if folder else ""))
-        fs = path.getFileSystem(conf)
+        fs, path = hadoop_filesystem(spark, uri.rstrip("/") + ("/" + folder if folder else ""))
         present = {s.getPath().getName() for s in fs.listStatus(path)} if fs.exists(path) else set()
         for name in names:
             if name not in present:

@@ -1,7 +1,7 @@
 """Delta Lake's Spark connector jar: one pinned version, resolved once, started offline.
 
 The connector (`io.delta:delta-spark_2.13`) and its dependencies are resolved by Spark's
-own Ivy into a cache folder per Delta version, once per machine (`lib/jars.py`); every
+own Ivy into a cache folder per Delta version, once per machine (`lib/spark/jars.py`); every
 later session puts those jars on `spark.jars` and touches no network. A cluster that
 already has the jar (on its classpath, or through `--packages`) needs none of this.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from batchml.lib import jars
+from batchml.lib.spark import jars
 
 # The one place the version is pinned: the same as the locked delta-spark Python package
 # (tests/test_connector_jar.py checks uv.lock). Maven Central serves 4.4.0, not 4.4.1.

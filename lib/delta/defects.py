@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from batchml.lib.errors import InputError
+from batchml.lib.platform.errors import InputError
 
 LAST_CHECKPOINT = "_last_checkpoint"
 _COMMIT = re.compile(r"^(\d{20})\.json$")

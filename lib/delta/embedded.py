@@ -8,7 +8,6 @@ footer statistics) in one delta-rs transaction. No row passes through the driver
 
 from __future__ import annotations
 
-import math
 import random
 import shutil
 import time
@@ -21,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from deltalake import CommitProperties
 from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.transaction import (
@@ -34,9 +32,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from batchml.lib import storage
-from batchml.lib.delta import defects
-from batchml.lib.delta import snapshots as delta_log
+from batchml.lib.delta import defects, delta_log
 from batchml.lib.delta.api import (
     WRITE_MODES,
     CommitConflict,
@@ -61,7 +57,6 @@ from batchml.lib.delta.replace import (
     quoted,
 )
 from batchml.lib.delta.staging import (
-    CLAIM_SUFFIX,
     REMOTE_STAGE_PREFIX,
     STAGING_DIR,
     StagedFile,
@@ -71,17 +66,19 @@ from batchml.lib.delta.staging import (
     hive_layout_matches,
     move_into_place,
     plan_write,
-    remote_writer_claims,
     remove_empty_dirs,
     remove_files,
     remove_if_empty,
     write_claim,
     write_remote_claim,
-    writer_claims,
+    written_files,
 )
 from batchml.lib.delta.stats import footer_stats
-from batchml.lib.errors import InputError, first_line
-from batchml.lib.logs import get_logger
+from batchml.lib.delta.vacuum import vacuum_root
+from batchml.lib.platform import storage
+from batchml.lib.platform.errors import InputError, first_line
+from batchml.lib.platform.logs import get_logger
+from batchml.lib.spark.jvm import running_tasks
 
 log = get_logger(__name__)
 
@@ -267,10 +264,7 @@ class EmbeddedDelta:
         try:
             staged = self._stage(df, plan, staging)
             staged_all = True
-            if replace_where is not None:
-                check_rows_match(self.spark, staged, replace_where, plan, root)
-            if before_commit is not None:
-                before_commit()
+            self._check_staged(staged, root, plan, replace_where, before_commit)
             started = time.perf_counter()
             write_claim(staging, [f.relative for f in staged])
             move_into_place(staging, root, staged, moved)
@@ -293,11 +287,7 @@ class EmbeddedDelta:
                 _wait_until_tasks_stop(self.spark)
             shutil.rmtree(staging, ignore_errors=True)
             if not staged_all:
-                # under load a cancelled task can still create its file after the status
-                # tracker said none ran (a CI run left the folder behind): sweep for 2 s
-                for _ in range(8):
-                    time.sleep(0.25)
-                    shutil.rmtree(staging, ignore_errors=True)
+                _sweep_until_quiet(staging)
             claim.unlink(missing_ok=True)
             remove_if_empty(Path(root) / STAGING_DIR)
             remove_if_empty(Path(root))
@@ -327,10 +317,7 @@ class EmbeddedDelta:
         try:
             staged = self._stage(df, plan, staging, prefix=stage)
             staged_all = True
-            if replace_where is not None:
-                check_rows_match(self.spark, staged, replace_where, plan, root)
-            if before_commit is not None:
-                before_commit()
+            self._check_staged(staged, root, plan, replace_where, before_commit)
             started = time.perf_counter()
             write_remote_claim(root, stage, [f.relative for f in staged])
             committing = True
@@ -351,6 +338,21 @@ class EmbeddedDelta:
             raise
         finally:
             _quietly(storage.delete, claim)
+
+    def _check_staged(
+        self,
+        staged: list[StagedFile],
+        root: str,
+        plan: WritePlan,
+        replace_where: str | None,
+        before_commit: Callable[[], None] | None,
+    ) -> None:
+        """The last checks before a commit: a replace's rows all match its predicate, and
+        the caller's own (`before_commit`, e.g. ingest's contract policy)."""
+        if replace_where is not None:
+            check_rows_match(self.spark, staged, replace_where, plan, root)
+        if before_commit is not None:
+            before_commit()
 
     def _current(self, root: str) -> delta_log.Snapshot | None:
         """The snapshot a write starts from (None for a new table)."""
@@ -375,7 +377,7 @@ class EmbeddedDelta:
         }
         part_types = {c: plan.schema[c].dataType.typeName() for c in plan.partitions}
         staged = []
-        for inner, size, mtime_ms, metadata in _written_files(str(staging)):
+        for inner, size, mtime_ms, metadata in written_files(str(staging)):
             if metadata.num_rows == 0:
                 continue  # Spark writes a schema-only file for an empty DataFrame
             num_records, stats = footer_stats(metadata, data_types)
@@ -444,7 +446,8 @@ class EmbeddedDelta:
                         plan = plan.without_new_fields()
                     if plan.replace_schema:  # delta-rs's overwrite: new metadata, all removed
                         base.table.create_write_transaction(
-                            adds,
+                            # delta-rs annotates a list of adds and removes: adds alone are fine
+                            adds,  # type: ignore[arg-type]
                             "overwrite",
                             delta_schema,
                             partition_by=plan.partitions or None,
@@ -537,65 +540,7 @@ class EmbeddedDelta:
         yet (its claim in the staging folder lists those files). delta-rs counts whole
         hours, so its cut-off is `retain_hours` rounded up: never more removed than asked.
         """
-        root = _root(uri)
-        if storage.is_remote(root):
-            return self._vacuum_remote(root, retain_hours, dry_run, keep_versions)
-        snapshot = delta_log.open_snapshot(root)
-        live, stale = writer_claims(Path(root) / STAGING_DIR, retain_hours)
-        protected = {relative for claim in live for relative in claim.files}
-        candidates = snapshot.table.vacuum(
-            retention_hours=math.ceil(retain_hours),
-            dry_run=True,
-            enforce_retention_duration=False,
-            keep_versions=keep_versions or None,
-        )
-        files = sorted(f for f in candidates if relative_file(f) not in protected)
-        if not dry_run:
-            for relative in files:
-                (Path(root) / relative_file(relative)).unlink(missing_ok=True)
-            for folder in stale:
-                if folder.is_dir():
-                    shutil.rmtree(folder, ignore_errors=True)
-                    Path(f"{folder}{CLAIM_SUFFIX}").unlink(missing_ok=True)
-                else:  # a dead writer's claim
-                    folder.unlink(missing_ok=True)
-            remove_if_empty(Path(root) / STAGING_DIR)
-        if live:
-            kept = {"table": root, "writers": len(live), "files": len(protected)}
-            log.info("vacuum kept the files of running writers", extra=kept)
-        folders = sorted(str(f) for f in stale if not f.name.endswith(CLAIM_SUFFIX))
-        return VacuumResult(root, dry_run, files, folders)
-
-    def _vacuum_remote(
-        self, root: str, retain_hours: float, dry_run: bool, keep_versions: list[int] | None
-    ) -> VacuumResult:
-        """`vacuum` on an object store: the same rules, objects removed one by one."""
-        snapshot = delta_log.open_snapshot(root)
-        live, stale = remote_writer_claims(root, retain_hours)
-        # everything under a live writer's stage: it may not have listed its files yet
-        stages = tuple(f"{claim.folder.name}/" for claim in live)
-        protected = {relative for claim in live for relative in claim.files}
-        candidates = snapshot.table.vacuum(
-            retention_hours=math.ceil(retain_hours),
-            dry_run=True,
-            enforce_retention_duration=False,
-            keep_versions=keep_versions or None,
-        )
-        files = sorted(
-            f
-            for f in candidates
-            if relative_file(f) not in protected and not relative_file(f).startswith(stages)
-        )
-        if not dry_run:
-            for relative in files:
-                storage.delete(storage.join(root, relative_file(relative)))
-            for leftover in stale:
-                if leftover.endswith(CLAIM_SUFFIX):
-                    storage.delete(leftover)
-                else:
-                    storage.delete_tree(leftover)
-        folders = sorted(f for f in stale if not f.endswith(CLAIM_SUFFIX))
-        return VacuumResult(root, dry_run, files, folders)
+        return vacuum_root(_root(uri), retain_hours, dry_run, keep_versions)
 
 
 # ----------------------------------------------------------------- small helpers
@@ -615,39 +560,6 @@ def _quietly(action: Callable[[str], None], uri: str) -> None:
         action(uri)
     except Exception as exc:
         log.warning(f"could not remove {uri}: {first_line(exc)}")
-
-
-def _written_files(staging: str) -> list[tuple[str, int, int, Any]]:
-    """(path below `staging`, size, modification ms, Parquet footer) of each data file
-    Spark wrote there, sorted by path."""
-    found = []
-    if storage.is_remote(staging):
-        fs, _ = storage.filesystem(staging)
-        for entry in storage.list_files(staging):
-            inner = entry.uri[len(staging.rstrip("/")) + 1 :]
-            # Spark's rule: `_x` and `.x` are its own (`_temporary`), `_x=v` a partition
-            hidden = any(
-                part.startswith(".") or (part.startswith("_") and "=" not in part)
-                for part in inner.split("/")[:-1]
-            )
-            if not inner.endswith(".parquet") or hidden:
-                continue
-            _, path = storage.filesystem(entry.uri)
-            with fs.open_input_file(path) as handle:
-                metadata = pq.read_metadata(handle)
-            found.append((inner, entry.size, entry.mtime_ns // 1_000_000, metadata))
-        return found
-    for path in sorted(Path(staging).rglob("*.parquet")):
-        info = path.stat()
-        found.append(
-            (
-                path.relative_to(staging).as_posix(),
-                info.st_size,
-                int(info.st_mtime * 1000),
-                pq.read_metadata(path),
-            )
-        )
-    return found
 
 
 def _spark_path(root: str, relative: str) -> str:
@@ -687,19 +599,33 @@ def _noop(root: str, version: int, token: WriteToken | None) -> WriteResult:
     return WriteResult(root, version, False, message=message)
 
 
+def _sweep_until_quiet(staging: Path, quiet: float = 2.0, timeout: float = 30.0) -> None:
+    """Remove `staging` until it has stayed gone for `quiet` seconds (bounded by
+    `timeout`). Under load a cancelled task, or the aborting write on the JVM's side,
+    can still create a file there after the status tracker said no task runs: two CI
+    runs left the folder behind, after one sweep and after a fixed 2 s of sweeps."""
+    deadline = time.monotonic() + timeout
+    gone_since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+            gone_since = time.monotonic()
+        elif time.monotonic() - gone_since >= quiet:
+            return
+
+
 def _wait_until_tasks_stop(spark: SparkSession, timeout: float = 30.0) -> None:
     """Wait (bounded) until no Spark job or task runs: job cancellation is asynchronous,
     and a task still finishing would write into a staging folder already removed."""
     deadline = time.monotonic() + timeout
-    # the executors' running-task counts are only on the JVM status tracker
-    tracker = spark.sparkContext._jsc.sc().statusTracker()
     while time.monotonic() < deadline:
         try:
             jobs = spark.sparkContext.statusTracker().getActiveJobsIds()
-            running = sum(e.numRunningTasks() for e in tracker.getExecutorInfos())
         except Exception:
             return
-        if not jobs and not running:
+        running = running_tasks(spark)
+        if running is None or (not jobs and not running):
             return
         time.sleep(0.1)
 

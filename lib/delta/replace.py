@@ -14,11 +14,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from batchml.lib.delta import snapshots as delta_log
+from batchml.lib.delta import delta_log
 from batchml.lib.delta.api import WriteMode
 from batchml.lib.delta.staging import StagedFile, WritePlan
-from batchml.lib.errors import InputError, first_line
-from batchml.lib.sqltext import identifier as quoted
+from batchml.lib.platform.errors import InputError, first_line
+from batchml.lib.platform.sqltext import identifier as quoted
 
 _FILE_KEY = "__batchml_file"
 
@@ -93,6 +93,7 @@ def affected_files(
     sizes = actions.column("size_bytes").to_pylist()
     if mode == "overwrite" or not paths:
         return list(zip(paths, sizes, strict=True))
+    assert predicate is not None  # mode "replace" comes with its predicate
     rows = [
         (path, {c: actions.column(f"partition.{c}")[i].as_py() for c in plan.partitions})
         for i, path in enumerate(paths)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pyspark.sql import types as T
 
 from batchml.lib.delta.paths import PARTITION_TYPES
-from batchml.lib.errors import InputError
+from batchml.lib.platform.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 from pyspark.sql import types as T
 
-from batchml.lib import storage
-from batchml.lib.delta import snapshots as delta_log
+from batchml.lib.delta import delta_log
 from batchml.lib.delta.paths import partition_dirs, same_value, typed_value
 from batchml.lib.delta.schemas import check_partition_columns, compare_schemas
-from batchml.lib.errors import InputError
-from batchml.lib.runtime import process_alive
+from batchml.lib.platform import storage
+from batchml.lib.platform.errors import InputError
+from batchml.lib.platform.runtime import process_alive
 
 
 @dataclass
@@ -280,3 +281,36 @@ def remote_writer_claims(root: str, retain_hours: float) -> tuple[list[WriterCla
         if leftovers and max(e.mtime_ns for e in leftovers) <= cutoff * 1e9:
             stale.append(temporary)
     return live, stale
+
+
+def written_files(staging: str) -> list[tuple[str, int, int, Any]]:
+    """(path below `staging`, size, modification ms, Parquet footer) of each data file
+    Spark wrote there, sorted by path."""
+    found = []
+    if storage.is_remote(staging):
+        fs, _ = storage.filesystem(staging)
+        for entry in storage.list_files(staging):
+            inner = entry.uri[len(staging.rstrip("/")) + 1 :]
+            # Spark's rule: `_x` and `.x` are its own (`_temporary`), `_x=v` a partition
+            hidden = any(
+                part.startswith(".") or (part.startswith("_") and "=" not in part)
+                for part in inner.split("/")[:-1]
+            )
+            if not inner.endswith(".parquet") or hidden:
+                continue
+            _, path = storage.filesystem(entry.uri)
+            with fs.open_input_file(path) as handle:
+                metadata = pq.read_metadata(handle)
+            found.append((inner, entry.size, entry.mtime_ns // 1_000_000, metadata))
+        return found
+    for file in sorted(Path(staging).rglob("*.parquet")):
+        info = file.stat()
+        found.append(
+            (
+                file.relative_to(staging).as_posix(),
+                info.st_size,
+                int(info.st_mtime * 1000),
+                pq.read_metadata(file),
+            )
+        )
+    return found

@@ -1,0 +1,1 @@
+"""Data batchml brings along: the demo's sample files and scalable synthetic datasets."""

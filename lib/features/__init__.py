@@ -1,0 +1,1 @@
+"""Features: Spark SQL feature views, declarative MLlib feature pipelines, row keys."""

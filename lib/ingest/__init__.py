@@ -1,0 +1,1 @@
+"""Ingest: data contracts, raw source files, and the ledger of files already ingested."""

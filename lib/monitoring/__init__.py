@@ -1,0 +1,1 @@
+"""Monitoring: drift against the training profile, and the over-time page."""

@@ -1,0 +1,1 @@
+"""What was made and what ran: the model registry and the runs table."""

@@ -1,0 +1,1 @@
+"""Training: estimators by name, deterministic splits, xgboost on Arrow batches."""
