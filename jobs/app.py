@@ -122,6 +122,9 @@ class RunContext:
     def close(self) -> None:
         if self._spark is not None and self._owns_spark:
             self._spark.stop()
+            embedded = sys.modules.get("batchml.lib.delta.embedded")
+            if embedded is not None:  # a write was attempted: sweep what interrupted ones left
+                embedded.sweep_interrupted()
         self._spark = None
 
 

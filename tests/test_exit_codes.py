@@ -169,7 +169,8 @@ def test_143_sigterm_stops_a_write_cleanly(tmp_path: Path) -> None:
     assert process.returncode == 143, err[-2000:]
     assert "batchml: error: terminated (SIGTERM)" in err
     assert not DeltaTable.is_deltatable(str(target))
-    assert not (target / STAGING_DIR).exists()
+    left = sorted(str(p.relative_to(target)) for p in target.rglob("*")) if target.exists() else []
+    assert not (target / STAGING_DIR).exists(), left
 
 
 def test_a_usage_error_is_found_before_spark_starts_and_recorded_as_such(

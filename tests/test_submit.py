@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import people
@@ -166,7 +167,38 @@ def test_a_failing_environment_build_says_why_and_keeps_the_last_build(tmp_path:
     (dist / "keep.txt").write_text("last good build")
     with pytest.raises(EnvironmentProblem, match=r"^building the job environment failed at build"):
         packaging.build(project, dist=dist)
-    assert sorted(p.name for p in dist.iterdir()) == ["keep.txt"]  # no half-built files
+    left = sorted(p.name for p in dist.iterdir())
+    assert left == [".build.lock", "keep.txt"]  # no half-built files
+
+
+def test_two_submits_at_once_build_the_environment_once(tmp_path: Path, monkeypatch) -> None:
+    """Parallel tasks of a scheduler submitting from one checkout: one builds dist/, the
+    other waits on the lock and takes that build (the build step itself stubbed: a real
+    one takes a minute; the lock and the fingerprint checks around it are real)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("uv.lock", "pyproject.toml"):
+        (project / name).write_text(name)
+    dist = project / "dist"
+    builds: list[str] = []
+
+    def build_step(root: Path, into: Path, wanted: str, started: float) -> packaging.Build:
+        builds.append(wanted)
+        time.sleep(1.0)  # the other submit arrives meanwhile
+        (into / packaging.ARCHIVE).write_bytes(b"env")
+        (into / "batchml-0.1.0-py3-none-any.whl").write_bytes(b"wheel")
+        record = {"fingerprint": wanted, "wheel": "batchml-0.1.0-py3-none-any.whl"}
+        (into / packaging.FINGERPRINT).write_text(json.dumps(record))
+        built = packaging._built(into, record, reused=False, started=started)
+        assert built is not None
+        return built
+
+    monkeypatch.setattr(packaging, "_build", build_step)
+    with ThreadPoolExecutor(2) as pool:
+        done = list(pool.map(lambda _: packaging.build(project, dist=dist), range(2)))
+    assert builds == [packaging.fingerprint(project)]  # built once
+    assert sorted(b.reused for b in done) == [False, True]
+    assert {b.archive for b in done} == {dist / packaging.ARCHIVE}
 
 
 # ------------------------------------------------------------------ for real

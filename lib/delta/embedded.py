@@ -288,6 +288,7 @@ class EmbeddedDelta:
             shutil.rmtree(staging, ignore_errors=True)
             if not staged_all:
                 _sweep_until_quiet(staging)
+                _INTERRUPTED.add(staging)  # swept once more when Spark has stopped
             claim.unlink(missing_ok=True)
             remove_if_empty(Path(root) / STAGING_DIR)
             remove_if_empty(Path(root))
@@ -597,6 +598,22 @@ def _noop(root: str, version: int, token: WriteToken | None) -> WriteResult:
     )
     log.info("delta write skipped", extra={"table": root, "version": version, "reason": message})
     return WriteResult(root, version, False, message=message)
+
+
+# Staging folders of local writes interrupted in this process (SIGTERM, Ctrl-C, a failed
+# job): once the SparkContext has stopped, no task of theirs can write any more.
+_INTERRUPTED: set[Path] = set()
+
+
+def sweep_interrupted() -> None:
+    """Remove what interrupted writes may still have left in their staging folders, and
+    the folders if empty; the run context calls it after stopping Spark. Under load a
+    cancelled task can write its first file seconds after the writer gave up waiting."""
+    for staging in sorted(_INTERRUPTED):
+        shutil.rmtree(staging, ignore_errors=True)
+        remove_if_empty(staging.parent)  # the table's _batchml_staging
+        remove_if_empty(staging.parent.parent)  # the table folder a first write made
+    _INTERRUPTED.clear()
 
 
 def _sweep_until_quiet(staging: Path, quiet: float = 2.0, timeout: float = 30.0) -> None:

@@ -53,6 +53,9 @@ def _final_booster(model: PipelineModel) -> tuple[Any, Any, int]:
     if not model.stages:
         raise NotBooster("the pipeline has no stages")
     final = model.stages[-1]
+    if not type(final).__module__.startswith("xgboost."):
+        # judged before importing xgboost.spark (and scikit-learn, scipy: ~1.5 s)
+        raise NotBooster(f"the model stage is a {type(final).__name__}")
     try:
         from xgboost.spark import SparkXGBClassifierModel, SparkXGBRegressorModel
     except ImportError:  # pragma: no cover - xgboost is a dependency

@@ -166,13 +166,17 @@ class StatusStore:
 
 def peak_heap(sc: SparkContext) -> int:
     """The driver JVM's own peak heap use over its memory pools (the management beans,
-    through `_jvm`), for a run shorter than the first memory sample in the status store."""
+    through `_jvm`), for a run shorter than the first memory sample in the status store.
+
+    The pools (eden, survivor, old) peak at different moments, so their sum bounds the
+    heap's peak from above and can pass the heap's size: it is capped there."""
     management = jvm(sc).java.lang.management.ManagementFactory
     peak = 0
     for pool in management.getMemoryPoolMXBeans():
         if str(pool.getType().toString()) == "Heap memory":
             peak += pool.getPeakUsage().getUsed()
-    return int(peak)
+    limit = int(management.getMemoryMXBean().getHeapMemoryUsage().getMax())
+    return min(int(peak), limit) if limit > 0 else int(peak)
 
 
 def class_loadable(spark: SparkSession, name: str) -> bool:

@@ -20,6 +20,7 @@ and moved in place, so a failed build leaves the last good one.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -102,18 +103,34 @@ def build(root: Path | None = None, *, dist: Path | None = None, force: bool = F
     root = root or project_root()
     dist = dist or root / "dist"
     wanted = fingerprint(root)
+    found = None if force else _up_to_date(dist, wanted, started)
+    if found is not None:
+        return found
+    dist.mkdir(parents=True, exist_ok=True)
+    # two submits from one checkout at once (a scheduler's parallel tasks): one builds,
+    # the other waits for it and takes its build
+    with (dist / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = None if force else _up_to_date(dist, wanted, started)
+        return found if found is not None else _build(root, dist, wanted, started)
+
+
+def _up_to_date(dist: Path, wanted: str, started: float) -> Build | None:
     current = _read_fingerprint(dist)
-    if not force and current is not None and current.get("fingerprint") == wanted:
-        found = _built(dist, current, reused=True, started=started)
-        if found is not None:
-            log.info(f"environment up to date: {found.archive} ({_mib(found.archive)} MiB)")
-            return found
+    if current is None or current.get("fingerprint") != wanted:
+        return None
+    found = _built(dist, current, reused=True, started=started)
+    if found is not None:
+        log.info(f"environment up to date: {found.archive} ({_mib(found.archive)} MiB)")
+    return found
+
+
+def _build(root: Path, dist: Path, wanted: str, started: float) -> Build:
     uv = os.environ.get("UV") or shutil.which("uv")
     if uv is None:
         raise EnvironmentProblem(
             "building the job environment needs uv (python3 -m pip install uv), not found"
         )
-    dist.mkdir(parents=True, exist_ok=True)
     scratch = dist / f".build-{os.getpid()}"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()
@@ -177,7 +194,9 @@ def entry_file(dist: Path) -> Path:
     entry = dist / ENTRY
     if not entry.is_file() or entry.read_text() != ENTRY_TEXT:
         dist.mkdir(parents=True, exist_ok=True)
-        entry.write_text(ENTRY_TEXT)
+        scratch = dist / f".{ENTRY}.{os.getpid()}"
+        scratch.write_text(ENTRY_TEXT)
+        scratch.replace(entry)  # a submit starting meanwhile never reads half a file
     return entry
 
 
