@@ -120,12 +120,11 @@ class RunContext:
         return registry_of(self.config().settings, self.tables() if writable else None)
 
     def close(self) -> None:
-        if self._spark is not None and self._owns_spark:
-            self._spark.stop()
-            embedded = sys.modules.get("batchml.lib.delta.embedded")
-            if embedded is not None:  # a write was attempted: sweep what interrupted ones left
-                embedded.sweep_interrupted()
-        self._spark = None
+        spark, self._spark = self._spark, None
+        if spark is not None and self._owns_spark:
+            from batchml.lib.spark.session import stop_session
+
+            stop_session(spark)
 
 
 def run_context(ctx: typer.Context) -> RunContext:

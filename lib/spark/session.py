@@ -308,6 +308,17 @@ def _launch_jvm(conf: dict[str, str], *, verbose: bool, secret_conf: frozenset[s
     relay(process.stderr, verbose=verbose)
 
 
+def stop_session(spark: SparkSession) -> None:
+    """Stop the run's session, then sweep what interrupted writes left in their staging
+    folders: once the SparkContext has stopped, no cancelled task can write any more."""
+    try:
+        spark.stop()
+    finally:
+        embedded = sys.modules.get("batchml.lib.delta.embedded")
+        if embedded is not None:  # a write was attempted in this process
+            embedded.sweep_interrupted()
+
+
 def connector_loadable(spark: SparkSession) -> bool:
     """Whether Delta Lake's Spark connector classes can be loaded in this session."""
     return jvm.class_loadable(spark, DELTA_PROBE_CLASS)

@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,9 +111,17 @@ def build(root: Path | None = None, *, dist: Path | None = None, force: bool = F
     # two submits from one checkout at once (a scheduler's parallel tasks): one builds,
     # the other waits for it and takes its build
     with (dist / ".build.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info(f"waiting for another build of {dist} to finish")
+            fcntl.flock(lock, fcntl.LOCK_EX)
         found = None if force else _up_to_date(dist, wanted, started)
-        return found if found is not None else _build(root, dist, wanted, started)
+        if found is not None:
+            return found
+        for left in dist.glob(".build-*"):  # a build killed before its cleanup
+            shutil.rmtree(left, ignore_errors=True)
+        return _build(root, dist, wanted, started)
 
 
 def _up_to_date(dist: Path, wanted: str, started: float) -> Build | None:
@@ -178,7 +187,8 @@ def _build(root: Path, dist: Path, wanted: str, started: float) -> Build:
         for name in (ARCHIVE, wheel.name):
             (scratch / name).replace(dist / name)
         record = {"fingerprint": wanted, "wheel": wheel.name, "python": sys.executable}
-        (dist / FINGERPRINT).write_text(json.dumps(record, indent=2) + "\n")
+        (scratch / FINGERPRINT).write_text(json.dumps(record, indent=2) + "\n")
+        (scratch / FINGERPRINT).replace(dist / FINGERPRINT)  # read whole or not at all
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     built = _built(dist, record, reused=False, started=started)
@@ -194,7 +204,7 @@ def entry_file(dist: Path) -> Path:
     entry = dist / ENTRY
     if not entry.is_file() or entry.read_text() != ENTRY_TEXT:
         dist.mkdir(parents=True, exist_ok=True)
-        scratch = dist / f".{ENTRY}.{os.getpid()}"
+        scratch = dist / f".{ENTRY}.{uuid.uuid4().hex}"
         scratch.write_text(ENTRY_TEXT)
         scratch.replace(entry)  # a submit starting meanwhile never reads half a file
     return entry
