@@ -18,7 +18,6 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 from standalone import drop_finished_apps, free_port, standalone_cluster
 
-from batchml.jobs.driver import shipped_paths
 from batchml.lib.data.synthetic import agrawal
 from batchml.lib.platform.errors import ConfigError, EnvironmentProblem
 from batchml.lib.submit import launch as spark_submit
@@ -150,8 +149,9 @@ def test_the_driver_finds_a_shipped_conf_file_in_its_working_directory(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "my.toml").write_text("")
     args = ["--conf", "/submitter/home/my.toml", "--set", "a=1", "train", "--conf", "x"]
-    assert shipped_paths(args) == ["--conf", "my.toml", "--set", "a=1", "train", "--conf", "x"]
-    assert shipped_paths(["--conf", "/nowhere/other.toml", "train"])[1] == "/nowhere/other.toml"
+    shipped = spark_submit.shipped_paths
+    assert shipped(args) == ["--conf", "my.toml", "--set", "a=1", "train", "--conf", "x"]
+    assert shipped(["--conf", "/nowhere/other.toml", "train"])[1] == "/nowhere/other.toml"
 
 
 def test_a_failing_environment_build_says_why_and_keeps_the_last_build(tmp_path: Path) -> None:

@@ -299,3 +299,17 @@ def command(
     for override in request.overrides:
         driver_args += ["--set", override]
     return [*args, str(entry), *driver_args, request.job, *request.job_args]
+
+
+def shipped_paths(args: list[str]) -> list[str]:
+    """The global options with a `--conf` file that is not where the submitter had it
+    taken from the working directory, where YARN and Kubernetes put `--files`."""
+    out = list(args)
+    i = 0
+    while i + 1 < len(out) and out[i].startswith("--"):
+        if out[i] == "--conf":
+            given = Path(out[i + 1])
+            if not given.exists() and Path(given.name).is_file():
+                out[i + 1] = given.name
+        i += 2  # every global option spark-submit.sh passes takes a value
+    return out
