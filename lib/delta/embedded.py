@@ -78,7 +78,7 @@ from batchml.lib.delta.vacuum import vacuum_root
 from batchml.lib.platform import storage
 from batchml.lib.platform.errors import InputError, first_line
 from batchml.lib.platform.logs import get_logger
-from batchml.lib.spark.jvm import running_tasks
+from batchml.lib.spark.jvm import busy_task_threads, running_tasks
 
 log = get_logger(__name__)
 
@@ -605,6 +605,19 @@ def _noop(root: str, version: int, token: WriteToken | None) -> WriteResult:
 _INTERRUPTED: set[Path] = set()
 
 
+def settle_interrupted(spark: SparkSession, timeout: float = 60.0) -> None:
+    """Before Spark stops: when a write was interrupted, wait (bounded) until its cancelled
+    tasks have left their threads. A task of generated code runs its partition to the
+    end, cancelled or not (seconds, on a loaded machine), and stopping the context does
+    not wait for it: it would write into the folder `sweep_interrupted` just removed."""
+    if not _INTERRUPTED:
+        return
+    busy = busy_task_threads(spark)
+    if busy:
+        log.info("waiting for %d cancelled Spark task(s) to stop", busy)
+        _wait_until_tasks_stop(spark, timeout)
+
+
 def sweep_interrupted() -> None:
     """Remove what interrupted writes may still have left in their staging folders, and
     the folders if empty; the run context calls it after stopping Spark. Under load a
@@ -642,7 +655,8 @@ def _wait_until_tasks_stop(spark: SparkSession, timeout: float = 30.0) -> None:
         except Exception:
             return
         running = running_tasks(spark)
-        if running is None or (not jobs and not running):
+        busy = busy_task_threads(spark)
+        if running is None or (not jobs and not running and not busy):
             return
         time.sleep(0.1)
 

@@ -84,6 +84,29 @@ def running_tasks(spark: SparkSession) -> int | None:
         return None
 
 
+def busy_task_threads(spark: SparkSession) -> int | None:
+    """Task threads of this JVM still inside a task (`Thread.getAllStackTraces` through
+    `_jvm`): in local mode the executor lives in the driver, and a cancelled task can
+    go on writing for seconds after the status tracker counted it finished (the listener
+    bus lags; CI saw a staging file appear after that). A pooled idle thread keeps its
+    name, so the test is a `TaskRunner` frame at the bottom of its stack. 0 off local mode (no
+    executor here); None without a JVM."""
+    try:
+        view = jvm(spark)
+        threads = view.java.lang.Thread.getAllStackTraces().keySet().toArray()
+        busy = 0
+        for thread in threads:
+            if not str(thread.getName()).startswith("Executor task launch worker"):
+                continue
+            frames = thread.getStackTrace()  # a task's frame is near the bottom
+            last = range(max(0, len(frames) - 6), len(frames))
+            bottom = [str(frames[i].getClassName()) for i in last]
+            busy += "org.apache.spark.executor.Executor$TaskRunner" in bottom
+        return busy
+    except Exception:
+        return None
+
+
 def storage_memory(spark: SparkSession) -> int | None:
     """Bytes of storage memory over all executors: `_jsc.sc().getExecutorMemoryStatus()`
     (no public equivalent). None without a JVM (the caller then does not cache)."""

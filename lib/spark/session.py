@@ -310,12 +310,15 @@ def _launch_jvm(conf: dict[str, str], *, verbose: bool, secret_conf: frozenset[s
 
 def stop_session(spark: SparkSession) -> None:
     """Stop the run's session, then sweep what interrupted writes left in their staging
-    folders: once the SparkContext has stopped, no cancelled task can write any more."""
+    folders: their cancelled tasks are waited for first (bounded), and once the context
+    has stopped no task can start again."""
+    embedded = sys.modules.get("batchml.lib.delta.embedded")  # loaded: a write was tried
     try:
+        if embedded is not None:
+            embedded.settle_interrupted(spark)
         spark.stop()
     finally:
-        embedded = sys.modules.get("batchml.lib.delta.embedded")
-        if embedded is not None:  # a write was attempted in this process
+        if embedded is not None:
             embedded.sweep_interrupted()
 
 
