@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from batchml.jobs.app import JsonOption, emit, reports_errors, run_context
 from batchml.lib.delta import delta_tables
 from batchml.lib.evaluation.bins import EvalSpec, higher_is_better, interval
-from batchml.lib.evaluation.model import evaluation_spec, figures_of
+from batchml.lib.evaluation.model import evaluation_spec, figures_of, recorded_evaluation
 from batchml.lib.evaluation.multiclass import multiclass_point
 from batchml.lib.evaluation.paired import paired_difference
 from batchml.lib.platform.errors import ConfigError, InputError
@@ -122,20 +122,37 @@ def promote(
             f"version {candidate.version} is already the champion; no newer challenger to promote"
         )
         return _done(report, started)
-    target = target_of(tables, settings, candidate, table, split)
-    report.table, report.table_version, report.split = target.uri, target.version, target.split
+    # a first version on its own test split: the figures training recorded with its test
+    # report (the same rows and model), not a second scoring of them
+    first = champion is None and table is None and split == "test"
+    recorded = recorded_evaluation(candidate) if first else None
+    if recorded is not None:
+        target = None
+        report.table, report.table_version, report.split = (
+            recorded.table,
+            recorded.table_version,
+            recorded.split,
+        )
+    else:
+        target = target_of(tables, settings, candidate, table, split)
+        report.table, report.table_version = target.uri, target.version
+        report.split = target.split
     conf = evaluation_spec(candidate)
     seed = int(candidate.manifest.get("seed", 42))
     label = candidate.manifest["feature_spec"]["label"]
     if champion is None:
-        frame, kind, classes, _, _ = scored(registry, tables, candidate, target, [])
-        spec = EvalSpec(
-            (model_threshold(candidate),),
-            replicates=conf.bootstrap,
-            seed=seed,
-            key=row_key(candidate, frame),
-        )
-        figures = figures_of(frame, kind, classes, label, spec, target.rows_hint)
+        if recorded is not None:
+            figures, kind = recorded.metrics, recorded.task
+        else:
+            assert target is not None
+            frame, kind, classes, _, _ = scored(registry, tables, candidate, target, [])
+            spec = EvalSpec(
+                (model_threshold(candidate),),
+                replicates=conf.bootstrap,
+                seed=seed,
+                key=row_key(candidate, frame),
+            )
+            figures = figures_of(frame, kind, classes, label, spec, target.rows_hint)
         metric = main_metric(candidate, kind)
         report.metric, report.challenger_value = metric, _value(figures, metric)
         report.metrics = {"challenger": _headline(figures)}
@@ -147,6 +164,7 @@ def promote(
             f"{champion.manifest.get('task')} model and version {candidate.version} a "
             f"{candidate.manifest.get('task')} one; they cannot be compared"
         )
+    assert target is not None  # recorded figures serve a first version only
     joint, kind, classes = _joint(registry, tables, champion, candidate, target, label)
     key = row_key(candidate, joint)
     metric = main_metric(candidate, kind)

@@ -191,6 +191,64 @@ def test_regression_and_multiclass_figures(spark: SparkSession, lake: Path) -> N
     assert np.asarray(m["confusion_matrix"]).sum() == 4000
 
 
+def test_training_records_its_test_evaluation_and_a_default_evaluate_reads_it(
+    spark: SparkSession, lake: Path
+) -> None:
+    """Training scored its test split for its report: `evaluate` with no table, split or
+    threshold of its own returns that evaluation (not a second scoring), equal to the one
+    it would compute; anything else is computed."""
+    from batchml.lib.evaluation.model import RECORDED, TRAIN_REPORT
+
+    settings = settings_for(lake)
+    registry = Registry(str(lake / "_registry"))
+    version = registry.get("people_lr@1")
+    folder = Path(version.artifact_uri) / TRAIN_REPORT
+    recorded = json.loads((folder / RECORDED).read_text())
+    assert (recorded["model"], recorded["model_version"], recorded["split"]) == (
+        "people_lr",
+        1,
+        "test",
+    )
+
+    found = evaluate_job.evaluate(spark, settings, "people_lr@1")
+    assert found.report == str(folder / "report.html")
+    fresh = evaluate_job.evaluate(
+        spark, settings, "people_lr@1", report_dir=str(folder.parent / "again")
+    )  # a folder of its own: computed
+    assert fresh.report == str(folder.parent / "again" / "report.html")
+    assert (found.table, found.table_version, found.scorer) == (
+        fresh.table, fresh.table_version, fresh.scorer,
+    )  # fmt: skip
+    for name in ("rows", "areaUnderROC", "areaUnderPR", "log_loss", "brier", "accuracy"):
+        assert found.metrics[name] == pytest.approx(fresh.metrics[name], rel=1e-12), name
+    intervals = found.metrics["bootstrap"]["intervals"]
+    assert set(intervals) == set(fresh.metrics["bootstrap"]["intervals"])
+    for name, bounds in intervals.items():
+        assert bounds == pytest.approx(fresh.metrics["bootstrap"]["intervals"][name], rel=1e-12)
+    assert found.metrics["slices"] == fresh.metrics["slices"]
+    # another split is computed, not the record
+    assert (
+        evaluate_job.evaluate(spark, settings, "people_lr@1", split="all").metrics["rows"] == 4000
+    )
+
+    # without a record (a version trained before records, or it was removed), a first
+    # version is scored by promote itself, with the same figures
+    norec = settings_for(lake, [
+        'models.people_norec.pipeline="people_few"',
+        'models.people_norec.algorithm="logistic_regression"',
+        "models.people_norec.params={maxIter=5}",
+    ])  # fmt: skip
+    train_job.run(spark, norec, "people_norec")
+    copy = registry.get("people_norec@1")
+    record = Path(copy.artifact_uri) / TRAIN_REPORT / RECORDED
+    expected = json.loads(record.read_text())["metrics"]["areaUnderROC"]
+    record.unlink()
+    promoted = promote_job.promote(spark, norec, "people_norec")
+    assert (promoted.action, promoted.champion_after) == ("promoted", 1)
+    assert promoted.challenger_value == pytest.approx(expected, rel=1e-12)
+    assert not record.exists()  # promote records nothing of its own
+
+
 @pytest.mark.parametrize(
     ("ref", "options", "message"),
     [
@@ -231,6 +289,12 @@ def test_promotion_gate(spark: SparkSession, lake: Path, cli_globals: list[str])
     train_job.run(spark, settings, "people_weak")  # version 1: weak
     first = promote_job.promote(spark, settings, "people_weak")
     assert (first.action, first.champion_after) == ("promoted", 1)
+    # a first version is judged from training's recorded test evaluation, not rescored
+    recorded = evaluate_job.evaluate(spark, settings, "people_weak@1")
+    assert first.challenger_value == recorded.metrics["areaUnderROC"]
+    assert (first.table, first.table_version, first.split) == (
+        str(lake / "people"), 0, "test",
+    )  # fmt: skip
     again = promote_job.promote(spark, settings, "people_weak")
     assert again.action == "noop" and "already the champion" in again.reason
 

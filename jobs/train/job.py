@@ -117,7 +117,7 @@ def run(
     )
     report = None
     if spec.evaluation.report and "test" in spec.split:
-        report = _test_report(spark, settings, version)
+        report = _test_report(spark, settings, version, trained.fitted)
     return TrainReport(
         name,
         version.version,
@@ -134,10 +134,11 @@ def run(
     )
 
 
-def _test_report(spark: SparkSession, settings: Settings, version) -> str | None:
-    """The evaluation report of the test split, beside the version (`<artifact>/report`).
-    The version is registered already: a failure here is logged, not raised."""
-    from batchml.lib.evaluation.model import TRAIN_REPORT, evaluate
+def _test_report(spark: SparkSession, settings: Settings, version, fitted) -> str | None:
+    """The evaluation report of the test split, beside the version (`<artifact>/report`),
+    scored by the pipeline just fitted (the registered one, not loaded back). The
+    version is registered already: a failure here is logged, not raised."""
+    from batchml.lib.evaluation.model import TRAIN_REPORT, evaluate, record_evaluation
 
     try:
         done = evaluate(
@@ -146,7 +147,9 @@ def _test_report(spark: SparkSession, settings: Settings, version) -> str | None
             version,
             split="test",
             report_dir=storage.join(version.artifact_uri, TRAIN_REPORT),
+            fitted=fitted,
         )
+        record_evaluation(done, version)  # `evaluate` and `promote` read it, not rescore
     except Exception as exc:
         log.warning("no test report", extra={"model": version.name, "why": str(exc)[:300]})
         return None

@@ -6,6 +6,7 @@ report both run it.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,6 +36,9 @@ from batchml.lib.tracking.registry import ModelVersion, registry_of
 
 log = get_logger(__name__)
 TRAIN_REPORT = "report"  # the folder of training's own report, in the version's artifact
+# training's evaluation of its test split, beside that report: what `evaluate` with no
+# table, split or threshold of its own would compute again (the same rows, model, bins)
+RECORDED = "evaluation.json"
 
 
 @dataclass
@@ -91,8 +95,11 @@ def evaluate(
     thresholds: tuple[float, ...] = (),
     report_dir: str | None = None,
     write_report: bool = True,
+    fitted: Any = None,
 ) -> EvalReport:
-    """Evaluate one model version (see the module doc). Writes only the report files."""
+    """Evaluate one model version (see the module doc). Writes only the report files.
+    `fitted`: the version's pipeline when the caller holds it (training, right after
+    registering it): not loaded again from the registry (a job per stage)."""
     started = time.perf_counter()
     tables = delta_tables(spark, settings)
     registry = registry_of(settings, tables)
@@ -105,8 +112,19 @@ def evaluate(
             "classification metrics (--threshold) do not apply"
         )
     check_thresholds(tuple(thresholds))
+    if fitted is None and table is None and split == "test" and not thresholds and not report_dir:
+        found = recorded_evaluation(model)
+        if found is not None and (found.report or not write_report):
+            found.seconds = round(time.perf_counter() - started, 3)
+            log.info(
+                "evaluated (training's test report)",
+                extra={"model": model.name, "version": model.version, "seconds": found.seconds},
+            )
+            return found
     target = target_of(tables, settings, model, table, split)
-    frame, kind, classes, how, weights = scored(registry, tables, model, target, list(conf.slices))
+    frame, kind, classes, how, weights = scored(
+        registry, tables, model, target, list(conf.slices), fitted
+    )
     label = model.manifest["feature_spec"]["label"]
     cuts = tuple(dict.fromkeys([model_threshold(model), *conf.thresholds, *thresholds]))
     spec = EvalSpec(
@@ -155,6 +173,50 @@ def evaluate(
         extra={"model": model.name, "version": model.version, "seconds": report.seconds},
     )
     return report
+
+
+def record_evaluation(report: EvalReport, model: ModelVersion) -> None:
+    """Keep training's evaluation of its test split beside its report (written after the
+    page: a record found means a whole report)."""
+    from batchml.lib.evaluation.page import plain_json
+
+    data = report.to_dict()
+    for where in ("table", "report", "seconds"):  # found again from the version
+        data.pop(where)
+    storage.write_text(
+        storage.join(model.artifact_uri, TRAIN_REPORT, RECORDED),
+        json.dumps(data, indent=2, default=plain_json),
+    )
+
+
+def recorded_evaluation(model: ModelVersion) -> EvalReport | None:
+    """Training's evaluation of the version's test split (None: not recorded, or a record
+    of another version). The table is the version's own training table (where the
+    registry finds it now: a copied lakehouse reads its own), the report its page."""
+    folder = storage.join(model.artifact_uri, TRAIN_REPORT)
+    try:
+        data = json.loads(storage.read_text(storage.join(folder, RECORDED)))
+    except (FileNotFoundError, ValueError):
+        return None
+    if not isinstance(data, dict) or (data.get("model"), data.get("model_version")) != (
+        model.name,
+        model.version,
+    ):
+        return None
+    if data.get("table_version") != model.training_version or data.get("split") != "test":
+        return None
+    page = storage.join(folder, "report.html")
+    return EvalReport(
+        model.name,
+        model.version,
+        model.training_table,
+        model.training_version,
+        "test",
+        str(data.get("task")),
+        str(data.get("scorer")),
+        dict(data.get("metrics") or {}),
+        report=page if storage.exists(page) else None,
+    )
 
 
 def evaluation_dir(model: ModelVersion, uri: str, version: int, split: str) -> str:

@@ -90,13 +90,14 @@ def write_report(
         for name, (caption, figure) in _plots(figures, weights).items()
     ]
     files = {image.name: image.png for image in images}
-    files["metrics.json"] = json.dumps(figures, indent=2, default=_plain).encode()
+    files["metrics.json"] = json.dumps(figures, indent=2, default=plain_json).encode()
     files["report.html"] = _page(title, figures, weights, images).encode()
     write_files(directory, files)
     return storage.join(directory, "report.html")
 
 
-def _plain(value: Any) -> Any:
+def plain_json(value: Any) -> Any:
+    """`json.dumps`'s `default` for figures: NumPy numbers as Python's."""
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (np.floating,)):
