@@ -62,6 +62,12 @@ def test_versions_are_numbered_and_carry_their_lineage(spark, registry: Registry
     assert (saved["name"], saved["version"]) == ("delays", 2)
     out = registry.load("delays@2").transform(spark.range(3)).collect()
     assert [r["y"] for r in out] == [0, 5, 10]
+    # loaded once per Spark context (an artifact never changes): the same pipeline again,
+    # each version its own
+    assert registry.load("delays@2") is registry.load(second)
+    once = registry.load("delays@1")
+    assert once is not registry.load("delays@2")
+    assert [r["y"] for r in once.transform(spark.range(3)).collect()] == [0, 2, 4]
     assert registry.pinned_table_versions() == {"/lake/features": {1, 3, 4}}
 
 

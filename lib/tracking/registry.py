@@ -51,6 +51,10 @@ if TYPE_CHECKING:  # pyspark.ml imports pandas and scipy: loaded only to load a 
     from batchml.lib.scoring.linear import LinearScorer
 
 log = get_logger(__name__)
+# Pipelines loaded in this process, by artifact URI, for the Spark context they live in
+_LOADED: dict[str, Any] = {}
+LOADED_MODELS = 4  # kept at most (a promote holds two)
+
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
 VERSIONS_SCHEMA = T.StructType(
     [
@@ -322,11 +326,25 @@ class Registry:
         return alias_holder(self.list(name), CHAMPION)
 
     def load(self, ref: str | ModelVersion) -> PipelineModel:
-        """The fitted pipeline of a version."""
+        """The fitted pipeline of a version. Loaded once per Spark context: an artifact
+        folder is written once, under a fresh name, and never changed, while loading it
+        costs two Spark jobs per stage (a pipeline run loads its champion for monitor,
+        promote and predict)."""
+        from pyspark import SparkContext
         from pyspark.ml import PipelineModel
 
         version = ref if isinstance(ref, ModelVersion) else self.get(ref)
-        return PipelineModel.load(f"{version.artifact_uri}/model")
+        uri = f"{version.artifact_uri}/model"
+        context = SparkContext._active_spark_context
+        if _LOADED.get("context") is not context:  # a new session: its JVM objects only
+            _LOADED.clear()
+            _LOADED["context"] = context
+        models = _LOADED.setdefault("models", {})
+        if uri not in models:
+            if len(models) >= LOADED_MODELS:
+                models.pop(next(iter(models)))  # the oldest
+            models[uri] = PipelineModel.load(uri)
+        return models[uri]
 
     def scorer(self, version: ModelVersion) -> LinearScorer | None:
         """The version's linear scorer saved at registration (None: not a linear model,
