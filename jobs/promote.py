@@ -124,6 +124,8 @@ def promote(
         return _done(report, started)
     # a first version on its own test split: the figures training recorded with its test
     # report (the same rows and model), not a second scoring of them
+    # (evaluate's figures: conf's `thresholds` are bin edges there too, so its AUCs may
+    # differ from promote's own binning by at most their recorded error bound)
     first = champion is None and table is None and split == "test"
     recorded = recorded_evaluation(candidate) if first else None
     if recorded is not None:

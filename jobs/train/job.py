@@ -149,10 +149,13 @@ def _test_report(spark: SparkSession, settings: Settings, version, fitted) -> st
             report_dir=storage.join(version.artifact_uri, TRAIN_REPORT),
             fitted=fitted,
         )
-        record_evaluation(done, version)  # `evaluate` and `promote` read it, not rescore
     except Exception as exc:
         log.warning("no test report", extra={"model": version.name, "why": str(exc)[:300]})
         return None
+    try:
+        record_evaluation(done, version)  # `evaluate` and `promote` read it, not rescore
+    except Exception as exc:  # then they score the split again
+        log.warning("test evaluation not recorded", extra={"why": str(exc)[:300]})
     return done.report
 
 

@@ -605,7 +605,7 @@ def _noop(root: str, version: int, token: WriteToken | None) -> WriteResult:
 _INTERRUPTED: set[Path] = set()
 
 
-def settle_interrupted(spark: SparkSession, timeout: float = 60.0) -> None:
+def settle_interrupted(spark: SparkSession, timeout: float = 20.0) -> None:
     """Before Spark stops: when a write was interrupted, wait (bounded) until its cancelled
     tasks have left their threads. A task of generated code runs its partition to the
     end, cancelled or not (seconds, on a loaded machine), and stopping the context does
@@ -655,8 +655,10 @@ def _wait_until_tasks_stop(spark: SparkSession, timeout: float = 30.0) -> None:
         except Exception:
             return
         running = running_tasks(spark)
-        busy = busy_task_threads(spark)
-        if running is None or (not jobs and not running and not busy):
+        if running is None:
+            return
+        # the threads' stacks are read only once the tracker counts nothing running
+        if not jobs and not running and not busy_task_threads(spark):
             return
         time.sleep(0.1)
 

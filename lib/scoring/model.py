@@ -234,7 +234,7 @@ def scored(
     key = (model.manifest.get("feature_spec") or {}).get("key")
     key_column = [key] if key and key in target.frame.columns else []
     columns = list(dict.fromkeys([label, *key_column, *keep]))
-    scorer = registry.scorer(model) if fitted is None else None
+    scorer = registry.scorer(model)  # its weights name the report's terms
     if scorer is None and fitted is None:
         fitted = registry.load(model)  # loaded once: it scores and gives the weights
     frame, classes, how = score_with(registry, model, target.frame, columns, fitted)

@@ -314,9 +314,11 @@ def stop_session(spark: SparkSession) -> None:
     has stopped no task can start again."""
     embedded = sys.modules.get("batchml.lib.delta.embedded")  # loaded: a write was tried
     try:
-        if embedded is not None:
-            embedded.settle_interrupted(spark)
-        spark.stop()
+        try:
+            if embedded is not None:
+                embedded.settle_interrupted(spark)
+        finally:  # a second signal while waiting still stops Spark
+            spark.stop()
     finally:
         if embedded is not None:
             embedded.sweep_interrupted()
