@@ -7,6 +7,7 @@ cheaply; pyspark.ml (pandas, scipy: ~2 s) is imported only by the commands that 
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -37,8 +38,9 @@ from batchml.lib.platform.signals import (
     Terminated,
     install_termination_handler,
 )
+from batchml.lib.submit.launch import STDERR_FILE, shipped_paths
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "submitted_main"]
 
 app.command("ingest")(recorded("ingest")(ingest.command))
 app.command("generate")(recorded("generate")(generate.command))
@@ -81,4 +83,18 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    main()
+
+
+def submitted_main() -> None:
+    """The same command on the driver of a `spark-submit.sh` run (the entry file in dist/
+    calls it). Two differences: stderr goes to the file the submitter names, and a
+    `--conf` file is found where spark-submit shipped it (`shipped_paths`: in cluster
+    deploy mode, the driver's working directory)."""
+    target = os.environ.get(STDERR_FILE)
+    if target:
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND)
+        os.dup2(fd, 2)  # Python's stderr, the logs and every child process's
+        os.close(fd)
+    sys.argv = [sys.argv[0], *shipped_paths(sys.argv[1:])]
     main()

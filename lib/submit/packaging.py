@@ -44,9 +44,9 @@ SOURCE_FOLDERS = ("lib", "jobs", "conf")
 SOURCE_SUFFIXES = (".py", ".toml", ".properties")
 ENTRY_TEXT = '''"""spark-submit's entry for batchml jobs: the `batchml` command, on the driver."""
 
-from batchml.jobs.driver import main
+from batchml.jobs.cli import submitted_main
 
-main()
+submitted_main()
 '''
 
 
