@@ -34,7 +34,14 @@ from batchml.lib.platform.errors import (
 from batchml.lib.platform.logs import configure_logging, get_logger
 from batchml.lib.platform.redaction import redact_data, redact_override, redact_text
 from batchml.lib.platform.runtime import package_version
-from batchml.lib.platform.signals import EXIT_SIGINT, EXIT_SIGTERM, Terminated
+from batchml.lib.platform.signals import (
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    Interrupted,
+    Terminated,
+    install_interrupt_handler,
+)
+from batchml.lib.spark import jvm
 from batchml.lib.tracking import runs
 
 log = get_logger("batchml.cli")
@@ -98,6 +105,8 @@ class RunContext:
                 job=self.job,
                 secret_conf=cfg.env_filled_spark_conf(),
             )
+            if self._owns_spark and jvm.active_context() is not None:
+                install_interrupt_handler()  # in place of PySpark's (see signals.py)
         return self._spark
 
     def tables(self):  # -> DeltaTables
@@ -262,7 +271,7 @@ def reports_errors(command: F) -> F:
             raise fail(str(exc), exc.exit_code) from None
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise  # Typer's own: usage errors print its usual message and exit 2
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Interrupted):
             raise fail("interrupted (Ctrl-C); nothing half-written was kept", EXIT_SIGINT) from None
         except Terminated:
             raise fail(

@@ -35,6 +35,7 @@ from batchml.jobs.train import command as train
 from batchml.lib.platform.signals import (
     EXIT_SIGINT,
     EXIT_SIGTERM,
+    Interrupted,
     Terminated,
     install_termination_handler,
 )
@@ -74,7 +75,7 @@ def main() -> None:
     install_termination_handler()
     try:
         app()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         typer.echo("batchml: error: interrupted (Ctrl-C)", err=True)
         sys.exit(EXIT_SIGINT)
     except Terminated:

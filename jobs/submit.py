@@ -25,7 +25,7 @@ from batchml.lib.platform.config import load_config
 from batchml.lib.platform.errors import ConfigError
 from batchml.lib.platform.logs import get_logger
 from batchml.lib.platform.redaction import redact_argv
-from batchml.lib.platform.signals import Terminated
+from batchml.lib.platform.signals import Interrupted, Terminated
 from batchml.lib.submit import launch as spark_submit
 from batchml.lib.submit import packaging
 from batchml.lib.submit.launch import STDERR_FILE
@@ -165,8 +165,8 @@ def _run_forwarding_stops(argv: list[str], environ: dict[str, str]) -> int:
     process = subprocess.Popen(argv, env=environ, start_new_session=True)
     try:
         return process.wait()
-    except (KeyboardInterrupt, Terminated) as stop:
-        forwarded = signal.SIGINT if isinstance(stop, KeyboardInterrupt) else signal.SIGTERM
+    except (KeyboardInterrupt, Interrupted, Terminated) as stop:
+        forwarded = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
         driver = _driver_pid(process.pid)
         with contextlib.suppress(ProcessLookupError):
             if driver is not None:

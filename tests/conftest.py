@@ -79,24 +79,24 @@ def spark(session_overrides: list[str]) -> SparkSession:
 # The suite runs on pytest-xdist workers (`-n` in pyproject.toml), a whole module to a
 # worker (`--dist loadscope`: its module fixtures are built once), modules handed out in
 # collection order. The longest modules go first, so none starts last and runs alone;
-# ordered by their summed `--durations=0` figures (3 workers, 2026-12-07).
+# ordered by their summed `--durations=0` figures (3 workers, 2026-12-07, C1 JVMs).
 LONGEST_FIRST = [
-    "test_submit.py",
     "test_object_store.py",
-    "test_train.py",
-    "test_delta_processes.py",
     "test_train_tuning.py",
-    "test_demo.py",
+    "test_train.py",
+    "test_submit.py",
     "test_ingest.py",
+    "test_demo.py",
     "test_evaluate.py",
-    "test_pipeline.py",
+    "test_delta_processes.py",
     "test_monitor.py",
     "test_predict.py",
+    "test_pipeline.py",
     "test_delta_io.py",
-    "test_registry.py",
     "test_features.py",
-    "test_exit_codes.py",
     "test_delta_backends.py",
+    "test_registry.py",
+    "test_exit_codes.py",
 ]
 
 
@@ -110,6 +110,15 @@ def pytest_configure(config: pytest.Config) -> None:
     # like the session, so collected values compare with other readers.
     os.environ["TZ"] = "UTC"
     time.tzset()
+    # Every JVM the suite starts through spark-submit (the session's, a command's in a
+    # subprocess, a submitted driver) compiles with C1 alone and collects with the serial
+    # collector: short-lived JVMs on tiny data spent a quarter of the suite's CPU in C2
+    # compiles and G1's threads (tests/test_predict.py: 134 -> 100 CPU seconds). Java 17's
+    # floating point is strict whatever compiles it: the same results, bit for bit.
+    fast_start = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+    given = os.environ.get("SPARK_SUBMIT_OPTS", "")
+    if fast_start not in given:
+        os.environ["SPARK_SUBMIT_OPTS"] = f"{fast_start} {given}".strip()
 
 
 @pytest.fixture(scope="session")

@@ -53,9 +53,13 @@ def pause_at(point: str) -> None:
         embedded.find_commit = committed_then_wait
 
 
+SESSIONS: list = []  # the worker's session, for the stop below
+
+
 def main(action: str, uri: str, tag: str, count: int, lakehouse: str, backend: str) -> None:
     install_termination_handler()
     _, spark = child_session(lakehouse, extra=(f'delta.backend="{backend}"',))
+    SESSIONS.append(spark)
     tables = ConnectorDelta(spark) if backend == "connector" else EmbeddedDelta(spark)
     if action.startswith("pause-"):
         pause_at(action.removeprefix("pause-"))
@@ -94,11 +98,8 @@ if __name__ == "__main__":
         backend = sys.argv[6] if len(sys.argv) > 6 else "embedded"
         main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], backend)
     except Terminated:
-        from pyspark.sql import SparkSession
-
         from batchml.lib.spark.session import stop_session
 
-        active = SparkSession.getActiveSession()
-        if active is not None:  # as the batchml command stops: Spark, then the sweep
+        for active in SESSIONS:  # as the batchml command stops: Spark, then the sweep
             stop_session(active)
         sys.exit(EXIT_SIGTERM)

@@ -39,6 +39,9 @@ def standalone_cluster(workdir: Path, *, cores: int = 2, memory: str = "4g") -> 
         "SPARK_WORKER_DIR": str(workdir / "work"),
         # scratch (shuffle, fetched archives) under the work dir too, removed with it
         "SPARK_LOCAL_DIRS": str(workdir / "local"),
+        # the master and the worker compile with C1 and collect serially, as the suite's
+        # other JVMs do (conftest.py: SPARK_SUBMIT_OPTS)
+        "SPARK_DAEMON_JAVA_OPTS": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
     }
     port, ui = free_port(), free_port()
     master_url = f"spark://127.0.0.1:{port}"

@@ -133,7 +133,16 @@ def test_130_interrupted(cli_globals, monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.stderr.startswith("batchml: error: interrupted (Ctrl-C)")
 
 
-def test_143_sigterm_stops_a_write_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("stop", "code", "message"),
+    [(signal.SIGTERM, 143, "terminated (SIGTERM)"), (signal.SIGINT, 130, "interrupted (Ctrl-C)")],
+)
+def test_a_stop_signal_ends_a_write_cleanly(
+    tmp_path: Path, stop: signal.Signals, code: int, message: str
+) -> None:
+    """SIGTERM (a scheduler's stop) and Ctrl-C while Spark writes: the jobs cancelled (from
+    a thread of their own: the main thread's Py4J connection is busy with the job), the
+    staging folder removed, no table, the command's one error line."""
     target = tmp_path / "lake" / "big"
     command = [
         sys.executable,
@@ -164,10 +173,12 @@ def test_143_sigterm_stops_a_write_cleanly(tmp_path: Path) -> None:
         assert process.poll() is None, process.stderr.read()[-2000:]
         time.sleep(0.1)
     time.sleep(1.0)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(stop)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 143, err[-2000:]
-    assert "batchml: error: terminated (SIGTERM)" in err
+    assert process.returncode == code, err[-2000:]
+    assert err.count(f"batchml: error: {message}") == 1, err[-2000:]
+    # no failed cancel on the busy connection (Py4J's "reentrant call"), no traceback
+    assert "Traceback" not in err and "reentrant" not in err, err[-3000:]
     assert not DeltaTable.is_deltatable(str(target))
     left = sorted(str(p.relative_to(target)) for p in target.rglob("*")) if target.exists() else []
     assert not (target / STAGING_DIR).exists(), left

@@ -286,9 +286,9 @@ def test_the_lifecycle_on_a_bucket(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """features, train (LR and xgboost), evaluate, promote, predict (incremental), monitor,
-    report, pipeline and runs with the whole lakehouse in the bucket, nothing of it on
-    local disk."""
+    """features, train (LR, and xgboost on the embedded backend), evaluate, promote,
+    predict (incremental), monitor, report, pipeline and runs with the whole lakehouse in
+    the bucket, nothing of it on local disk."""
     monkeypatch.chdir(tmp_path)
     conf = tmp_path / "people.toml"
     conf.write_text(PEOPLE)
@@ -306,10 +306,14 @@ def test_the_lifecycle_on_a_bucket(
     built = run("features", "--view", "people_view")
     assert built["status"] == "written"
     lr = run("train", "people_lr")
-    xgb = run("train", "people_xgb")
-    assert (lr["version"], xgb["version"]) == (1, 1), (lr, xgb)
+    assert lr["version"] == 1 and lr["report"], lr
+    # the backends differ in Delta reads and writes alone: the connector run leaves out
+    # a second algorithm and a second page (the same reads, the same storage layer)
+    every_step = backend == "embedded"
+    if every_step:
+        xgb = run("train", "people_xgb")
+        assert xgb["version"] == 1 and xgb["report"], xgb
     evaluated = run("evaluate", "people_lr@1")
-    assert lr["report"] and xgb["report"], (lr, xgb)
     artifacts = {storage.basename(e.uri) for e in storage.list_files(f"{lake}/_registry")}
     assert {"manifest.json", "scorer.json", "report.html", "metrics.json"} <= artifacts
     assert evaluated["report"].startswith(f"{lake}/_registry/")
@@ -342,11 +346,12 @@ def test_the_lifecycle_on_a_bucket(
     page = run("report", "monitoring", "people_lr")
     assert page["report"] == f"{lake}/_reports/monitoring/people_lr/report.html"
     assert storage.exists(page["report"])
-    elsewhere = run("report", "monitoring", "people_lr", "--out", f"{lake}/shared/page")
-    assert elsewhere["report"] == f"{lake}/shared/page/report.html"
-    assert storage.read_text(elsewhere["report"]).startswith("<!DOCTYPE html>")
-    listed = invoke(cli_globals, lake, "--conf", str(conf), "models", "list", "--json")
-    assert listed.exit_code == 0, listed.stderr
+    if every_step:
+        elsewhere = run("report", "monitoring", "people_lr", "--out", f"{lake}/shared/page")
+        assert elsewhere["report"] == f"{lake}/shared/page/report.html"
+        assert storage.read_text(elsewhere["report"]).startswith("<!DOCTYPE html>")
+        listed = invoke(cli_globals, lake, "--conf", str(conf), "models", "list", "--json")
+        assert listed.exit_code == 0, listed.stderr
     # one scheduled run: nothing new to materialise or score, the champion monitored
     scheduled = run("pipeline", "people")
     assert scheduled["model"] == "people_lr", scheduled

@@ -211,6 +211,78 @@ def class_loadable(spark: SparkSession, name: str) -> bool:
         return False
 
 
+def active_context() -> SparkContext | None:
+    """`SparkContext._active_spark_context`: the running SparkContext of this process, if
+    any (None under Spark Connect)."""
+    from pyspark import SparkContext
+
+    return SparkContext._active_spark_context
+
+
+def interrupt_jobs(frame: Any = None, wait_seconds: float = 10.0) -> None:
+    """Cancel every running Spark job, from a signal handler in the main thread (`frame`:
+    the one the signal interrupted).
+
+    The signal lands most often while the main thread waits on its Py4J connection
+    (`_gateway._gateway_client`: Py4J's ClientServer keeps one connection per Python
+    thread) for a job's answer. A call on that connection from the handler fails
+    ("reentrant call"), so the cancel goes through the canceller thread, on a connection
+    of its own (started with the handler, `start_canceller`: no thread is started inside
+    a handler), waited for `wait_seconds` at most. When the main thread was inside a
+    Py4J call, its connection still has an answer on its way, which its next call would
+    read as its own: that connection is closed, and the next call (the clean-up's) opens
+    a fresh one. No JVM: nothing to do."""
+    import contextlib
+
+    context = active_context()
+    if context is None:
+        return
+    start_canceller()  # started with the handler: a no-op here
+    _CANCEL["context"] = context
+    done = _CANCEL["done"]
+    done.clear()
+    _CANCEL["asked"].set()
+    done.wait(timeout=wait_seconds)
+    if _inside_py4j_call(frame):
+        with contextlib.suppress(Exception):
+            _gateway(context)._gateway_client.get_thread_connection().close(reset=True)
+
+
+_CANCEL: dict[str, Any] = {}
+
+
+def start_canceller() -> None:
+    """The thread `interrupt_jobs` cancels through (started once per process)."""
+    import contextlib
+    import threading
+
+    if "thread" in _CANCEL:
+        return
+    _CANCEL.update(asked=threading.Event(), done=threading.Event(), context=None)
+
+    def cancel_when_asked() -> None:
+        while True:
+            _CANCEL["asked"].wait()
+            _CANCEL["asked"].clear()
+            with contextlib.suppress(Exception):  # stopping anyway
+                _CANCEL["context"].cancelAllJobs()
+            _CANCEL["done"].set()
+
+    thread = threading.Thread(target=cancel_when_asked, name="cancel-spark-jobs", daemon=True)
+    _CANCEL["thread"] = thread
+    thread.start()
+
+
+def _inside_py4j_call(frame: Any) -> bool:
+    """Whether the interrupted frame is inside Py4J's exchange with the JVM."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "send_command" and "py4j" in code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
 def gateway_running() -> bool:
     """Whether this process already has a Py4J gateway (`SparkContext._gateway`)."""
     from pyspark import SparkContext

@@ -330,12 +330,13 @@ class Registry:
         folder is written once, under a fresh name, and never changed, while loading it
         costs two Spark jobs per stage (a pipeline run loads its champion for monitor,
         promote and predict)."""
-        from pyspark import SparkContext
         from pyspark.ml import PipelineModel
+
+        from batchml.lib.spark.jvm import active_context
 
         version = ref if isinstance(ref, ModelVersion) else self.get(ref)
         uri = f"{version.artifact_uri}/model"
-        context = SparkContext._active_spark_context
+        context = active_context()
         if _LOADED.get("context") is not context:  # a new session: its JVM objects only
             _LOADED.clear()
             _LOADED["context"] = context
