@@ -451,8 +451,9 @@ def test_snapshot_shows_the_running_stage_of_its_job_group(spark) -> None:
 def test_progress_draws_a_bar_on_a_terminal(spark) -> None:
     stream = io.StringIO()
     with progress(spark, "bar", stream=stream, terminal=True):
-        spark.range(0, 3_000_000, 1, 2).select(
-            F.max(F.sha2(F.col("id").cast("string"), 256))
+        # a job that waits (1.5 s a task), not one that computes: redrawn every 0.5 s
+        spark.range(0, 4, 1, 2).selectExpr(
+            "reflect('java.lang.Thread', 'sleep', CAST(750 AS BIGINT))"
         ).collect()
     drawn = stream.getvalue()
     assert "\r\033[Kbar [" in drawn and drawn.endswith("\r\033[K")  # drawn, then cleared
