@@ -11,27 +11,23 @@ the same rounds (alternating which side goes first) and the median of the rounds
 Ratios: hashed / not hashed, re-upload / unchanged.
 
     uv run python benchmarks/ingest_hashing.py [--mb 512] [--files 5000] [--rounds 3]
+    uv run python benchmarks/ingest_hashing.py --smoke   # seconds: checks the work only
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import shutil
-import statistics
-import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
+import harness
 import ingest_growing_folder as growing
 
 from batchml.jobs import ingest
 from batchml.lib.platform.config import load_config
 from batchml.lib.platform.logs import configure_logging
-from batchml.lib.spark.session import build_session
 
 # the growing-folder benchmark's source, with and without hashes
 CONTRACT = growing.CONTRACT + "content_hash = {hashed}\n"
@@ -69,8 +65,9 @@ def settings_for(work: Path, landing: Path, lake: Path, hashed: bool):
     ).settings
 
 
-def ingest_once(spark, work: Path, landing: Path, hashed: bool) -> float:
-    """A fresh lake each time: the first ingest of every file in `landing`."""
+def ingest_once(spark, work: Path, landing: Path, hashed: bool) -> harness.Timed:
+    """A fresh lake each time (removed untimed): the first ingest of every file in
+    `landing`, every line written."""
     lake = work / f"lake_{hashed}"
     shutil.rmtree(lake, ignore_errors=True)
     settings = settings_for(work, landing, lake, hashed)
@@ -78,90 +75,92 @@ def ingest_once(spark, work: Path, landing: Path, hashed: bool) -> float:
     report = ingest.run(spark, settings, ingest.IngestRequest("events"))
     seconds = time.perf_counter() - started
     assert report.status == "written", report.message
-    return seconds
+    lines = sum(len(path.read_bytes().splitlines()) - 1 for path in landing.iterdir())
+    assert report.rows_written == lines, (report.rows_written, lines)
+    return harness.Timed(seconds, report.rows_written)
 
 
-def side_by_side(spark, work: Path, landing: Path, rounds: int) -> dict[str, object]:
-    for hashed in (True, False):  # warm-up, the same for both sides
-        ingest_once(spark, work, landing, hashed)
-    times: dict[bool, list[float]] = {True: [], False: []}
-    for index in range(rounds):
-        order = (True, False) if index % 2 == 0 else (False, True)
-        for hashed in order:
-            times[hashed].append(ingest_once(spark, work, landing, hashed))
-    hashed, plain = statistics.median(times[True]), statistics.median(times[False])
-    return {
-        "hashed_s": [round(t, 3) for t in times[True]],
-        "not_hashed_s": [round(t, 3) for t in times[False]],
-        "hashed_median_s": round(hashed, 3),
-        "not_hashed_median_s": round(plain, 3),
-        "ratio_hashed_to_not": round(hashed / plain, 3),
-    }
+def compare(spark, work: Path, landing: Path, args) -> dict[str, object]:
+    sides = harness.side_by_side(
+        {
+            "hashed": lambda: ingest_once(spark, work, landing, True),
+            "not hashed": lambda: ingest_once(spark, work, landing, False),
+        },
+        rounds=args.rounds,
+        warmup=args.warmup,
+        label=landing.name,
+    )
+    return {**sides.figures(), "ratio_hashed_to_not": round(sides.ratio("hashed", "not hashed"), 3)}
 
 
-def reupload(spark, work: Path, landing: Path, rounds: int) -> dict[str, object]:
-    """No-op runs over unchanged files against no-op runs after a re-upload."""
-    lake = work / "lake_reupload"
-    shutil.rmtree(lake, ignore_errors=True)
-    settings = settings_for(work, landing, lake, True)
-    request = ingest.IngestRequest("events")
-    assert ingest.run(spark, settings, request).status == "written"
-    ingest.run(spark, settings, request)  # warm-up of the no-op path
+def reupload(spark, work: Path, landing: Path, args) -> dict[str, object]:
+    """No-op runs over unchanged files against no-op runs after a re-upload.
 
-    def noop() -> float:
-        started = time.perf_counter()
-        report = ingest.run(spark, settings, request)
-        assert report.status == "skipped", report.message
-        return time.perf_counter() - started
+    Each side has its own copy of the files and its own lake (a skipped run records
+    nothing, so a file touched once would be hashed on every later run of that lake):
+    the "unchanged" side's files keep the times the ledger recorded (no file opened),
+    the "re-uploaded" side's files get a new time before each of its runs (untimed), so
+    each of its runs reads and hashes every file to find the bytes unchanged."""
+    requests, settings = {}, {}
+    for side in ("unchanged", "re-uploaded"):
+        copy = work / f"reupload_{side.replace('-', '')}"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(landing, copy / "files")
+        settings[side] = settings_for(work, copy / "files", copy / "lake", True)
+        requests[side] = ingest.IngestRequest("events")
+        assert ingest.run(spark, settings[side], requests[side]).status == "written"
 
-    def touch_all() -> None:
-        for path in landing.iterdir():
+    def noop(side: str):
+        def run() -> None:
+            report = ingest.run(spark, settings[side], requests[side])
+            assert report.status == "skipped", report.message
+
+        return run
+
+    def touch_all(side: str) -> None:
+        if side != "re-uploaded":
+            return
+        folder = work / "reupload_reuploaded" / "files"
+        for path in folder.iterdir():
             stat = path.stat()
             os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
 
-    unchanged, uploaded = [], []
-    for _ in range(rounds):
-        unchanged.append(noop())
-        touch_all()  # every file "uploaded again": same bytes, new time
-        uploaded.append(noop())
+    sides = harness.side_by_side(
+        {"unchanged": noop("unchanged"), "re-uploaded": noop("re-uploaded")},
+        rounds=args.rounds,
+        warmup=args.warmup,
+        before=touch_all,
+        label="re-upload",
+    )
     return {
-        "unchanged_s": [round(t, 3) for t in unchanged],
-        "reuploaded_s": [round(t, 3) for t in uploaded],
-        "ratio_reupload_to_unchanged": round(
-            statistics.median(uploaded) / statistics.median(unchanged), 3
-        ),
+        **sides.figures(),
+        "ratio_reupload_to_unchanged": round(sides.ratio("re-uploaded", "unchanged"), 3),
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    parser = harness.arguments(__doc__)
     parser.add_argument("--mb", type=int, default=512)
     parser.add_argument("--files", type=int, default=5000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workdir", type=Path, default=None)
-    args = parser.parse_args()
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_hash_"))
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    args = harness.parse(parser, argv, mb=1, files=20)
+    work = harness.workdir(args, "hash")
     configure_logging("WARNING", "text")
     settings = settings_for(work, work / "none", work / "lake", True)
-    spark = build_session(settings)
     try:
-        big, small = work / "big", work / "small"
-        land_big(big, args.mb)
-        land_small(small, args.files)
-        results = {
-            "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-            "rounds": args.rounds,
-            f"big_file_{args.mb}mb": side_by_side(spark, work, big, args.rounds),
-            f"small_files_{args.files}": side_by_side(spark, work, small, args.rounds),
-            f"reupload_{args.files}": reupload(spark, work, small, args.rounds),
-        }
+        with harness.session(settings) as spark:
+            big, small = work / "big", work / "small"
+            land_big(big, args.mb)
+            land_small(small, args.files)
+            results = {
+                **harness.header(args),
+                f"big_file_{args.mb}mb": compare(spark, work, big, args),
+                f"small_files_{args.files}": compare(spark, work, small, args),
+                f"reupload_{args.files}": reupload(spark, work, small, args),
+            }
     finally:
-        spark.stop()
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(results, indent=2))
+    return results
 
 
 if __name__ == "__main__":

@@ -1,123 +1,147 @@
 """What checking keys costs (issue 31), each check against the job it is part of, in
-one run: the same warm-up, rounds and statistic (median) for both sides.
+one run.
 
   predict   `batchml predict --full` (the LR model, SQL scorer, into Delta) on --rows
-            rows, which counts the key (`lib/keys.count_keys`), against that count
-            alone on the same input version: the count's share of a run.
-  monitor   `by_period` (the per-period figure monitor records: exact AUC,
-            bootstrap interval on bins) over the scored rows in 12 periods, against its
-            exact-AUC query alone (`_exact_auc`): the share the exactness costs.
+            rows, which counts the key (`lib/features/keys.count_keys`), against that
+            count alone on the same input (the input's log read in both windows): the
+            count's share of a run. The sides do different work by design: the count
+            is part of the predict run; only the predict side writes (into an empty
+            table: the last run's output is removed before each run, untimed).
+  monitor   `by_period` (the per-period figure monitor records: exact AUC, bootstrap
+            interval on bins) over the scored rows in 12 periods, against its exact-AUC
+            query alone (`_exact_auc`): the share the exactness costs. Neither writes.
+
+Method: both comparisons through harness.side_by_side: the same warm-up per side
+(--warmup, default 1), the same --rounds (default 3) with the order of the sides rotated
+each round, every round printed, the median reported; shares are medians of the same
+run. One process, one session, no memory cap. Checks, every round and every size:
+predict scored --rows rows with --rows distinct keys, and the count alone found as many;
+by_period and the exact query gave an AUC for each of the 12 periods, the same ones.
 
 Data and model: `predict_batch.py`'s (the LR benchmark's synthetic table, a model
-trained on a 200,000-row sample); a workdir of that benchmark is reused.
+trained on a --sample-rows sample); a workdir of that benchmark is reused.
 
-    uv run python benchmarks/key_checks.py --workdir /tmp/bench_predict [--rows 4000000]
+    cd benchmarks && uv run python key_checks.py --workdir /tmp/bench_predict [--rows 4000000]
+    cd benchmarks && uv run python key_checks.py --smoke   # seconds: checks the work only
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
-import statistics
-import tempfile
-import time
-from datetime import UTC, datetime
-from pathlib import Path
+import shutil
+from typing import Any
 
-from predict_batch import settings_for
+import harness
+from predict_batch import prepare, settings_for
 from pyspark.sql import functions as F
-from train_lr import make_table
 
 from batchml.jobs import predict
-from batchml.jobs.train import job as train_job
-from batchml.lib.delta.embedded import EmbeddedDelta
+from batchml.lib.delta import delta_tables
 from batchml.lib.evaluation.over_time import _exact_auc, by_period
 from batchml.lib.features.keys import count_keys
 from batchml.lib.platform.logs import configure_logging
-from batchml.lib.spark.session import build_session
-from batchml.lib.tracking.registry import registry_of
+
+PERIODS = 12
 
 
-def timed(action) -> float:
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started
-
-
-def side_by_side(pairs: dict[str, object], rounds: int) -> dict[str, list[float]]:
-    """Each action once to warm up, then `rounds` rounds, the actions interleaved."""
-    for action in pairs.values():
-        action()
-    spent: dict[str, list[float]] = {name: [] for name in pairs}
-    for _ in range(rounds):
-        for name, action in pairs.items():
-            spent[name].append(timed(action))
-    return spent
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=4_000_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workdir", type=Path, default=None)
-    args = parser.parse_args()
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="batchml-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    settings = settings_for(work)
-    configure_logging("WARNING")
-    spark = build_session(settings)
-    tables = EmbeddedDelta(spark)
-    sample, source = str(work / "train_sample"), str(work / "score_input")
-    if not Path(sample).exists():
-        make_table(spark, sample, 200_000)
-    if not Path(source).exists() or tables.read(source).rows != args.rows:
-        make_table(spark, source, args.rows)
-    if not registry_of(settings).list("bench_lr"):
-        train_job.run(spark, settings, "bench_lr")
-    read = tables.read(source)
+def compare_keys(spark, settings, work, args) -> dict[str, Any]:
+    tables = delta_tables(spark, settings)
+    source = str(work / "score_input")
 
     def predict_run() -> None:
         request = predict.PredictRequest("bench_lr", full=True)
         report = predict.run(spark, settings, request)
-        assert report.rows_scored == args.rows and report.keys["distinct"] == args.rows
+        assert report.rows_scored == args.rows, report.message
+        assert report.keys["distinct"] == args.rows, report.keys
 
     def key_count() -> None:
-        assert count_keys(read.df, ["id"]).distinct == args.rows
+        counts = count_keys(tables.read(source).df, ["id"])
+        assert (counts.rows, counts.distinct) == (args.rows, args.rows), counts
 
-    runs = side_by_side({"predict": predict_run, "key_count": key_count}, args.rounds)
+    def empty_output(side: str) -> None:
+        if side == "predict":
+            shutil.rmtree(work / "scores", ignore_errors=True)
 
+    sides = harness.side_by_side(
+        {"predict": predict_run, "key_count": key_count},
+        rounds=args.rounds,
+        warmup=args.warmup,
+        before=empty_output,
+        label="keys",
+    )
+    harness.note(sides.table())
+    return {
+        **sides.figures(),
+        "key_count_share_of_predict": round(sides.ratio("key_count", "predict"), 3),
+    }
+
+
+def compare_auc(spark, settings, work, args) -> dict[str, Any]:
+    tables = delta_tables(spark, settings)
     # the predictions just written, labelled, in 12 periods (the id's month of a year)
-    labels = read.df.select("id", "label")
+    labels = tables.read(str(work / "score_input")).df.select("id", "label")
     scored = (
         tables.read(str(work / "scores"))
         .df.join(labels, "id")
-        .select("probability", "label", (F.col("id") % 12).cast("string").alias("period"))
+        .select("probability", "label", (F.col("id") % PERIODS).cast("string").alias("period"))
     )
     y, p = F.col("label").cast("double"), F.col("probability")
 
-    def per_period() -> None:
+    def per_period() -> dict[str, float]:
         found = by_period(scored, "label", "probability", "period", task="binary")
-        assert len(found) == 12
+        assert len(found) == PERIODS and all(e["value"] is not None for e in found), found
+        return {entry["period"]: entry["value"] for entry in found}
 
-    def exact_only() -> None:
-        period = F.col("period").alias("period")
-        assert len(_exact_auc(scored, period, y, p)) == 12
+    def exact_only() -> dict[str, float]:
+        found = _exact_auc(scored, F.col("period").alias("period"), y, p)
+        assert len(found) == PERIODS, found
+        return found
 
-    runs.update(side_by_side({"by_period": per_period, "exact_auc": exact_only}, args.rounds))
-    median = {name: statistics.median(values) for name, values in runs.items()}
-    result = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {spark.sparkContext.defaultParallelism} task slots",
-        "rows": args.rows,
-        "rounds": args.rounds,
-        "seconds": {name: [round(v, 3) for v in values] for name, values in runs.items()},
-        "median_seconds": {name: round(v, 3) for name, v in median.items()},
-        "key_count_share_of_predict": round(median["key_count"] / median["predict"], 3),
-        "exact_auc_share_of_by_period": round(median["exact_auc"] / median["by_period"], 3),
+    sides = harness.side_by_side(
+        {"by_period": per_period, "exact_auc": exact_only},
+        rounds=args.rounds,
+        warmup=args.warmup,
+        label="auc",
+    )
+    harness.note(sides.table())
+    # by_period's AUC is the exact query's: the same figure, not a binned one (up to the
+    # order Spark sums doubles in)
+    per_period, exact = sides.results["by_period"], sides.results["exact_auc"]
+    assert per_period.keys() == exact.keys(), (per_period, exact)
+    assert all(abs(per_period[k] - exact[k]) <= 1e-12 for k in exact), (per_period, exact)
+    return {
+        **sides.figures(),
+        "exact_auc_share_of_by_period": round(sides.ratio("exact_auc", "by_period"), 3),
     }
-    print(json.dumps(result, indent=2))
-    spark.stop()
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = harness.arguments(__doc__)
+    parser.add_argument("--rows", type=int, default=4_000_000)
+    parser.add_argument("--sample-rows", type=int, default=200_000)
+    parser.add_argument(
+        "--max-iter", type=int, default=50, help="the logistic regression's iterations"
+    )
+    args = harness.parse(parser, argv, rows=3_000, sample_rows=2_000, max_iter=10)
+    given = args.workdir is not None
+    work = harness.workdir(args, "keys").resolve()
+    settings = settings_for(work, iterations=args.max_iter)
+    configure_logging("WARNING")
+    try:
+        with harness.session(settings) as spark:
+            prepare(spark, settings, work, args.rows, args.sample_rows, ("bench_lr",))
+            results = {
+                **harness.header(args),
+                "rows": args.rows,
+                "task_slots": spark.sparkContext.defaultParallelism,
+                "predict": compare_keys(spark, settings, work, args),
+                "monitor": compare_auc(spark, settings, work, args),
+            }
+    finally:
+        if not given:  # a temporary folder of this run only
+            shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(results, indent=2))
+    return results
 
 
 if __name__ == "__main__":

@@ -82,6 +82,7 @@ def spark(session_overrides: list[str]) -> SparkSession:
 # ordered by their summed `--durations=0` figures (3 workers, 2026-12-07, C1 JVMs).
 LONGEST_FIRST = [
     "test_object_store.py",
+    "test_benchmarks.py",
     "test_train_tuning.py",
     "test_train.py",
     "test_submit.py",
